@@ -1,0 +1,119 @@
+//! The reference answers: what `src/lib.rs` looks like when every TODO is
+//! done. `cargo test --features solution` grades these instead of yours, and
+//! the `solution` binary narrates them.
+//!
+//! They are written against the learner-facing API only (`cache_aside_lab::…`),
+//! exactly as a learner would write them.
+
+use std::sync::PoisonError;
+use std::time::{Duration, Instant};
+
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, User, key_lock, user_key};
+
+const SELECT_USER: &str = "SELECT id, name, email, plan FROM users WHERE id = $1";
+const UPDATE_PLAN: &str = "UPDATE users SET plan = $1, updated_at = now() WHERE id = $2";
+
+/// How often a reader waiting on somebody else's lease looks again.
+const LEASE_POLL: Duration = Duration::from_millis(5);
+
+fn load(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    Ok(lab.db.query_opt(SELECT_USER, &[&user_id])?.map(|row| User::from_row(&row)))
+}
+
+// Part 1 ---------------------------------------------------------------------
+
+pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    // Cache-aside: the application, not the cache, decides when to load.
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let Some(user) = load(lab, user_id)? else {
+        // Nothing to cache: Part 1 does not cache absence (Part 3 does).
+        return Ok(None);
+    };
+    // The TTL bounds the damage if an invalidation is ever lost.
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}
+
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    // Write first, then invalidate. The other order lets a reader that runs
+    // between the two steps miss, read the *old* row, and cache it after our
+    // delete: stale until the TTL. Invalidating (rather than SETting the new
+    // value) is what keeps two racing writers from leaving the older value.
+    // A plan that the CHECK constraint rejects fails here, before the cache
+    // is touched; parameters ($1) mean the plan is data, never SQL.
+    lab.db.execute(UPDATE_PLAN, &[&plan, &user_id])?;
+    lab.cache.delete(&user_key(user_id))?;
+    Ok(())
+}
+
+// Part 2 ---------------------------------------------------------------------
+
+pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    // Hits never take the lock: it is only for the miss path.
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    // One lock per key: a slow fill of one user never holds up another.
+    let lock = key_lock(&key);
+    // A poisoned lock only means another reader panicked; the cache is still
+    // consistent, so carry on.
+    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    // The double-check: whoever held the lock before us has most likely
+    // filled the cache. Without this, every waiter queries in turn.
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    // We are the leader: load and fill *before* releasing the lock, so the
+    // waiters find the value.
+    let Some(user) = load(lab, user_id)? else { return Ok(None) };
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}
+
+// Part 3 ---------------------------------------------------------------------
+
+pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    // Past this, stop waiting and read Postgres (without filling). A dead
+    // holder's lease expires after LEASE_TTL, so normally we never get here.
+    let give_up = Instant::now() + 2 * LEASE_TTL;
+    loop {
+        // `Option<User>` in the cache: `null` is a cached "no such user"
+        // (negative caching), so a herd on a missing id costs one statement.
+        match lab.cache.get_json::<Option<User>>(&key) {
+            Ok(Some(cached)) => return Ok(cached),
+            Ok(None) => {}
+            // Redis is failing: the cache is an optimisation, Postgres is the
+            // truth. Serve from Postgres and do not try to fill.
+            Err(_) => return load(lab, user_id),
+        }
+        match lab.cache.try_lease(&key, LEASE_TTL) {
+            Ok(Some(lease)) => {
+                let user = load(lab, user_id)?;
+                let ttl = if user.is_some() { CACHE_TTL } else { ABSENT_TTL };
+                // Refused (false) if an update revoked our lease after we
+                // read: our row may be stale, so return it but do not cache
+                // it. A failing cache is not this reader's problem either.
+                let _ = lab.cache.fill_with_lease(&key, &lease, &user, ttl);
+                return Ok(user);
+            }
+            // Somebody else is filling: wait for their value (or for their
+            // lease to expire, if they died) instead of querying ourselves.
+            Ok(None) if Instant::now() < give_up => std::thread::sleep(LEASE_POLL),
+            Ok(None) | Err(_) => return load(lab, user_id),
+        }
+    }
+}
+
+pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.db.execute(UPDATE_PLAN, &[&plan, &user_id])?;
+    // `invalidate` drops the value and any lease at once, so a reader that
+    // read the old row before our write can no longer fill it. If it fails,
+    // the cache may hold the old row: say so instead of pretending success.
+    lab.cache.invalidate(&user_key(user_id))
+}

@@ -1,0 +1,113 @@
+//! Part 3: leases, after "Scaling Memcache at Facebook" (NSDI 2013, §3.2.1).
+//!
+//! On a miss, one reader per key gets a lease (a token with a short TTL) and
+//! only a lease holder may fill the key. Everybody else waits for the fill or
+//! for the lease to expire. An invalidation deletes the value *and* the lease,
+//! so a reader that read Postgres before a write can no longer fill the old
+//! row afterwards: the stale-set race is closed. Each command below is one Lua
+//! script or one command: atomic and a single round trip.
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use redis::Script;
+use serde::Serialize;
+
+use super::cache::{Cache, to_json, ttl_millis};
+use super::{Error, Result};
+
+/// The right to fill one key, held until it is used or expires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    key: String,
+    token: String,
+}
+
+impl Lease {
+    /// The key this lease may fill.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Takes the lease unless the key already holds a value (then read it
+/// instead) or somebody else holds the lease (then wait for their fill).
+static TRY_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+          if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+          return 0",
+    )
+});
+
+/// Fills the key only while this exact lease is still current, then drops it.
+static FILL_WITH_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+          redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+          redis.call('DEL', KEYS[2])
+          return 1",
+    )
+});
+
+fn lease_key(full_key: &str) -> String {
+    format!("{full_key}#lease")
+}
+
+fn new_token() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let random = RandomState::new().hash_one(SEQ.fetch_add(1, Ordering::Relaxed));
+    format!("{:x}-{random:016x}", std::process::id())
+}
+
+impl Cache {
+    /// Asks for the right to fill `key`. `Some(lease)`: you are the one reader
+    /// that should load it (and fill it with [`Cache::fill_with_lease`]).
+    /// `None`: the key has a value now, or another reader holds the lease;
+    /// read again shortly. The lease expires after `ttl`, so a holder that
+    /// dies delays the others by at most that.
+    pub fn try_lease(&self, key: &str, ttl: std::time::Duration) -> Result<Option<Lease>> {
+        let full = self.key(key)?;
+        let ms = ttl_millis(ttl)?;
+        let token = new_token();
+        let taken: i64 =
+            self.command(|c| TRY_LEASE.key(&full).key(lease_key(&full)).arg(&token).arg(ms).invoke(c))?;
+        Ok((taken == 1).then(|| Lease { key: key.to_string(), token }))
+    }
+
+    /// Stores `value` at `key` if `lease` is still the key's current lease.
+    /// Returns false if it is not (it expired, or an invalidation revoked it
+    /// because the data changed): then the value you hold may be stale, so
+    /// return it to your caller but do not cache it.
+    pub fn fill_with_lease<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        lease: &Lease,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool> {
+        if lease.key != key {
+            return Err(Error::InvalidInput(format!(
+                "the lease was taken for {:?}, not {key:?}",
+                lease.key
+            )));
+        }
+        let full = self.key(key)?;
+        let ms = ttl_millis(ttl)?;
+        let json = to_json(value)?;
+        let filled: i64 = self.command(|c| {
+            FILL_WITH_LEASE.key(&full).key(lease_key(&full)).arg(&lease.token).arg(&json[..]).arg(ms).invoke(c)
+        })?;
+        Ok(filled == 1)
+    }
+
+    /// Deletes the value and any lease on `key` in one atomic step, so a fill
+    /// already in flight (holding the old row) is refused.
+    pub fn invalidate(&self, key: &str) -> Result<()> {
+        let full = self.key(key)?;
+        self.command(|c| redis::cmd("DEL").arg(&full).arg(lease_key(&full)).query::<i64>(c))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,136 @@
+//! # Cache-aside with Postgres + Redis
+//!
+//! This is your file. You put a Redis cache in front of the Postgres `users`
+//! table with *cache-aside* (lazy loading): your code checks the cache, and on
+//! a miss reads Postgres and fills the cache itself. (Read-through is the
+//! other way round: the cache loads from the database for you.) Then the tests
+//! prove that a hit never touches Postgres, that a write invalidates the
+//! cached copy, and that a stampede on a cold key reaches Postgres once.
+//!
+//! Fill in each `todo!()` below and run `cargo test` until it is green.
+//! `cargo run --bin solution` shows the reference behaviour, narrated.
+//! Stuck? `HINTS.md` has one section per TODO; `docs/caching-strategy.md`
+//! has the theory.
+//!
+//! # Layout
+//! - `src/lib.rs` (this file): the given types and helpers, and the TODOs:
+//!   Part 1 cache-aside, Part 2 single-flight, Part 3 (optional) leases.
+//! - `src/labkit/`: the platform. [`labkit::Lab`] hands you a pooled
+//!   Postgres ([`labkit::Db`], with a statement counter) and Redis
+//!   ([`labkit::Cache`]). You never open a connection.
+//! - `tests/`: the grader. Each failure says what happened, what should have
+//!   happened, and a hint.
+//! - `solution/`: the reference answers, and a catalogue of classic mistakes
+//!   that the grader must reject.
+
+pub mod labkit;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use labkit::{Lab, Result};
+
+/// How long a cached user lives. The TTL bounds how stale an entry can get if
+/// an invalidation is ever lost.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+/// Part 3: how long a lease holder may take to fill a key before another
+/// reader may try (the delay a crashed holder costs).
+pub const LEASE_TTL: Duration = Duration::from_secs(2);
+/// Part 3: how long "this user does not exist" is cached. Short, so a user
+/// created later shows up soon.
+pub const ABSENT_TTL: Duration = Duration::from_secs(5);
+
+/// A row of the `users` table, as cached (JSON) and returned.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct User {
+    pub id: i32,
+    pub name: String,
+    pub email: String,
+    pub plan: String,
+}
+
+impl User {
+    /// Builds a `User` from a row selected with (at least) the columns `id`,
+    /// `name`, `email` and `plan`, by column name. Panics if one is missing.
+    pub fn from_row(row: &labkit::Row) -> User {
+        User { id: row.get("id"), name: row.get("name"), email: row.get("email"), plan: row.get("plan") }
+    }
+}
+
+/// The cache key of a user: `user:{user_id}`.
+pub fn user_key(user_id: i32) -> String {
+    format!("user:{user_id}")
+}
+
+/// The lock for one cache key, shared by every thread that asks for the same
+/// key while any of them still holds it; different keys get different locks.
+///
+/// It is a `std::sync::Mutex`, not an async one, because the whole lab is
+/// synchronous and the lock is held across blocking I/O on purpose: waiting
+/// threads should sleep until the leader has filled the cache. Entries are
+/// removed once nobody holds them, so the map stays as small as the number
+/// of keys in flight (see `labkit::KeyLocks`).
+pub fn key_lock(key: &str) -> Arc<Mutex<()>> {
+    labkit::KeyLocks::global().get(key)
+}
+
+// ---------------------------------------------------------------------------
+// Part 1: cache-aside
+// ---------------------------------------------------------------------------
+
+/// Returns user `user_id`, from the cache when it is there, otherwise from
+/// Postgres (then caching it for [`CACHE_TTL`] under [`user_key`]).
+/// A user that does not exist is `Ok(None)`.
+pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    // TODO: Part 1. Goal: a hit sends 0 statements to Postgres; a miss reads
+    // Postgres once and leaves `user:{id}` in the cache with a TTL.
+    // Question: what must happen before you query Postgres, and after?
+    todo!("Part 1: get_user_profile({lab:?}, user_id = {user_id}): check the cache at user_key({user_id}), else read Postgres and fill the cache")
+}
+
+/// Sets the plan of user `user_id` in Postgres, so that no reader sees the
+/// old plan afterwards.
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    // TODO: Part 1. Goal: after this returns, `user:{id}` is gone from the
+    // cache and the next read returns the new plan.
+    // Question: a reader may fill the cache while your UPDATE is in flight;
+    // which order of "write" and "invalidate" leaves no stale entry behind?
+    todo!("Part 1: update_user_plan({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then invalidate user_key({user_id})")
+}
+
+// ---------------------------------------------------------------------------
+// Part 2: single-flight
+// ---------------------------------------------------------------------------
+
+/// Like [`get_user_profile`], but when many threads miss the same key at
+/// once, only one of them queries Postgres; the others wait for its fill.
+pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    // TODO: Part 2. Goal: 50 concurrent cold reads of one user send exactly 1
+    // statement, all 50 get the user, and other keys are never held up.
+    // Question: once a waiting thread finally gets the lock, what should it
+    // look at before it queries Postgres?
+    todo!("Part 2: get_user_profile_singleflight({lab:?}, user_id = {user_id}): on a miss take key_lock(&user_key({user_id})), check the cache again, then load")
+}
+
+// ---------------------------------------------------------------------------
+// Part 3 (optional): leases. `cargo test -- --ignored` grades it.
+// ---------------------------------------------------------------------------
+
+/// Like [`get_user_profile`], but safe against the stale-set race and against
+/// herds that a process-local lock cannot stop (many processes, or a user
+/// that does not exist). Uses `lab.cache.try_lease` / `fill_with_lease`.
+pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    // TODO: Part 3. Goal: one statement per herd across processes, absence
+    // cached for ABSENT_TTL, a dead lease holder costs at most LEASE_TTL, and
+    // with Redis failing you still answer from Postgres.
+    // Question: who may fill the cache, and what do the others do meanwhile?
+    todo!("Part 3: get_user_profile_leased({lab:?}, user_id = {user_id}): read the cache, else take a lease on user_key({user_id}), load, and fill with the lease")
+}
+
+/// Like [`update_user_plan`], but the invalidation also revokes any lease, so
+/// a fill already in flight with the old row is refused.
+pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    // TODO: Part 3. Goal: no stale value survives a reader that read Postgres
+    // just before your write. Question: what if the invalidation fails?
+    todo!("Part 3: update_user_plan_leased({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then lab.cache.invalidate(user_key({user_id}))")
+}

@@ -1,0 +1,286 @@
+//! The one body of checks. Each check takes the answers to grade (a trait
+//! object over the five learner functions) and returns an [`Outcome`] instead
+//! of panicking, so the same code grades the learner (`cargo test`), the
+//! reference (`--features solution`) and every entry of the mistakes
+//! catalogue, which must be rejected.
+//!
+//! Rules every check follows:
+//! - it asserts observable behaviour only (see LAB_CONTRACT.md, last section);
+//! - it runs on a private `Lab::isolated()`;
+//! - every wait is bounded: a wrong answer fails within [`BOUND`], and races
+//!   are arranged with labkit's hooks, never with sleeps.
+
+pub mod part1;
+pub mod part2;
+pub mod part3;
+
+use std::any::Any;
+use std::fmt;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use cache_aside_lab::User;
+use cache_aside_lab::labkit::hooks::Parked;
+use cache_aside_lab::labkit::{Lab, Result};
+
+/// No check waits longer than this for learner code.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+/// The five functions a learner writes. The defaults are the reference
+/// answers, so a catalogue entry overrides only what its mistake changes.
+pub trait Answers: Send + Sync + 'static {
+    /// Names these answers for a child process (the cross-process herd).
+    fn id(&self) -> &'static str;
+    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        crate::reference::get_user_profile(lab, user_id)
+    }
+    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+        crate::reference::update_user_plan(lab, user_id, plan)
+    }
+    fn get_user_profile_singleflight(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        crate::reference::get_user_profile_singleflight(lab, user_id)
+    }
+    fn get_user_profile_leased(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        crate::reference::get_user_profile_leased(lab, user_id)
+    }
+    fn update_user_plan_leased(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+        crate::reference::update_user_plan_leased(lab, user_id, plan)
+    }
+}
+
+/// The learner's answers in `src/lib.rs`.
+pub struct Learner;
+
+impl Answers for Learner {
+    fn id(&self) -> &'static str {
+        "learner"
+    }
+    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        cache_aside_lab::get_user_profile(lab, user_id)
+    }
+    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+        cache_aside_lab::update_user_plan(lab, user_id, plan)
+    }
+    fn get_user_profile_singleflight(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        cache_aside_lab::get_user_profile_singleflight(lab, user_id)
+    }
+    fn get_user_profile_leased(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
+        cache_aside_lab::get_user_profile_leased(lab, user_id)
+    }
+    fn update_user_plan_leased(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+        cache_aside_lab::update_user_plan_leased(lab, user_id, plan)
+    }
+}
+
+/// The reference answers in `solution/reference.rs`.
+pub struct Reference;
+
+impl Answers for Reference {
+    fn id(&self) -> &'static str {
+        "reference"
+    }
+}
+
+pub type Subject = &'static dyn Answers;
+pub type CheckFn = fn(Subject) -> Outcome;
+pub type Outcome = std::result::Result<(), Failure>;
+
+/// Why a check rejected the answers: what happened, what should have
+/// happened, and a one-line hint.
+#[derive(Debug, Clone)]
+pub enum Failure {
+    Wrong { observed: String, expected: String, hint: String },
+    /// The lab itself could not start (services down): labkit's message
+    /// already says what to do.
+    Setup(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Wrong { observed, expected, hint } => write!(f, "{observed}: {expected}. Hint: {hint}"),
+            Failure::Setup(message) => write!(f, "{message}"),
+        }
+    }
+}
+
+pub fn fail(observed: impl fmt::Display, expected: impl fmt::Display, hint: impl fmt::Display) -> Failure {
+    Failure::Wrong { observed: observed.to_string(), expected: expected.to_string(), hint: hint.to_string() }
+}
+
+pub fn ensure(ok: bool, failure: impl FnOnce() -> Failure) -> Outcome {
+    if ok { Ok(()) } else { Err(failure()) }
+}
+
+/// Runs a check as a `#[test]`: a failure becomes the test's panic message.
+pub fn grade(subject: Subject, check: CheckFn) {
+    if let Err(failure) = check(subject) {
+        panic!("{failure}");
+    }
+}
+
+/// A fresh private lab.
+pub fn lab() -> std::result::Result<Arc<Lab>, Failure> {
+    Lab::isolated().map(Arc::new).map_err(|e| Failure::Setup(e.to_string()))
+}
+
+/// The row as Postgres has it, read by the check itself. Resets the
+/// statement counter, so call it before what you measure.
+pub fn stored(lab: &Lab, user_id: i32) -> std::result::Result<Option<User>, Failure> {
+    let row = lab
+        .db
+        .query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])
+        .map_err(|e| Failure::Setup(e.to_string()))?;
+    lab.db.reset_counters();
+    Ok(row.map(|r| User::from_row(&r)))
+}
+
+/// `stored`, for a user the seed has.
+pub fn seeded(lab: &Lab, user_id: i32) -> std::result::Result<User, Failure> {
+    stored(lab, user_id)?.ok_or_else(|| Failure::Setup(format!("seed.sql has no user {user_id}")))
+}
+
+/// What the check itself sees in the cache (not counted as statements).
+pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duration>), Failure> {
+    let setup = |e: cache_aside_lab::labkit::Error| Failure::Setup(e.to_string());
+    Ok((lab.cache.exists(key).map_err(setup)?, lab.cache.ttl(key).map_err(setup)?))
+}
+
+/// Learner code running on its own thread, so that a check can wait for it
+/// with a bound, and so that a hang fails the check instead of the suite.
+pub struct Pending<T> {
+    what: String,
+    lab: Arc<Lab>,
+    rx: mpsc::Receiver<std::thread::Result<T>>,
+    done: Option<std::thread::Result<T>>,
+}
+
+pub fn spawn<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    what: impl Into<String>,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> Pending<T> {
+    let (tx, rx) = mpsc::channel();
+    let thread_lab = lab.clone();
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
+        let _ = tx.send(result);
+    });
+    Pending { what: what.into(), lab: lab.clone(), rx, done: None }
+}
+
+impl<T> Pending<T> {
+    /// Waits up to `timeout`. A panic in learner code (such as `todo!()`) is
+    /// re-raised here, so the test shows the learner's own message.
+    pub fn wait(mut self, timeout: Duration) -> std::result::Result<T, Failure> {
+        let received = match self.done.take() {
+            Some(result) => Ok(result),
+            None => self.rx.recv_timeout(timeout),
+        };
+        match received {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(panic)) => resume(panic),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                // Make the stuck thread's next labkit call fail, so it exits.
+                self.lab.hooks().close();
+                Err(fail(
+                    format!("{} did not return within {timeout:?}", self.what),
+                    "every call returns promptly",
+                    "look for a lock taken twice on one thread, or a wait for a value nobody will write",
+                ))
+            }
+        }
+    }
+
+    /// Whether it has finished, waiting at most `timeout` (it keeps running).
+    pub fn finishes_within(&mut self, timeout: Duration) -> bool {
+        if self.done.is_none() {
+            self.done = self.rx.recv_timeout(timeout).ok();
+        }
+        self.done.is_some()
+    }
+}
+
+fn resume<T>(panic: Box<dyn Any + Send>) -> T {
+    std::panic::resume_unwind(panic)
+}
+
+/// Waits until `parked` holds a statement, or until `pending` finished
+/// without sending one (then there is no point waiting longer).
+pub fn wait_parked<T>(parked: &Parked<'_>, pending: &mut Pending<T>, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if parked.wait(Duration::from_millis(10)) {
+            return true;
+        }
+        if pending.finishes_within(Duration::ZERO) {
+            return parked.is_parked();
+        }
+    }
+    false
+}
+
+/// Calls learner code with the standard bound.
+pub fn call<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    what: impl Into<String>,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> std::result::Result<T, Failure> {
+    spawn(lab, what, f).wait(BOUND)
+}
+
+/// Unwraps a learner `Result`, turning `Err` into a failure.
+pub fn ok<T>(what: &str, result: Result<T>, hint: &str) -> std::result::Result<T, Failure> {
+    result.map_err(|e| fail(format!("{what} returned Err({e})"), "Ok", hint))
+}
+
+/// `n` threads released at once by a barrier, each running `read`. While
+/// they run, `conduct` runs on the calling thread (to release parked
+/// statements). Results come back in no particular order.
+pub fn herd<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    n: usize,
+    read: impl Fn(&Lab) -> T + Send + Sync + 'static,
+    conduct: impl FnOnce(),
+) -> std::result::Result<Vec<T>, Failure> {
+    let barrier = Arc::new(Barrier::new(n));
+    let read = Arc::new(read);
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..n {
+        let (lab, barrier, read, tx) = (lab.clone(), barrier.clone(), read.clone(), tx.clone());
+        std::thread::spawn(move || {
+            barrier.wait();
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab)));
+            let _ = tx.send(result);
+        });
+    }
+    drop(tx);
+    conduct();
+    let deadline = Instant::now() + BOUND;
+    let mut results = Vec::with_capacity(n);
+    while results.len() < n {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Ok(value)) => results.push(value),
+            Ok(Err(panic)) => resume(panic),
+            Err(_) => {
+                lab.hooks().close();
+                return Err(fail(
+                    format!("{} of {n} concurrent readers had not returned after {BOUND:?}", n - results.len()),
+                    "every reader returns promptly",
+                    "waiters must wake up once the leader has filled the cache; never wait without a way out",
+                ));
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// Shows a read result compactly in messages.
+pub fn show(result: &Result<Option<User>>) -> String {
+    match result {
+        Ok(Some(u)) => format!("Some(user {} on plan {:?})", u.id, u.plan),
+        Ok(None) => "Ok(None)".into(),
+        Err(e) => format!("Err({e})"),
+    }
+}

@@ -1,0 +1,310 @@
+//! Part 3 (optional): leases against the stale-set race, herds across
+//! processes and on missing users, dead lease holders, and a failing Redis.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use cache_aside_lab::labkit::hooks::Trap;
+use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, user_key};
+
+use super::*;
+
+const SLOW: Duration = Duration::from_millis(50);
+const GRACE: Duration = Duration::from_millis(300);
+pub const PROCESSES: usize = 3;
+pub const THREADS_PER_PROCESS: usize = 16;
+/// The test that doubles as the child process of the cross-process herd.
+pub const HERD_TEST: &str = "part3_a_herd_across_three_processes_sends_one_statement";
+const ENV_SPACE: &str = "LAB_HERD_SPACE";
+const ENV_ANSWERS: &str = "LAB_HERD_ANSWERS";
+
+/// A leased read fills the cache, then hits, and a missing user is `None`.
+pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let expected = seeded(&lab, 1)?;
+    let got = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
+    let got = ok("get_user_profile_leased(user 1)", got, "read the cache, else take a lease, load and fill")?;
+    ensure(got.as_ref() == Some(&expected), || {
+        fail(format!("a cold leased read of user 1 returned {got:?}"), format!("Some({expected:?})"), "load the row on a miss")
+    })?;
+    let (present, ttl) = cached(&lab, &user_key(1))?;
+    ensure(present && ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL), || {
+        fail(
+            format!("after a cold leased read, user:1 present = {present}, TTL {ttl:?}"),
+            "cached with a TTL in (0, CACHE_TTL]",
+            "fill with lab.cache.fill_with_lease(&key, &lease, &user, CACHE_TTL)",
+        )
+    })?;
+    let before = lab.db.query_count();
+    let hit = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
+    ok("get_user_profile_leased(user 1)", hit, "a hit returns the cached user")?;
+    ensure(lab.db.query_count() == before, || {
+        fail("a leased hit sent statements", "0 statements for a hit", "read the cache first")
+    })?;
+    let missing = call(&lab, "get_user_profile_leased(user 999)", move |lab| a.get_user_profile_leased(lab, 999))?;
+    ensure(matches!(missing, Ok(None)), || {
+        fail(format!("user 999 read as {}", show(&missing)), "Ok(None)", "a missing user is None")
+    })
+}
+
+/// The stale-set race: a reader parked right after its SELECT, an update in
+/// between, then the reader's fill. No later read may see the old plan.
+pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 2)?;
+    let plan = if before.plan == "pro" { "enterprise" } else { "pro" };
+    let parked = lab.hooks().park(Trap::after_read());
+    let mut reader = spawn(&lab, "get_user_profile_leased(user 2)", move |lab| a.get_user_profile_leased(lab, 2));
+    if !wait_parked(&parked, &mut reader, Duration::from_secs(5)) {
+        drop(parked);
+        let _ = reader.wait(BOUND)?;
+        return Err(fail("a cold leased read of user 2 sent no read", "a miss loads the row", "query on a miss"));
+    }
+    let update = call(&lab, format!("update_user_plan_leased(user 2, {plan:?})"), move |lab| {
+        a.update_user_plan_leased(lab, 2, plan)
+    })?;
+    ok("update_user_plan_leased", update, "write Postgres, then lab.cache.invalidate(&key)")?;
+    drop(parked);
+    ok("the parked get_user_profile_leased(user 2)", reader.wait(BOUND)?, "a refused fill is not an error")?;
+    for attempt in 1..=3 {
+        let read = call(&lab, "get_user_profile_leased(user 2)", move |lab| a.get_user_profile_leased(lab, 2))?;
+        ensure(matches!(&read, Ok(Some(u)) if u.plan == plan), || {
+            fail(
+                format!("read {attempt} after the race returned {}", show(&read)),
+                format!("plan {plan:?}: the reader that read {:?} before the update must not fill it afterwards", before.plan),
+                "fill only with fill_with_lease, and invalidate with lab.cache.invalidate so the lease is revoked",
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A herd of 50 on a missing user costs 1 statement; all get `Ok(None)`;
+/// absence is cached for at most ABSENT_TTL.
+pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
+    let lab = lab()?;
+    lab.hooks().slow_statements(SLOW);
+    let base = lab.hooks().statements_started();
+    let parked = lab.hooks().park(Trap::after_read());
+    let hooks_lab = lab.clone();
+    let results = herd(&lab, 50, move |lab| a.get_user_profile_leased(lab, 999), move || {
+        if parked.wait(BOUND / 2) {
+            hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
+        }
+        drop(parked);
+    })?;
+    let statements = lab.db.query_count();
+    let wrong = results.iter().filter(|r| !matches!(r, Ok(None))).count();
+    ensure(wrong == 0, || {
+        let example = results.iter().find(|r| !matches!(r, Ok(None))).map(show).unwrap_or_default();
+        fail(format!("{wrong} of 50 readers of missing user 999 got {example}"), "Ok(None) for all", "cache absence as null and return None")
+    })?;
+    ensure(statements == 1, || {
+        fail(
+            format!("{statements} statements for 50 concurrent reads of missing user 999"),
+            "exactly 1",
+            "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
+        )
+    })?;
+    let (present, ttl) = cached(&lab, &user_key(999))?;
+    ensure(present && ttl.is_some_and(|t| !t.is_zero() && t <= ABSENT_TTL), || {
+        fail(
+            format!("absence of user 999 cached: {present}, TTL {ttl:?}"),
+            format!("cached with a TTL in (0, ABSENT_TTL = {ABSENT_TTL:?}]"),
+            "use ABSENT_TTL, not CACHE_TTL, for a missing user, so a user created later shows up soon",
+        )
+    })
+}
+
+/// A lease whose holder died (taken, never filled) delays a reader by at
+/// most LEASE_TTL: the read returns the user within LEASE_TTL + 1 s.
+pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let lease = lab.cache.try_lease(&user_key(1), LEASE_TTL).map_err(|e| Failure::Setup(e.to_string()))?;
+    ensure(lease.is_some(), || Failure::Setup("could not take the lease on a cold user:1".into()))?;
+    let limit = LEASE_TTL + Duration::from_secs(1);
+    let started = Instant::now();
+    let read = spawn(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1)).wait(limit);
+    let read = read.map_err(|_| {
+        fail(
+            format!("with a dead lease holder, a read had not returned after {limit:?}"),
+            "a read returns within LEASE_TTL + 1 s",
+            "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
+        )
+    })?;
+    ensure(matches!(&read, Ok(Some(u)) if u.id == 1), || {
+        fail(
+            format!("with a dead lease holder, the read returned {} after {:?}", show(&read), started.elapsed()),
+            "user 1",
+            "once the lease expires, take it yourself and load the row",
+        )
+    })
+}
+
+/// With every cache call failing, a leased read is served from Postgres.
+pub fn redis_failing_read_uses_postgres(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let expected = seeded(&lab, 1)?;
+    lab.hooks().fail_cache(true);
+    let read = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
+    ensure(matches!(&read, Ok(Some(u)) if *u == expected), || {
+        fail(
+            format!("with Redis failing, get_user_profile_leased(user 1) returned {}", show(&read)),
+            "the user, read from Postgres",
+            "the cache is an optimisation: when a cache call fails, read Postgres and skip the fill",
+        )
+    })
+}
+
+/// With every cache call failing, a leased update still writes Postgres and
+/// then returns `Err`, because the invalidation did not happen.
+pub fn redis_failing_update_is_an_error(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 1)?;
+    let plan = if before.plan == "free" { "pro" } else { "free" };
+    lab.hooks().fail_cache(true);
+    let done = call(&lab, format!("update_user_plan_leased(user 1, {plan:?})"), move |lab| a.update_user_plan_leased(lab, 1, plan))?;
+    lab.hooks().fail_cache(false);
+    let stored_plan = seeded(&lab, 1)?.plan;
+    ensure(stored_plan == plan, || {
+        fail(
+            format!("with Redis failing, Postgres kept plan {stored_plan:?}"),
+            format!("the write to Postgres happens first, so it holds {plan:?}"),
+            "write Postgres before touching the cache",
+        )
+    })?;
+    ensure(done.is_err(), || {
+        fail(
+            "with Redis failing, update_user_plan_leased returned Ok",
+            "Err: the invalidation failed, so the cache may still serve the old plan",
+            "propagate the error of lab.cache.invalidate with `?`",
+        )
+    })
+}
+
+/// Several processes read one cold user at once: exactly 1 statement in all.
+/// This function is also the child: run with LAB_HERD_SPACE set, it joins
+/// that lab, waits for "go" on stdin, and reports its own count.
+pub fn herd_across_processes(a: Subject) -> Outcome {
+    if let Ok(space) = std::env::var(ENV_SPACE) {
+        child(&space);
+        return Ok(());
+    }
+    let lab = lab()?;
+    let space = lab.space_name().expect("isolated").to_string();
+    let exe = std::env::current_exe().map_err(|e| Failure::Setup(e.to_string()))?;
+    let mut children = Vec::new();
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    for i in 0..PROCESSES {
+        let mut child = Command::new(&exe)
+            .args([HERD_TEST, "--exact", "--include-ignored", "--nocapture", "--test-threads=1", "-q"])
+            .env(ENV_SPACE, &space)
+            .env(ENV_ANSWERS, a.id())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Failure::Setup(format!("cannot start a child process: {e}")))?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(std::result::Result::ok) {
+                let _ = tx.send((i, line));
+            }
+        });
+        children.push(child);
+    }
+    drop(tx);
+    let deadline = Instant::now() + BOUND;
+    let (mut ready, mut reports) = (0, Vec::new());
+    let outcome = (|| {
+        while reports.len() < PROCESSES {
+            let (i, line) = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .map_err(|_| fail("the herd's child processes did not report in time", "each reports within 10 s", "a reader that never returns"))?;
+            if line == "READY" {
+                ready += 1;
+                if ready == PROCESSES {
+                    // All threads of all processes are at their barriers: go.
+                    for child in &mut children {
+                        let _ = child.stdin.as_mut().expect("piped").write_all(b"GO\n");
+                    }
+                }
+            } else if let Some(report) = line.strip_prefix("HERD ") {
+                reports.push((i, report.to_string()));
+            }
+        }
+        Ok::<_, Failure>(())
+    })();
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    outcome?;
+    let (mut statements, mut users, mut errors) = (0, 0, Vec::new());
+    for (_, report) in &reports {
+        for field in report.split_whitespace() {
+            match field.split_once('=') {
+                Some(("statements", n)) => statements += n.parse::<u64>().unwrap_or(0),
+                Some(("users", n)) => users += n.parse::<usize>().unwrap_or(0),
+                Some(("error", e)) => errors.push(e.to_string()),
+                _ => {}
+            }
+        }
+    }
+    let readers = PROCESSES * THREADS_PER_PROCESS;
+    ensure(users == readers, || {
+        fail(
+            format!("{} of {readers} readers across {PROCESSES} processes did not get user 1 ({})", readers - users, errors.join("; ")),
+            "every reader gets the user",
+            "a waiter reads the value the lease holder filled",
+        )
+    })?;
+    ensure(statements == 1, || {
+        fail(
+            format!("{statements} statements for {readers} cold reads of user 1 across {PROCESSES} processes"),
+            "exactly 1: a process-local lock cannot stop this herd, a lease can",
+            "only the lease holder queries; the others wait for its fill instead of going to Postgres",
+        )
+    })
+}
+
+/// The child side: prints READY, waits for GO, then one `HERD …` line.
+fn child(space: &str) {
+    let id = std::env::var(ENV_ANSWERS).unwrap_or_default();
+    let report = |line: String| println!("HERD {line}");
+    let Some(answers) = crate::answers_by_id(&id) else {
+        return report(format!("statements=0 users=0 error=unknown-answers-{id}"));
+    };
+    let lab = match Lab::attach(space) {
+        Ok(lab) => Arc::new(lab),
+        Err(e) => return report(format!("statements=0 users=0 error={}", e.to_string().replace(' ', "_"))),
+    };
+    lab.hooks().slow_statements(SLOW);
+    let gate = Arc::new(Barrier::new(THREADS_PER_PROCESS + 1));
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..THREADS_PER_PROCESS {
+        let (lab, gate, tx) = (lab.clone(), gate.clone(), tx.clone());
+        std::thread::spawn(move || {
+            gate.wait();
+            let _ = tx.send(answers.get_user_profile_leased(&lab, 1));
+        });
+    }
+    println!("READY");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    gate.wait();
+    let mut users = 0;
+    let mut error = String::new();
+    for _ in 0..THREADS_PER_PROCESS {
+        match rx.recv_timeout(BOUND) {
+            Ok(Ok(Some(u))) if u.id == 1 => users += 1,
+            Ok(other) => error = show(&other).replace(' ', "_"),
+            Err(_) => {
+                error = "timeout".into();
+                break;
+            }
+        }
+    }
+    report(format!("statements={} users={users} error={error}", lab.db.query_count()));
+}
