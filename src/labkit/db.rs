@@ -127,6 +127,20 @@ impl Db {
         }
         self.count.fetch_add(1, Ordering::SeqCst);
         self.hooks.before_statement(sql);
+        let result = self.send(sql, write, op);
+        self.hooks.statement_done();
+        if result.is_ok() {
+            self.hooks.after_statement(sql);
+        }
+        result
+    }
+
+    fn send<T>(
+        &self,
+        sql: &str,
+        write: bool,
+        op: impl Fn(&mut Client, &Statement) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
         let mut retried = false;
         loop {
             let mut conn = self.checkout()?;
@@ -138,8 +152,6 @@ impl Db {
             match result {
                 Ok(value) => {
                     conn.last_used = Instant::now();
-                    drop(conn);
-                    self.hooks.after_statement(sql);
                     return Ok(value);
                 }
                 Err(err) => {

@@ -90,6 +90,8 @@ struct State {
 pub struct Hooks {
     delay_us: AtomicU64,
     started: AtomicU64,
+    in_flight: AtomicU64,
+    peak_in_flight: AtomicU64,
     fail_cache: AtomicBool,
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
@@ -120,6 +122,16 @@ impl Hooks {
     /// Statements started since the lab was made (never reset).
     pub fn statements_started(&self) -> u64 {
         self.started.load(Ordering::SeqCst)
+    }
+
+    /// The most statements that were in flight at once since the last
+    /// [`Hooks::reset_peak`]: 1 means they ran one after another.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.peak_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn reset_peak(&self) {
+        self.peak_in_flight.store(0, Ordering::SeqCst);
     }
 
     /// Waits until at least `n` statements have started; false on timeout.
@@ -181,6 +193,8 @@ impl Hooks {
     /// Called by `Db` just before a statement is sent.
     pub(crate) fn before_statement(&self, sql: &str) {
         self.started.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if self.watched.load(Ordering::SeqCst) {
             self.maybe_park(Phase::Before, sql);
         }
@@ -188,6 +202,11 @@ impl Hooks {
         if delay > 0 {
             std::thread::sleep(Duration::from_micros(delay));
         }
+    }
+
+    /// Called by `Db` when a statement has finished, whatever its outcome.
+    pub(crate) fn statement_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Called by `Db` after a statement's result came back.

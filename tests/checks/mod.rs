@@ -31,7 +31,9 @@ pub const BOUND: Duration = Duration::from_secs(10);
 /// answers, so a catalogue entry overrides only what its mistake changes.
 pub trait Answers: Send + Sync + 'static {
     /// Names these answers for a child process (the cross-process herd).
-    fn id(&self) -> &'static str;
+    fn id(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
     fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
         crate::reference::get_user_profile(lab, user_id)
     }
@@ -53,9 +55,6 @@ pub trait Answers: Send + Sync + 'static {
 pub struct Learner;
 
 impl Answers for Learner {
-    fn id(&self) -> &'static str {
-        "learner"
-    }
     fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
         cache_aside_lab::get_user_profile(lab, user_id)
     }
@@ -76,11 +75,7 @@ impl Answers for Learner {
 /// The reference answers in `solution/reference.rs`.
 pub struct Reference;
 
-impl Answers for Reference {
-    fn id(&self) -> &'static str {
-        "reference"
-    }
-}
+impl Answers for Reference {}
 
 pub type Subject = &'static dyn Answers;
 pub type CheckFn = fn(Subject) -> Outcome;
@@ -91,6 +86,9 @@ pub type Outcome = std::result::Result<(), Failure>;
 #[derive(Debug, Clone)]
 pub enum Failure {
     Wrong { observed: String, expected: String, hint: String },
+    /// Learner code did not return within the harness' bound. A catalogue
+    /// mistake must never be caught this way, only by behaviour.
+    Hang(String),
     /// The lab itself could not start (services down): labkit's message
     /// already says what to do.
     Setup(String),
@@ -100,7 +98,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Failure::Wrong { observed, expected, hint } => write!(f, "{observed}: {expected}. Hint: {hint}"),
-            Failure::Setup(message) => write!(f, "{message}"),
+            Failure::Hang(message) | Failure::Setup(message) => write!(f, "{message}"),
         }
     }
 }
@@ -184,11 +182,10 @@ impl<T> Pending<T> {
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
                 // Make the stuck thread's next labkit call fail, so it exits.
                 self.lab.hooks().close();
-                Err(fail(
-                    format!("{} did not return within {timeout:?}", self.what),
-                    "every call returns promptly",
-                    "look for a lock taken twice on one thread, or a wait for a value nobody will write",
-                ))
+                Err(Failure::Hang(format!(
+                    "{} did not return within {timeout:?}: every call should return promptly. Hint: look for a lock taken twice on one thread, or a wait for a value nobody will write",
+                    self.what
+                )))
             }
         }
     }
@@ -237,16 +234,19 @@ pub fn ok<T>(what: &str, result: Result<T>, hint: &str) -> std::result::Result<T
 
 /// `n` threads released at once by a barrier, each running `read`. While
 /// they run, `conduct` runs on the calling thread (to release parked
-/// statements). Results come back in no particular order.
+/// statements). Returns the results that arrived within `limit`, in no
+/// particular order; if some did not, the lab is closed so they exit.
 pub fn herd<T: Send + 'static>(
     lab: &Arc<Lab>,
     n: usize,
+    limit: Duration,
     read: impl Fn(&Lab) -> T + Send + Sync + 'static,
     conduct: impl FnOnce(),
-) -> std::result::Result<Vec<T>, Failure> {
+) -> Vec<T> {
     let barrier = Arc::new(Barrier::new(n));
     let read = Arc::new(read);
     let (tx, rx) = mpsc::channel();
+    let deadline = Instant::now() + limit;
     for _ in 0..n {
         let (lab, barrier, read, tx) = (lab.clone(), barrier.clone(), read.clone(), tx.clone());
         std::thread::spawn(move || {
@@ -257,7 +257,6 @@ pub fn herd<T: Send + 'static>(
     }
     drop(tx);
     conduct();
-    let deadline = Instant::now() + BOUND;
     let mut results = Vec::with_capacity(n);
     while results.len() < n {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
@@ -265,15 +264,21 @@ pub fn herd<T: Send + 'static>(
             Ok(Err(panic)) => resume(panic),
             Err(_) => {
                 lab.hooks().close();
-                return Err(fail(
-                    format!("{} of {n} concurrent readers had not returned after {BOUND:?}", n - results.len()),
-                    "every reader returns promptly",
-                    "waiters must wake up once the leader has filled the cache; never wait without a way out",
-                ));
+                break;
             }
         }
     }
-    Ok(results)
+    results
+}
+
+/// Fails as a hang unless all `n` readers returned.
+pub fn all_returned<T>(results: &[T], n: usize) -> Outcome {
+    ensure(results.len() == n, || {
+        Failure::Hang(format!(
+            "{} of {n} concurrent readers had not returned after {BOUND:?}: every reader should return promptly. Hint: waiters must wake up once the leader has filled the cache; never wait without a way out",
+            n - results.len()
+        ))
+    })
 }
 
 /// Shows a read result compactly in messages.
