@@ -3,9 +3,9 @@
 //! copy of the seeded data, so it can run any number of times, also while
 //! the tests run.
 
+mod narrate;
 #[path = "reference.rs"]
 mod reference;
-mod narrate;
 
 use std::process::ExitCode;
 

@@ -19,7 +19,10 @@ const PROCESSES: usize = 3;
 const THREADS: usize = 16;
 
 fn step(n: &str, what: &str, outcome: impl std::fmt::Display, statements: u64) {
-    println!("{n:>2}. {what:<46} {outcome:<34} {statements:>3} statement{}", if statements == 1 { "" } else { "s" });
+    println!(
+        "{n:>2}. {what:<46} {outcome:<34} {statements:>3} statement{}",
+        if statements == 1 { "" } else { "s" }
+    );
 }
 
 fn show(user: &Option<User>) -> String {
@@ -49,13 +52,27 @@ pub fn run() -> Result<()> {
 
     println!("Part 1: cache-aside");
     let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
-    let ttl = lab.cache.ttl(&user_key(1))?.map(|t| format!("{}s", t.as_secs())).unwrap_or("-".into());
-    step("1", "cold read of user 1 (miss: Postgres, then fill)", format!("{} ttl {ttl}", show(&user)), n);
+    let ttl = lab
+        .cache
+        .ttl(&user_key(1))?
+        .map(|t| format!("{}s", t.as_secs()))
+        .unwrap_or("-".into());
+    step(
+        "1",
+        "cold read of user 1 (miss: Postgres, then fill)",
+        format!("{} ttl {ttl}", show(&user)),
+        n,
+    );
     let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
     step("2", "read user 1 again (hit)", show(&user), n);
     let (_, n) = counted(&lab, || answers::update_user_plan(&lab, 1, "enterprise"))?;
     let present = lab.cache.exists(&user_key(1))?;
-    step("3", "update_user_plan(1, \"enterprise\")", format!("user:1 cached: {present}"), n);
+    step(
+        "3",
+        "update_user_plan(1, \"enterprise\")",
+        format!("user:1 cached: {present}"),
+        n,
+    );
     let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
     step("4", "read user 1 after the update", show(&user), n);
     let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 999))?;
@@ -64,22 +81,50 @@ pub fn run() -> Result<()> {
     println!("\nPart 2: single-flight ({HERD} threads, statements slowed by {SLOW:?})");
     lab.hooks().slow_statements(SLOW);
     let (got, n) = herd(&lab, 2, answers::get_user_profile_singleflight)?;
-    step("6a", &format!("{HERD} concurrent cold reads, single-flight"), format!("{got}/{HERD} got user 2"), n);
+    step(
+        "6a",
+        &format!("{HERD} concurrent cold reads, single-flight"),
+        format!("{got}/{HERD} got user 2"),
+        n,
+    );
     let (got, n) = herd(&lab, 3, answers::get_user_profile)?;
-    step("6b", &format!("{HERD} concurrent cold reads, plain Part 1"), format!("{got}/{HERD} got user 3"), n);
+    step(
+        "6b",
+        &format!("{HERD} concurrent cold reads, plain Part 1"),
+        format!("{got}/{HERD} got user 3"),
+        n,
+    );
     lab.hooks().slow_statements(Duration::ZERO);
 
     println!("\nPart 3: leases");
-    println!("7. the stale-set race: a reader reads user 4, an update lands, then the reader fills");
-    race(&lab, "plain", answers::get_user_profile, answers::update_user_plan)?;
-    race(&lab, "leased", answers::get_user_profile_leased, answers::update_user_plan_leased)?;
+    println!(
+        "7. the stale-set race: a reader reads user 4, an update lands, then the reader fills"
+    );
+    race(
+        &lab,
+        "plain",
+        answers::get_user_profile,
+        answers::update_user_plan,
+    )?;
+    race(
+        &lab,
+        "leased",
+        answers::get_user_profile_leased,
+        answers::update_user_plan_leased,
+    )?;
     println!("8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5");
     let single = processes(&lab, 5, "singleflight")?;
     lab.cache.delete(&user_key(5))?;
     let leased = processes(&lab, 5, "leased")?;
     println!("     single-flight (a per-process lock) ...... {single} statements");
-    println!("     leases (one holder across processes) .... {leased} statement{}", if leased == 1 { "" } else { "s" });
-    println!("\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.", started.elapsed());
+    println!(
+        "     leases (one holder across processes) .... {leased} statement{}",
+        if leased == 1 { "" } else { "s" }
+    );
+    println!(
+        "\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.",
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -102,7 +147,11 @@ fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
         .collect();
     let mut got = 0;
     for t in threads {
-        got += usize::from(t.join().expect("reader panicked")?.is_some_and(|u| u.id == user_id));
+        got += usize::from(
+            t.join()
+                .expect("reader panicked")?
+                .is_some_and(|u| u.id == user_id),
+        );
     }
     Ok((got, lab.db.query_count()))
 }
@@ -110,7 +159,9 @@ fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
 /// The stale-set race, arranged with a parked statement instead of luck.
 fn race(lab: &Arc<Lab>, label: &str, read: Read, update: Update) -> Result<()> {
     lab.cache.invalidate(&user_key(4))?;
-    let row = lab.db.query_opt("SELECT plan FROM users WHERE id = 4", &[])?;
+    let row = lab
+        .db
+        .query_opt("SELECT plan FROM users WHERE id = 4", &[])?;
     let before: String = row.map(|r| r.get(0)).unwrap_or_default();
     let plan = if before == "pro" { "free" } else { "pro" };
     let parked = lab.hooks().park(Trap::after_read());
@@ -124,7 +175,9 @@ fn race(lab: &Arc<Lab>, label: &str, read: Read, update: Update) -> Result<()> {
     reader.join().expect("reader panicked")?;
     let cached: Option<Option<User>> = lab.cache.get_json(&user_key(4))?;
     let verdict = match cached {
-        Some(Some(u)) if u.plan != plan => format!("STALE: cache holds {:?}, Postgres {plan:?}", u.plan),
+        Some(Some(u)) if u.plan != plan => {
+            format!("STALE: cache holds {:?}, Postgres {plan:?}", u.plan)
+        }
         Some(Some(u)) => format!("fresh: cache holds {:?}", u.plan),
         _ => "fresh: the late fill was refused, cache empty".into(),
     };
@@ -146,7 +199,10 @@ fn processes(lab: &Lab, user_id: i32, mode: &str) -> Result<u64> {
                 .expect("spawn a herd child")
         })
         .collect();
-    let mut outputs: Vec<_> = children.iter_mut().map(|c| BufReader::new(c.stdout.take().expect("piped")).lines()).collect();
+    let mut outputs: Vec<_> = children
+        .iter_mut()
+        .map(|c| BufReader::new(c.stdout.take().expect("piped")).lines())
+        .collect();
     for out in &mut outputs {
         let _ready = out.next();
     }
@@ -167,7 +223,11 @@ fn processes(lab: &Lab, user_id: i32, mode: &str) -> Result<u64> {
 pub fn herd_child(space: &str, job: &str) -> Result<()> {
     let (mode, user_id) = job.split_once(':').unwrap_or((job, "5"));
     let user_id: i32 = user_id.parse().unwrap_or(5);
-    let read: Read = if mode == "leased" { answers::get_user_profile_leased } else { answers::get_user_profile_singleflight };
+    let read: Read = if mode == "leased" {
+        answers::get_user_profile_leased
+    } else {
+        answers::get_user_profile_singleflight
+    };
     let lab = Arc::new(Lab::attach(space)?);
     lab.hooks().slow_statements(SLOW);
     let gate = Arc::new(Barrier::new(THREADS + 1));

@@ -18,7 +18,10 @@ const UPDATE_PLAN: &str = "UPDATE users SET plan = $1, updated_at = now() WHERE 
 const LEASE_POLL: Duration = Duration::from_millis(5);
 
 fn load(lab: &Lab, user_id: i32) -> Result<Option<User>> {
-    Ok(lab.db.query_opt(SELECT_USER, &[&user_id])?.map(|row| User::from_row(&row)))
+    Ok(lab
+        .db
+        .query_opt(SELECT_USER, &[&user_id])?
+        .map(|row| User::from_row(&row)))
 }
 
 // Part 1 ---------------------------------------------------------------------
@@ -70,7 +73,9 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     }
     // We are the leader: load and fill *before* releasing the lock, so the
     // waiters find the value.
-    let Some(user) = load(lab, user_id)? else { return Ok(None) };
+    let Some(user) = load(lab, user_id)? else {
+        return Ok(None);
+    };
     lab.cache.set_json(&key, &user, CACHE_TTL)?;
     Ok(Some(user))
 }
@@ -95,7 +100,11 @@ pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> 
         match lab.cache.try_lease(&key, LEASE_TTL) {
             Ok(Some(lease)) => {
                 let user = load(lab, user_id)?;
-                let ttl = if user.is_some() { CACHE_TTL } else { ABSENT_TTL };
+                let ttl = if user.is_some() {
+                    CACHE_TTL
+                } else {
+                    ABSENT_TTL
+                };
                 // Refused (false) if an update revoked our lease after we
                 // read: our row may be stale, so return it but do not cache
                 // it. A failing cache is not this reader's problem either.

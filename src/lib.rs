@@ -53,7 +53,12 @@ impl User {
     /// Builds a `User` from a row selected with (at least) the columns `id`,
     /// `name`, `email` and `plan`, by column name. Panics if one is missing.
     pub fn from_row(row: &labkit::Row) -> User {
-        User { id: row.get("id"), name: row.get("name"), email: row.get("email"), plan: row.get("plan") }
+        User {
+            id: row.get("id"),
+            name: row.get("name"),
+            email: row.get("email"),
+            plan: row.get("plan"),
+        }
     }
 }
 
@@ -85,7 +90,9 @@ pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     // TODO: Part 1. Goal: a hit sends 0 statements to Postgres; a miss reads
     // Postgres once and leaves `user:{id}` in the cache with a TTL.
     // Question: what must happen before you query Postgres, and after?
-    todo!("Part 1: get_user_profile({lab:?}, user_id = {user_id}): check the cache at user_key({user_id}), else read Postgres and fill the cache")
+    todo!(
+        "Part 1: get_user_profile({lab:?}, user_id = {user_id}): check the cache at user_key({user_id}), else read Postgres and fill the cache"
+    )
 }
 
 /// Sets the plan of user `user_id` in Postgres, so that no reader sees the
@@ -95,7 +102,9 @@ pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
     // cache and the next read returns the new plan.
     // Question: a reader may fill the cache while your UPDATE is in flight;
     // which order of "write" and "invalidate" leaves no stale entry behind?
-    todo!("Part 1: update_user_plan({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then invalidate user_key({user_id})")
+    todo!(
+        "Part 1: update_user_plan({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then invalidate user_key({user_id})"
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -109,7 +118,9 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     // statement, all 50 get the user, and other keys are never held up.
     // Question: once a waiting thread finally gets the lock, what should it
     // look at before it queries Postgres?
-    todo!("Part 2: get_user_profile_singleflight({lab:?}, user_id = {user_id}): on a miss take key_lock(&user_key({user_id})), check the cache again, then load")
+    todo!(
+        "Part 2: get_user_profile_singleflight({lab:?}, user_id = {user_id}): on a miss take key_lock(&user_key({user_id})), check the cache again, then load"
+    )
 }
 
 // ---------------------------------------------------------------------------
@@ -124,7 +135,9 @@ pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> 
     // cached for ABSENT_TTL, a dead lease holder costs at most LEASE_TTL, and
     // with Redis failing you still answer from Postgres.
     // Question: who may fill the cache, and what do the others do meanwhile?
-    todo!("Part 3: get_user_profile_leased({lab:?}, user_id = {user_id}): read the cache, else take a lease on user_key({user_id}), load, and fill with the lease")
+    todo!(
+        "Part 3: get_user_profile_leased({lab:?}, user_id = {user_id}): read the cache, else take a lease on user_key({user_id}), load, and fill with the lease"
+    )
 }
 
 /// Like [`update_user_plan`], but the invalidation also revokes any lease, so
@@ -132,5 +145,7 @@ pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> 
 pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
     // TODO: Part 3. Goal: no stale value survives a reader that read Postgres
     // just before your write. Question: what if the invalidation fails?
-    todo!("Part 3: update_user_plan_leased({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then lab.cache.invalidate(user_key({user_id}))")
+    todo!(
+        "Part 3: update_user_plan_leased({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then lab.cache.invalidate(user_key({user_id}))"
+    )
 }

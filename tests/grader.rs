@@ -4,14 +4,14 @@
 //! Tests read as a checklist, in the order to tackle them. Part 3 is
 //! optional and ignored by default: `cargo test -- --ignored` grades it.
 
-mod checks;
 #[cfg(feature = "solution")]
 mod catalogue;
-#[path = "../solution/reference.rs"]
-mod reference;
+mod checks;
 #[cfg(feature = "solution")]
 #[path = "../solution/mistakes/mod.rs"]
 mod mistakes;
+#[path = "../solution/reference.rs"]
+mod reference;
 
 use checks::{Answers, Subject, part1, part2, part3};
 
@@ -25,7 +25,9 @@ const SUBJECT: Subject = &checks::Reference;
 pub fn answers_by_id(id: &str) -> Option<&'static dyn Answers> {
     let known: [&'static dyn Answers; 2] = [&checks::Learner, &checks::Reference];
     #[cfg(feature = "solution")]
-    let known = known.into_iter().chain(mistakes::ALL.iter().map(|m| m.answers));
+    let known = known
+        .into_iter()
+        .chain(mistakes::ALL.iter().map(|m| m.answers));
     known.into_iter().find(|a| a.id() == id)
 }
 

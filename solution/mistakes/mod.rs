@@ -27,7 +27,12 @@ pub struct Mistake {
 impl Mistake {
     /// The `//!` doc of the file, as one line.
     pub fn doc(&self) -> String {
-        let lines: Vec<&str> = self.source.lines().map_while(|l| l.strip_prefix("//!")).map(str::trim).collect();
+        let lines: Vec<&str> = self
+            .source
+            .lines()
+            .map_while(|l| l.strip_prefix("//!"))
+            .map(str::trim)
+            .collect();
         lines.join(" ")
     }
 }

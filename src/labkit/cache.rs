@@ -13,9 +13,12 @@ use redis::ConnectionLike;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::connect::{ConnectError, bounded, pool_cause};
 use super::db::IDLE_CHECK;
 use super::hooks::Hooks;
-use super::{Error, Result, Service};
+use super::{Error, Service};
+
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Any single Redis command that takes longer than this fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,22 +36,40 @@ pub(crate) struct RedisManager {
 
 impl ManageConnection for RedisManager {
     type Connection = RedisConn;
-    type Error = redis::RedisError;
+    type Error = ConnectError;
 
-    fn connect(&self) -> redis::RedisResult<RedisConn> {
-        let conn = self.client.get_connection_with_timeout(self.connect_timeout)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok(RedisConn { conn, last_used: Instant::now(), broken: false })
+    fn connect(&self) -> Result<RedisConn, ConnectError> {
+        let conn = open(&self.client, self.connect_timeout)?;
+        Ok(RedisConn {
+            conn,
+            last_used: Instant::now(),
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut RedisConn) -> redis::RedisResult<()> {
-        redis::cmd("PING").query(&mut conn.conn)
+    fn is_valid(&self, conn: &mut RedisConn) -> Result<(), ConnectError> {
+        redis::cmd("PING")
+            .query(&mut conn.conn)
+            .map_err(|e| ConnectError(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut RedisConn) -> bool {
         conn.broken || !conn.conn.is_open()
     }
+}
+
+/// Opens one connection, bounded as a whole, with labkit's I/O timeouts.
+pub(crate) fn open(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<redis::Connection, ConnectError> {
+    let client = client.clone();
+    bounded(timeout, move || {
+        let conn = client.get_connection_with_timeout(timeout)?;
+        conn.set_read_timeout(Some(IO_TIMEOUT))?;
+        conn.set_write_timeout(Some(IO_TIMEOUT))?;
+        Ok::<_, redis::RedisError>(conn)
+    })
 }
 
 /// Pooled access to Redis, in this lab's key space.
@@ -68,8 +89,16 @@ impl Cache {
         connect_timeout: Duration,
         hooks: Arc<Hooks>,
     ) -> Cache {
-        let manager = RedisManager { client, connect_timeout };
-        Cache { pool: pool.build_unchecked(manager), prefix, url: url.to_string(), hooks }
+        let manager = RedisManager {
+            client,
+            connect_timeout,
+        };
+        Cache {
+            pool: pool.build_unchecked(manager),
+            prefix,
+            url: url.to_string(),
+            hooks,
+        }
     }
 
     /// The value at `key`, decoded from JSON. Anything that does not decode
@@ -89,18 +118,31 @@ impl Cache {
                 );
                 // Remove it only if it is still the same bytes, so a fresh
                 // value written meanwhile survives.
-                let _: i64 = self.command(|c| DELETE_IF_EQUAL.key(&full).arg(&bytes[..]).invoke(c))?;
+                let _: i64 =
+                    self.command(|c| DELETE_IF_EQUAL.key(&full).arg(&bytes[..]).invoke(c))?;
                 Ok(None)
             }
         }
     }
 
     /// Stores `value` as JSON at `key`, expiring after `ttl` (at least 1 ms).
-    pub fn set_json<T: Serialize + ?Sized>(&self, key: &str, value: &T, ttl: Duration) -> Result<()> {
+    pub fn set_json<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
         let full = self.key(key)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
-        self.command(|c| redis::cmd("SET").arg(&full).arg(&json).arg("PX").arg(ms).query(c))
+        self.command(|c| {
+            redis::cmd("SET")
+                .arg(&full)
+                .arg(&json)
+                .arg("PX")
+                .arg(ms)
+                .query(c)
+        })
     }
 
     /// Deletes `key`; true if it existed.
@@ -139,7 +181,10 @@ impl Cache {
     /// enough to have been dropped by a restart is checked first, and a
     /// command that fails because the connection died is retried once on a
     /// fresh one: every command labkit sends is idempotent.
-    pub(crate) fn command<T>(&self, op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>) -> Result<T> {
+    pub(crate) fn command<T>(
+        &self,
+        op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
         self.hooks.check_cache()?;
         let mut retried = false;
         loop {
@@ -150,7 +195,8 @@ impl Cache {
                     return Ok(value);
                 }
                 Err(err) => {
-                    let dead = err.is_io_error() || err.is_connection_dropped() || !conn.conn.is_open();
+                    let dead =
+                        err.is_io_error() || err.is_connection_dropped() || !conn.conn.is_open();
                     conn.broken |= dead;
                     if dead && !retried {
                         retried = true;
@@ -164,28 +210,42 @@ impl Cache {
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<RedisManager>> {
         for _ in 0..=self.pool.max_size() {
-            let mut conn = self.pool.get().map_err(|e| Error::unreachable(Service::Redis, &self.url, e))?;
-            if conn.last_used.elapsed() < IDLE_CHECK || redis::cmd("PING").query::<String>(&mut conn.conn).is_ok() {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| Error::unreachable(Service::Redis, &self.url, pool_cause(&e)))?;
+            if conn.last_used.elapsed() < IDLE_CHECK
+                || redis::cmd("PING").query::<String>(&mut conn.conn).is_ok()
+            {
                 return Ok(conn);
             }
             conn.broken = true;
         }
-        Err(Error::unreachable(Service::Redis, &self.url, "every pooled connection was broken"))
+        Err(Error::unreachable(
+            Service::Redis,
+            &self.url,
+            "every pooled connection was broken",
+        ))
     }
 }
 
 pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
     let ms = ttl.as_millis();
     if ms == 0 || ms > i64::MAX as u128 {
-        return Err(Error::InvalidInput(format!("TTL {ttl:?} must be at least 1 ms")));
+        return Err(Error::InvalidInput(format!(
+            "TTL {ttl:?} must be at least 1 ms"
+        )));
     }
     Ok(ms as u64)
 }
 
 pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::InvalidInput(format!("value does not serialize to JSON: {e}")))
+    serde_json::to_vec(value)
+        .map_err(|e| Error::InvalidInput(format!("value does not serialize to JSON: {e}")))
 }
 
 static DELETE_IF_EQUAL: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
-    redis::Script::new("if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0")
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+    )
 });

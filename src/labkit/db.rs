@@ -19,6 +19,8 @@ use postgres::{Client, NoTls, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
+use super::CONNECT_TIMEOUT;
+use super::connect::{ConnectError, bounded, pool_cause};
 use super::hooks::Hooks;
 use super::{Error, Result, Row, Service};
 
@@ -48,20 +50,29 @@ impl PgConn {
     }
 }
 
-/// r2d2_postgres' manager, wrapped to carry the statement cache.
-pub(crate) struct PgManager(PostgresConnectionManager<NoTls>);
+/// r2d2_postgres' manager, wrapped to carry the statement cache and to
+/// bound each connect as a whole.
+pub(crate) struct PgManager(Arc<PostgresConnectionManager<NoTls>>);
 
 impl ManageConnection for PgManager {
     type Connection = PgConn;
-    type Error = postgres::Error;
+    type Error = ConnectError;
 
-    fn connect(&self) -> std::result::Result<PgConn, postgres::Error> {
-        let client = self.0.connect()?;
-        Ok(PgConn { client, statements: HashMap::new(), last_used: Instant::now(), broken: false })
+    fn connect(&self) -> std::result::Result<PgConn, ConnectError> {
+        let manager = self.0.clone();
+        let client = bounded(CONNECT_TIMEOUT, move || manager.connect())?;
+        Ok(PgConn {
+            client,
+            statements: HashMap::new(),
+            last_used: Instant::now(),
+            broken: false,
+        })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), postgres::Error> {
-        self.0.is_valid(&mut conn.client)
+    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), ConnectError> {
+        self.0
+            .is_valid(&mut conn.client)
+            .map_err(|e| ConnectError(e.to_string()))
     }
 
     fn has_broken(&self, conn: &mut PgConn) -> bool {
@@ -80,9 +91,19 @@ pub struct Db {
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Db {
-    pub(crate) fn new(url: &str, config: postgres::Config, pool: r2d2::Builder<PgManager>, hooks: Arc<Hooks>) -> Db {
-        let manager = PgManager(PostgresConnectionManager::new(config, NoTls));
-        Db { pool: pool.build_unchecked(manager), url: url.to_string(), hooks, count: AtomicU64::new(0) }
+    pub(crate) fn new(
+        url: &str,
+        config: postgres::Config,
+        pool: r2d2::Builder<PgManager>,
+        hooks: Arc<Hooks>,
+    ) -> Db {
+        let manager = PgManager(Arc::new(PostgresConnectionManager::new(config, NoTls)));
+        Db {
+            pool: pool.build_unchecked(manager),
+            url: url.to_string(),
+            hooks,
+            count: AtomicU64::new(0),
+        }
     }
 
     /// Runs a statement expected to return at most one row.
@@ -176,13 +197,20 @@ impl Db {
     /// idle long enough for the server to have gone away.
     fn checkout(&self) -> Result<r2d2::PooledConnection<PgManager>> {
         for _ in 0..=self.pool.max_size() {
-            let mut conn = self.pool.get().map_err(|e| Error::unreachable(Service::Postgres, &self.url, e))?;
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| Error::unreachable(Service::Postgres, &self.url, pool_cause(&e)))?;
             if conn.last_used.elapsed() < IDLE_CHECK || conn.client.simple_query("").is_ok() {
                 return Ok(conn);
             }
             conn.broken = true;
         }
-        Err(Error::unreachable(Service::Postgres, &self.url, "every pooled connection was broken"))
+        Err(Error::unreachable(
+            Service::Postgres,
+            &self.url,
+            "every pooled connection was broken",
+        ))
     }
 }
 
@@ -195,5 +223,6 @@ fn is_connection_loss(err: &postgres::Error) -> bool {
 /// SQLSTATE class 57P: the server ended this session (restart, or
 /// `pg_terminate_backend`) before reading our statement.
 fn is_shutdown_notice(err: &postgres::Error) -> bool {
-    err.as_db_error().is_some_and(|db| db.code().code().starts_with("57P"))
+    err.as_db_error()
+        .is_some_and(|db| db.code().code().starts_with("57P"))
 }

@@ -56,7 +56,11 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn unreachable(service: Service, url: &str, cause: impl fmt::Display) -> Error {
-        Error::Unreachable { service, url: mask_password(url), cause: cause.to_string() }
+        Error::Unreachable {
+            service,
+            url: mask_password(url),
+            cause: cause.to_string(),
+        }
     }
 
     /// Classifies a `postgres` error: connection problems become
@@ -86,12 +90,20 @@ impl Error {
     }
 
     pub(crate) fn redis(url: &str, err: &redis::RedisError) -> Error {
-        if err.is_io_error() || err.is_connection_refusal() || err.is_connection_dropped() || err.is_timeout() {
-            Error::unreachable(Service::Redis, url, err)
-        } else if matches!(err.kind(), redis::ErrorKind::AuthenticationFailed) {
+        let unreachable = err.is_io_error()
+            || err.is_connection_refusal()
+            || err.is_connection_dropped()
+            || err.is_timeout()
+            || matches!(err.kind(), redis::ErrorKind::AuthenticationFailed);
+        if unreachable {
             Error::unreachable(Service::Redis, url, err)
         } else {
-            Error::Rejected { service: Service::Redis, url: mask_password(url), cause: err.to_string(), code: None }
+            Error::Rejected {
+                service: Service::Redis,
+                url: mask_password(url),
+                cause: err.to_string(),
+                code: None,
+            }
         }
     }
 
@@ -108,30 +120,26 @@ fn is_io(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
 }
 
-/// `postgres::Error`'s Display is often just "error connecting to server";
-/// the useful part ("Connection refused") is in its source chain.
 fn root_cause(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text = format!("{text}: {s_text}");
-        }
-        source = s.source();
-    }
-    text
+    super::connect::cause(err)
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Unreachable { service, url, cause } => {
+            Error::Unreachable {
+                service,
+                url,
+                cause,
+            } => {
                 let lower = cause.to_lowercase();
                 let fix = if lower.contains("password") || lower.contains("auth") {
                     format!("check the user and password in {}", service.env_var())
                 } else if lower.contains("does not exist") {
-                    format!("create that database or point {} at one that exists", service.env_var())
+                    format!(
+                        "create that database or point {} at one that exists",
+                        service.env_var()
+                    )
                 } else {
                     format!(
                         "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {}; see README, Troubleshooting",
@@ -140,9 +148,20 @@ impl fmt::Display for Error {
                 };
                 write!(f, "cannot reach {service} at {url} ({cause}): {fix}")
             }
-            Error::Rejected { service, url, cause, code } => {
-                let code = code.as_deref().map(|c| format!(" [SQLSTATE {c}]")).unwrap_or_default();
-                write!(f, "{service} at {url} refused the command: {cause}{code}: check the statement and the values passed to it")
+            Error::Rejected {
+                service,
+                url,
+                cause,
+                code,
+            } => {
+                let code = code
+                    .as_deref()
+                    .map(|c| format!(" [SQLSTATE {c}]"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "{service} at {url} refused the command: {cause}{code}: check the statement and the values passed to it"
+                )
             }
             Error::InvalidInput(what) => write!(f, "invalid input, nothing was sent: {what}"),
         }
@@ -160,13 +179,24 @@ pub fn mask_password(url: &str) -> String {
         if let Some(at) = rest[..authority_end].rfind('@') {
             let userinfo = &rest[..at];
             if let Some(colon) = userinfo.find(':') {
-                return format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &rest[at..]);
+                return format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &rest[at..]
+                );
             }
         }
         return url.to_string();
     }
     url.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .map(|kv| {
+            if kv.starts_with("password=") {
+                "password=***"
+            } else {
+                kv
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -177,16 +207,32 @@ mod tests {
 
     #[test]
     fn passwords_are_masked_in_every_url_form() {
-        assert_eq!(mask_password("postgres://u:s3cr3t@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(mask_password("redis://:pw@h:6379/0"), "redis://:***@h:6379/0");
-        assert_eq!(mask_password("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            mask_password("postgres://u:s3cr3t@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(
+            mask_password("redis://:pw@h:6379/0"),
+            "redis://:***@h:6379/0"
+        );
+        assert_eq!(
+            mask_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
         assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(mask_password("host=h password=x user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            mask_password("host=h password=x user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]
     fn unreachable_says_service_url_and_fix() {
-        let e = Error::unreachable(Service::Redis, "redis://:pw@127.0.0.1:1", "connection refused");
+        let e = Error::unreachable(
+            Service::Redis,
+            "redis://:pw@127.0.0.1:1",
+            "connection refused",
+        );
         let text = e.to_string();
         assert!(text.starts_with("cannot reach Redis at redis://:***@127.0.0.1:1 (connection refused): start the services"), "{text}");
         assert!(!text.contains("pw@"), "{text}");

@@ -46,26 +46,44 @@ pub struct Trap {
 impl Trap {
     /// The next statement starting with `verb`, before it is sent.
     pub fn before(verb: &str) -> Trap {
-        Trap { phase: Phase::Before, matcher: Matcher::Verb(verb.to_string()) }
+        Trap {
+            phase: Phase::Before,
+            matcher: Matcher::Verb(verb.to_string()),
+        }
     }
     /// The next statement starting with `verb`, after its result came back.
     pub fn after(verb: &str) -> Trap {
-        Trap { phase: Phase::After, matcher: Matcher::Verb(verb.to_string()) }
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Verb(verb.to_string()),
+        }
     }
     /// The next write, before it is sent, whatever SQL the learner wrote.
     pub fn before_write() -> Trap {
-        Trap { phase: Phase::Before, matcher: Matcher::Write }
+        Trap {
+            phase: Phase::Before,
+            matcher: Matcher::Write,
+        }
     }
     /// The next read, after its rows came back.
     pub fn after_read() -> Trap {
-        Trap { phase: Phase::After, matcher: Matcher::Read }
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Read,
+        }
     }
     fn matches(&self, phase: Phase, sql: &str) -> bool {
         let starts = |verb: &str| {
             let sql = sql.trim_start();
-            sql.len() >= verb.len() && sql.is_char_boundary(verb.len()) && sql[..verb.len()].eq_ignore_ascii_case(verb)
+            sql.len() >= verb.len()
+                && sql.is_char_boundary(verb.len())
+                && sql[..verb.len()].eq_ignore_ascii_case(verb)
         };
-        let is_read = || ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"].iter().any(|v| starts(v));
+        let is_read = || {
+            ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"]
+                .iter()
+                .any(|v| starts(v))
+        };
         self.phase == phase
             && match &self.matcher {
                 Matcher::Verb(verb) => starts(verb),
@@ -104,7 +122,8 @@ impl Hooks {
     /// Sleeps `delay` before every statement, holding its connection: a
     /// remote database, or a wide window for a stampede.
     pub fn slow_statements(&self, delay: Duration) {
-        self.delay_us.store(delay.as_micros() as u64, Ordering::SeqCst);
+        self.delay_us
+            .store(delay.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Makes every cache call fail (as if Redis were down) until turned off.
@@ -144,7 +163,11 @@ impl Hooks {
             if left.is_zero() {
                 return false;
             }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }
@@ -173,7 +196,9 @@ impl Hooks {
 
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput("this lab was closed by the grader (a check timed out)".into()));
+            return Err(Error::InvalidInput(
+                "this lab was closed by the grader (a check timed out)".into(),
+            ));
         }
         Ok(())
     }
@@ -236,7 +261,11 @@ impl Hooks {
             if left.is_zero() {
                 break;
             }
-            state = self.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -258,7 +287,12 @@ impl Parked<'_> {
             if left.is_zero() {
                 return false;
             }
-            state = self.hooks.changed.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner()).0;
+            state = self
+                .hooks
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         true
     }

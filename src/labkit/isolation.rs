@@ -13,11 +13,12 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::{Error, Result};
+use super::cache::open;
+use super::connect::bounded;
+use super::{CONNECT_TIMEOUT, Error, Result, Service};
 
 /// Advisory-lock class shared by all lab runs ("lab" in ASCII).
 const LOCK_CLASS: i32 = 0x6c_61_62;
@@ -44,7 +45,8 @@ static RUN: Mutex<Option<&'static Run>> = Mutex::new(None);
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
     let config = super::pg_config(db_url, None)?;
-    config.connect(NoTls).map_err(|e| Error::postgres(db_url, &e))
+    bounded(CONNECT_TIMEOUT, move || config.connect(NoTls))
+        .map_err(|e| Error::unreachable(Service::Postgres, db_url, e))
 }
 
 fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
@@ -55,11 +57,15 @@ fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
     let mut admin = connect_admin(db_url)?;
     let redis = redis::Client::open(redis_url).map_err(|e| Error::redis(redis_url, &e))?;
     let id = loop {
-        let candidate = (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id())
-            as u32)
-            & 0x7fff_ffff;
+        let candidate =
+            (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id())
+                as u32)
+                & 0x7fff_ffff;
         let row = admin
-            .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &(candidate as i32)])
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, $2)",
+                &[&LOCK_CLASS, &(candidate as i32)],
+            )
             .map_err(|e| Error::postgres(db_url, &e))?;
         if row.get::<_, bool>(0) {
             break candidate;
@@ -74,7 +80,11 @@ fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
         redis_url: redis_url.to_string(),
     }));
     let mut conn = run.redis_conn()?;
-    redis::cmd("SADD").arg(RUNS_KEY).arg(format!("{id:08x}")).query::<i64>(&mut conn).map_err(|e| Error::redis(redis_url, &e))?;
+    redis::cmd("SADD")
+        .arg(RUNS_KEY)
+        .arg(format!("{id:08x}"))
+        .query::<i64>(&mut conn)
+        .map_err(|e| Error::redis(redis_url, &e))?;
     run.sweep()?;
     *slot = Some(run);
     Ok(run)
@@ -86,9 +96,8 @@ impl Run {
     }
 
     fn redis_conn(&self) -> Result<redis::Connection> {
-        self.redis
-            .get_connection_with_timeout(Duration::from_secs(3))
-            .map_err(|e| Error::redis(&self.redis_url, &e))
+        open(&self.redis, CONNECT_TIMEOUT)
+            .map_err(|e| Error::unreachable(Service::Redis, &self.redis_url, e))
     }
 
     fn pg(&self, e: postgres::Error) -> Error {
@@ -99,38 +108,56 @@ impl Run {
     fn sweep(&self) -> Result<()> {
         let mut admin = self.admin();
         let mut ids: Vec<u32> = admin
-            .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lab\\_%\\_%'", &[])
+            .query(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lab\\_%\\_%'",
+                &[],
+            )
             .map_err(|e| self.pg(e))?
             .iter()
             .filter_map(|row| parse_run_id(row.get::<_, &str>(0).strip_prefix("lab_")?))
             .collect();
         let mut redis = self.redis_conn()?;
-        let listed: Vec<String> =
-            redis::cmd("SMEMBERS").arg(RUNS_KEY).query(&mut redis).map_err(|e| Error::redis(&self.redis_url, &e))?;
+        let listed: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(RUNS_KEY)
+            .query(&mut redis)
+            .map_err(|e| Error::redis(&self.redis_url, &e))?;
         ids.extend(listed.iter().filter_map(|s| parse_run_id(s)));
         ids.sort_unstable();
         ids.dedup();
         for id in ids.into_iter().filter(|&id| id != self.id) {
-            let lock = [&LOCK_CLASS as &(dyn postgres::types::ToSql + Sync), &(id as i32)];
-            let dead: bool =
-                admin.query_one("SELECT pg_try_advisory_lock($1, $2)", &lock).map_err(|e| self.pg(e))?.get(0);
+            let lock = [
+                &LOCK_CLASS as &(dyn postgres::types::ToSql + Sync),
+                &(id as i32),
+            ];
+            let dead: bool = admin
+                .query_one("SELECT pg_try_advisory_lock($1, $2)", &lock)
+                .map_err(|e| self.pg(e))?
+                .get(0);
             if !dead {
                 continue;
             }
             let schemas = admin
-                .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1", &[&format!("lab\\_{id:08x}\\_%")])
+                .query(
+                    "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
+                    &[&format!("lab\\_{id:08x}\\_%")],
+                )
                 .map_err(|e| self.pg(e))?;
             for row in schemas {
                 let name: String = row.get(0);
-                admin.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")).map_err(|e| self.pg(e))?;
+                admin
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                    .map_err(|e| self.pg(e))?;
             }
-            delete_matching(&mut redis, &format!("lab:{id:08x}:*")).map_err(|e| Error::redis(&self.redis_url, &e))?;
+            delete_matching(&mut redis, &format!("lab:{id:08x}:*"))
+                .map_err(|e| Error::redis(&self.redis_url, &e))?;
             let _: i64 = redis::cmd("SREM")
                 .arg(RUNS_KEY)
                 .arg(format!("{id:08x}"))
                 .query(&mut redis)
                 .map_err(|e| Error::redis(&self.redis_url, &e))?;
-            admin.query_one("SELECT pg_advisory_unlock($1, $2)", &lock).map_err(|e| self.pg(e))?;
+            admin
+                .query_one("SELECT pg_advisory_unlock($1, $2)", &lock)
+                .map_err(|e| self.pg(e))?;
         }
         Ok(())
     }
@@ -144,8 +171,13 @@ fn parse_run_id(s: &str) -> Option<u32> {
 fn delete_matching(conn: &mut redis::Connection, pattern: &str) -> redis::RedisResult<()> {
     let mut cursor = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) =
-            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).query(conn)?;
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(conn)?;
         if !keys.is_empty() {
             redis::cmd("DEL").arg(&keys).query::<i64>(conn)?;
         }
@@ -168,7 +200,11 @@ impl Space {
                 "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
             ))
             .map_err(|e| run.pg(e))?;
-        Ok(Space { name, prefix, owner: true })
+        Ok(Space {
+            name,
+            prefix,
+            owner: true,
+        })
     }
 
     /// Joins a space created by another process (the cross-process herd
@@ -177,11 +213,19 @@ impl Space {
         let rest = name
             .strip_prefix("lab_")
             .and_then(|r| r.split_once('_'))
-            .filter(|(id, n)| id.len() == 8 && parse_run_id(id).is_some() && n.parse::<u64>().is_ok());
+            .filter(|(id, n)| {
+                id.len() == 8 && parse_run_id(id).is_some() && n.parse::<u64>().is_ok()
+            });
         let Some((id, n)) = rest else {
-            return Err(Error::InvalidInput(format!("{name:?} is not a lab space name")));
+            return Err(Error::InvalidInput(format!(
+                "{name:?} is not a lab space name"
+            )));
         };
-        Ok(Space { name: name.to_string(), prefix: format!("lab:{id}:{n}:"), owner: false })
+        Ok(Space {
+            name: name.to_string(),
+            prefix: format!("lab:{id}:{n}:"),
+            owner: false,
+        })
     }
 }
 
@@ -198,9 +242,13 @@ impl Drop for Space {
             );
             return;
         }
-        let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else { return };
+        let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return;
+        };
         // Best effort: whatever fails here is swept by the next run.
-        let _ = run.admin().batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+        let _ = run
+            .admin()
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
         if let Ok(mut conn) = run.redis_conn() {
             let _ = delete_matching(&mut conn, &format!("{}*", self.prefix));
         }
@@ -213,8 +261,12 @@ pub(crate) fn seed_shared(db_url: &str) -> Result<()> {
     let pg = |e: postgres::Error| Error::postgres(db_url, &e);
     let mut tx = client.transaction().map_err(pg)?;
     // Two first runs at once must not both create the table.
-    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS]).map_err(pg)?;
-    let missing: bool = tx.query_one("SELECT to_regclass('users') IS NULL", &[]).map_err(pg)?.get(0);
+    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])
+        .map_err(pg)?;
+    let missing: bool = tx
+        .query_one("SELECT to_regclass('users') IS NULL", &[])
+        .map_err(pg)?
+        .get(0);
     if missing {
         tx.batch_execute(SEED_SQL).map_err(pg)?;
     }

@@ -72,9 +72,18 @@ impl Cache {
         let full = self.key(key)?;
         let ms = ttl_millis(ttl)?;
         let token = new_token();
-        let taken: i64 =
-            self.command(|c| TRY_LEASE.key(&full).key(lease_key(&full)).arg(&token).arg(ms).invoke(c))?;
-        Ok((taken == 1).then(|| Lease { key: key.to_string(), token }))
+        let taken: i64 = self.command(|c| {
+            TRY_LEASE
+                .key(&full)
+                .key(lease_key(&full))
+                .arg(&token)
+                .arg(ms)
+                .invoke(c)
+        })?;
+        Ok((taken == 1).then(|| Lease {
+            key: key.to_string(),
+            token,
+        }))
     }
 
     /// Stores `value` at `key` if `lease` is still the key's current lease.
@@ -98,7 +107,13 @@ impl Cache {
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
         let filled: i64 = self.command(|c| {
-            FILL_WITH_LEASE.key(&full).key(lease_key(&full)).arg(&lease.token).arg(&json[..]).arg(ms).invoke(c)
+            FILL_WITH_LEASE
+                .key(&full)
+                .key(lease_key(&full))
+                .arg(&lease.token)
+                .arg(&json[..])
+                .arg(ms)
+                .invoke(c)
         })?;
         Ok(filled == 1)
     }
@@ -107,7 +122,12 @@ impl Cache {
     /// already in flight (holding the old row) is refused.
     pub fn invalidate(&self, key: &str) -> Result<()> {
         let full = self.key(key)?;
-        self.command(|c| redis::cmd("DEL").arg(&full).arg(lease_key(&full)).query::<i64>(c))?;
+        self.command(|c| {
+            redis::cmd("DEL")
+                .arg(&full)
+                .arg(lease_key(&full))
+                .query::<i64>(c)
+        })?;
         Ok(())
     }
 }

@@ -73,7 +73,10 @@ mod tests {
         let locks = KeyLocks::default();
         let a = locks.get("k");
         let b = locks.get("k");
-        assert!(Arc::ptr_eq(&a, &b), "two holders of one key must share a mutex");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "two holders of one key must share a mutex"
+        );
         assert!(!Arc::ptr_eq(&a, &locks.get("other")));
         drop((a, b));
         let _c = locks.get("probe");

@@ -12,6 +12,7 @@
 //! against the compose services and a stock local install.
 
 mod cache;
+mod connect;
 mod db;
 mod error;
 pub mod hooks;
@@ -38,7 +39,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Give up on a service that does not answer after this long, instead of
 /// r2d2's default of 30 s: a learner with a stopped container should see the
 /// error at once.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `DATABASE_URL`, or the default.
 pub fn database_url() -> String {
@@ -60,8 +61,14 @@ pub struct PoolSizes {
 impl PoolSizes {
     /// Enough for every check (a parked reader plus a writer plus spares)
     /// while a 16-thread test run stays far below Postgres' 100 connections.
-    pub const ISOLATED: PoolSizes = PoolSizes { postgres: 4, redis: 8 };
-    pub const SHARED: PoolSizes = PoolSizes { postgres: 8, redis: 16 };
+    pub const ISOLATED: PoolSizes = PoolSizes {
+        postgres: 4,
+        redis: 8,
+    };
+    pub const SHARED: PoolSizes = PoolSizes {
+        postgres: 8,
+        redis: 16,
+    };
 }
 
 /// A database and a cache, ready to use.
@@ -99,7 +106,12 @@ impl Lab {
     /// [`Lab::space_name`]. It is left in place when this lab is dropped.
     pub fn attach(space_name: &str) -> Result<Lab> {
         let space = isolation::Space::attach(space_name)?;
-        Lab::build(&database_url(), &redis_url(), Some(space), PoolSizes::ISOLATED)
+        Lab::build(
+            &database_url(),
+            &redis_url(),
+            Some(space),
+            PoolSizes::ISOLATED,
+        )
     }
 
     /// The private schema's name, for [`Lab::attach`]; `None` when shared.
@@ -112,14 +124,31 @@ impl Lab {
         &self.hooks
     }
 
-    fn build(db_url: &str, redis_url: &str, space: Option<isolation::Space>, sizes: PoolSizes) -> Result<Lab> {
+    fn build(
+        db_url: &str,
+        redis_url: &str,
+        space: Option<isolation::Space>,
+        sizes: PoolSizes,
+    ) -> Result<Lab> {
         let hooks = Arc::new(Hooks::default());
         let config = pg_config(db_url, space.as_ref().map(|s| s.name.as_str()))?;
         let db = Db::new(db_url, config, pool_builder(sizes.postgres), hooks.clone());
         let client = redis::Client::open(redis_url).map_err(|e| Error::redis(redis_url, &e))?;
         let prefix = space.as_ref().map(|s| s.prefix.clone()).unwrap_or_default();
-        let cache = Cache::new(redis_url, client, prefix, pool_builder(sizes.redis), CONNECT_TIMEOUT, hooks.clone());
-        Ok(Lab { db, cache, hooks, space })
+        let cache = Cache::new(
+            redis_url,
+            client,
+            prefix,
+            pool_builder(sizes.redis),
+            CONNECT_TIMEOUT,
+            hooks.clone(),
+        );
+        Ok(Lab {
+            db,
+            cache,
+            hooks,
+            space,
+        })
     }
 }
 
@@ -143,17 +172,19 @@ pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<postgres::Con
 }
 
 fn pool_builder<M: r2d2::ManageConnection>(max_size: u32) -> r2d2::Builder<M> {
-    // One reaper thread for every pool in the process, instead of r2d2's
-    // three per pool.
+    // r2d2 opens connections and reaps idle ones on this pool of threads:
+    // one small pool for the whole process instead of three threads per pool.
     static REAPER: OnceLock<Arc<scheduled_thread_pool::ScheduledThreadPool>> = OnceLock::new();
-    let reaper = REAPER.get_or_init(|| Arc::new(scheduled_thread_pool::ScheduledThreadPool::new(1)));
+    let reaper =
+        REAPER.get_or_init(|| Arc::new(scheduled_thread_pool::ScheduledThreadPool::new(1)));
     r2d2::Pool::builder()
         .max_size(max_size)
         // Lazy: r2d2 opens max_size connections up front unless min_idle is set.
         .min_idle(Some(0))
         // No PING on every checkout: see `db.rs` for what replaces it.
         .test_on_check_out(false)
-        .connection_timeout(CONNECT_TIMEOUT)
+        // A bit longer than one connect, so its error is the one reported.
+        .connection_timeout(CONNECT_TIMEOUT + Duration::from_secs(1))
         .idle_timeout(Some(Duration::from_secs(60)))
         .thread_pool(reaper.clone())
 }

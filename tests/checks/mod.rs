@@ -85,7 +85,11 @@ pub type Outcome = std::result::Result<(), Failure>;
 /// happened, and a one-line hint.
 #[derive(Debug, Clone)]
 pub enum Failure {
-    Wrong { observed: String, expected: String, hint: String },
+    Wrong {
+        observed: String,
+        expected: String,
+        hint: String,
+    },
     /// Learner code did not return within the harness' bound. A catalogue
     /// mistake must never be caught this way, only by behaviour.
     Hang(String),
@@ -97,14 +101,26 @@ pub enum Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Wrong { observed, expected, hint } => write!(f, "{observed}: {expected}. Hint: {hint}"),
+            Failure::Wrong {
+                observed,
+                expected,
+                hint,
+            } => write!(f, "{observed}: {expected}. Hint: {hint}"),
             Failure::Hang(message) | Failure::Setup(message) => write!(f, "{message}"),
         }
     }
 }
 
-pub fn fail(observed: impl fmt::Display, expected: impl fmt::Display, hint: impl fmt::Display) -> Failure {
-    Failure::Wrong { observed: observed.to_string(), expected: expected.to_string(), hint: hint.to_string() }
+pub fn fail(
+    observed: impl fmt::Display,
+    expected: impl fmt::Display,
+    hint: impl fmt::Display,
+) -> Failure {
+    Failure::Wrong {
+        observed: observed.to_string(),
+        expected: expected.to_string(),
+        hint: hint.to_string(),
+    }
 }
 
 pub fn ensure(ok: bool, failure: impl FnOnce() -> Failure) -> Outcome {
@@ -120,7 +136,9 @@ pub fn grade(subject: Subject, check: CheckFn) {
 
 /// A fresh private lab.
 pub fn lab() -> std::result::Result<Arc<Lab>, Failure> {
-    Lab::isolated().map(Arc::new).map_err(|e| Failure::Setup(e.to_string()))
+    Lab::isolated()
+        .map(Arc::new)
+        .map_err(|e| Failure::Setup(e.to_string()))
 }
 
 /// The row as Postgres has it, read by the check itself. Resets the
@@ -128,7 +146,10 @@ pub fn lab() -> std::result::Result<Arc<Lab>, Failure> {
 pub fn stored(lab: &Lab, user_id: i32) -> std::result::Result<Option<User>, Failure> {
     let row = lab
         .db
-        .query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])
+        .query_opt(
+            "SELECT id, name, email, plan FROM users WHERE id = $1",
+            &[&user_id],
+        )
         .map_err(|e| Failure::Setup(e.to_string()))?;
     lab.db.reset_counters();
     Ok(row.map(|r| User::from_row(&r)))
@@ -142,7 +163,10 @@ pub fn seeded(lab: &Lab, user_id: i32) -> std::result::Result<User, Failure> {
 /// What the check itself sees in the cache (not counted as statements).
 pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duration>), Failure> {
     let setup = |e: cache_aside_lab::labkit::Error| Failure::Setup(e.to_string());
-    Ok((lab.cache.exists(key).map_err(setup)?, lab.cache.ttl(key).map_err(setup)?))
+    Ok((
+        lab.cache.exists(key).map_err(setup)?,
+        lab.cache.ttl(key).map_err(setup)?,
+    ))
 }
 
 /// Learner code running on its own thread, so that a check can wait for it
@@ -165,7 +189,12 @@ pub fn spawn<T: Send + 'static>(
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
         let _ = tx.send(result);
     });
-    Pending { what: what.into(), lab: lab.clone(), rx, done: None }
+    Pending {
+        what: what.into(),
+        lab: lab.clone(),
+        rx,
+        done: None,
+    }
 }
 
 impl<T> Pending<T> {

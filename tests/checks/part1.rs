@@ -5,15 +5,22 @@ use cache_aside_lab::{CACHE_TTL, user_key};
 
 use super::*;
 
-const HINT_FILL: &str = "on a miss, read the row and store it with lab.cache.set_json(&user_key(id), &user, CACHE_TTL)";
+const HINT_FILL: &str =
+    "on a miss, read the row and store it with lab.cache.set_json(&user_key(id), &user, CACHE_TTL)";
 const HINT_HIT: &str = "return the cached value before querying Postgres";
 
 /// A cold read returns exactly the row Postgres has, and asks Postgres for it.
 pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
-    let got = ok("get_user_profile(user 1)", got, "a user that exists is Ok(Some(user))")?;
+    let got = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
+    let got = ok(
+        "get_user_profile(user 1)",
+        got,
+        "a user that exists is Ok(Some(user))",
+    )?;
     ensure(got.as_ref() == Some(&expected), || {
         fail(
             format!("a cold read of user 1 returned {got:?}"),
@@ -34,7 +41,9 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
 /// A cold read leaves `user:{id}` in the cache with a TTL in (0, CACHE_TTL].
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    let got = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
+    let got = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
     ok("get_user_profile(user 1)", got, HINT_FILL)?;
     let key = user_key(1);
     let (present, ttl) = cached(&lab, &key)?;
@@ -57,10 +66,14 @@ pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
 /// A second read of the same user is a hit: 0 statements, same user.
 pub fn second_read_is_a_hit(a: Subject) -> Outcome {
     let lab = lab()?;
-    let first = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
+    let first = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
     let first = ok("the first get_user_profile(user 1)", first, HINT_FILL)?;
     let before = lab.db.query_count();
-    let second = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
+    let second = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
     let second = ok("the second get_user_profile(user 1)", second, HINT_HIT)?;
     let sent = lab.db.query_count() - before;
     let filled = cached(&lab, &user_key(1))?.0;
@@ -84,7 +97,9 @@ pub fn second_read_is_a_hit(a: Subject) -> Outcome {
 pub fn missing_user_is_none(a: Subject) -> Outcome {
     let lab = lab()?;
     for id in [999, 0, -1, i32::MAX, i32::MIN] {
-        let got = call(&lab, format!("get_user_profile(user {id})"), move |lab| a.get_user_profile(lab, id))?;
+        let got = call(&lab, format!("get_user_profile(user {id})"), move |lab| {
+            a.get_user_profile(lab, id)
+        })?;
         ensure(matches!(got, Ok(None)), || {
             fail(
                 format!("get_user_profile(user {id}) returned {}", show(&got)),
@@ -101,11 +116,25 @@ pub fn missing_user_is_none(a: Subject) -> Outcome {
 pub fn update_invalidates(a: Subject) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 1)?;
-    let plan = if before.plan == "enterprise" { "free" } else { "enterprise" };
-    let warm = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
+    let plan = if before.plan == "enterprise" {
+        "free"
+    } else {
+        "enterprise"
+    };
+    let warm = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
     ok("get_user_profile(user 1)", warm, HINT_FILL)?;
-    let done = call(&lab, format!("update_user_plan(user 1, {plan:?})"), move |lab| a.update_user_plan(lab, 1, plan))?;
-    ok(&format!("update_user_plan(user 1, {plan:?})"), done, "a valid plan must be accepted")?;
+    let done = call(
+        &lab,
+        format!("update_user_plan(user 1, {plan:?})"),
+        move |lab| a.update_user_plan(lab, 1, plan),
+    )?;
+    ok(
+        &format!("update_user_plan(user 1, {plan:?})"),
+        done,
+        "a valid plan must be accepted",
+    )?;
     let key = user_key(1);
     let (present, _) = cached(&lab, &key)?;
     ensure(!present, || {
@@ -115,15 +144,22 @@ pub fn update_invalidates(a: Subject) -> Outcome {
             "after writing Postgres, delete the user's key (invalidate; do not overwrite it)",
         )
     })?;
-    let after = call(&lab, "get_user_profile(user 1)", move |lab| a.get_user_profile(lab, 1))?;
+    let after = call(&lab, "get_user_profile(user 1)", move |lab| {
+        a.get_user_profile(lab, 1)
+    })?;
     let after = ok("get_user_profile(user 1)", after, HINT_FILL)?;
-    ensure(after.as_ref().map(|u| u.plan.as_str()) == Some(plan), || {
-        fail(
-            format!("after update_user_plan(user 1, {plan:?}) the next read returned {after:?}"),
-            format!("expected plan {plan:?}"),
-            "write the new plan to Postgres with lab.db.execute, then invalidate",
-        )
-    })
+    ensure(
+        after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
+        || {
+            fail(
+                format!(
+                    "after update_user_plan(user 1, {plan:?}) the next read returned {after:?}"
+                ),
+                format!("expected plan {plan:?}"),
+                "write the new plan to Postgres with lab.db.execute, then invalidate",
+            )
+        },
+    )
 }
 
 /// A reader that misses while the UPDATE is in flight caches the old row;
@@ -131,28 +167,50 @@ pub fn update_invalidates(a: Subject) -> Outcome {
 pub fn write_then_invalidate(a: Subject) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 2)?;
-    let plan = if before.plan == "pro" { "enterprise" } else { "pro" };
+    let plan = if before.plan == "pro" {
+        "enterprise"
+    } else {
+        "pro"
+    };
     let parked = lab.hooks().park(Trap::before_write());
-    let mut writer = spawn(&lab, format!("update_user_plan(user 2, {plan:?})"), move |lab| a.update_user_plan(lab, 2, plan));
+    let mut writer = spawn(
+        &lab,
+        format!("update_user_plan(user 2, {plan:?})"),
+        move |lab| a.update_user_plan(lab, 2, plan),
+    );
     if !wait_parked(&parked, &mut writer, Duration::from_secs(5)) {
         drop(parked);
         let result = writer.wait(BOUND)?;
         return Err(fail(
-            format!("update_user_plan(user 2, {plan:?}) sent no write to Postgres (it returned {result:?})"),
+            format!(
+                "update_user_plan(user 2, {plan:?}) sent no write to Postgres (it returned {result:?})"
+            ),
             "the new plan must be written to Postgres",
             "use lab.db.execute with an UPDATE",
         ));
     }
     // The write is parked before it runs. A reader now finds the cache empty
     // (cold, or invalidated too early) and caches the old row.
-    let read = call(&lab, "get_user_profile(user 2)", move |lab| a.get_user_profile(lab, 2))?;
-    ok("get_user_profile(user 2) during the update", read, HINT_FILL)?;
+    let read = call(&lab, "get_user_profile(user 2)", move |lab| {
+        a.get_user_profile(lab, 2)
+    })?;
+    ok(
+        "get_user_profile(user 2) during the update",
+        read,
+        HINT_FILL,
+    )?;
     drop(parked);
     let done = writer.wait(BOUND)?;
-    ok(&format!("update_user_plan(user 2, {plan:?})"), done, "a valid plan must be accepted")?;
+    ok(
+        &format!("update_user_plan(user 2, {plan:?})"),
+        done,
+        "a valid plan must be accepted",
+    )?;
     let key = user_key(2);
     let (present, _) = cached(&lab, &key)?;
-    let after = call(&lab, "get_user_profile(user 2)", move |lab| a.get_user_profile(lab, 2))?;
+    let after = call(&lab, "get_user_profile(user 2)", move |lab| {
+        a.get_user_profile(lab, 2)
+    })?;
     let after = ok("get_user_profile(user 2)", after, HINT_FILL)?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
     ensure(!present && !stale, || {
@@ -179,7 +237,17 @@ pub fn rejected_plan_is_an_error(a: Subject) -> Outcome {
 pub fn hostile_plans_are_never_executed(a: Subject) -> Outcome {
     let long = "x".repeat(10_000);
     let long: &'static str = Box::leak(long.into_boxed_str());
-    bad_plans_change_nothing(a, &["", long, "pro\0", "O'Brien", "enterprise' --", "pro'; DROP TABLE users; --"])
+    bad_plans_change_nothing(
+        a,
+        &[
+            "",
+            long,
+            "pro\0",
+            "O'Brien",
+            "enterprise' --",
+            "pro'; DROP TABLE users; --",
+        ],
+    )
 }
 
 fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
@@ -188,46 +256,79 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
         (1..=5).map(|id| stored(lab, id)).collect()
     };
     let rows = everyone(&lab)?;
-    let before = rows[2].clone().ok_or_else(|| Failure::Setup("seed.sql has no user 3".into()))?;
+    let before = rows[2]
+        .clone()
+        .ok_or_else(|| Failure::Setup("seed.sql has no user 3".into()))?;
     for &plan in plans {
-        let shown = if plan.len() > 40 { format!("a {} byte plan", plan.len()) } else { format!("{plan:?}") };
-        let warm = call(&lab, "get_user_profile(user 3)", move |lab| a.get_user_profile(lab, 3))?;
+        let shown = if plan.len() > 40 {
+            format!("a {} byte plan", plan.len())
+        } else {
+            format!("{plan:?}")
+        };
+        let warm = call(&lab, "get_user_profile(user 3)", move |lab| {
+            a.get_user_profile(lab, 3)
+        })?;
         ok("get_user_profile(user 3)", warm, HINT_FILL)?;
-        let result = call(&lab, format!("update_user_plan(user 3, {shown})"), move |lab| a.update_user_plan(lab, 3, plan))?;
+        let result = call(
+            &lab,
+            format!("update_user_plan(user 3, {shown})"),
+            move |lab| a.update_user_plan(lab, 3, plan),
+        )?;
         let now = everyone(&lab)?;
         let stored_plan = now[2].as_ref().map(|u| u.plan.clone());
-        ensure(now.iter().zip(&rows).enumerate().all(|(i, (n, r))| i == 2 || n == r), || {
-            fail(
-                format!("update_user_plan(user 3, {shown}) changed other users' rows"),
-                "only user 3 may change",
-                "pass the plan as a parameter ($1), never format! it into the SQL",
-            )
-        })?;
-        ensure(stored_plan.as_deref() == Some(before.plan.as_str()) || stored_plan.as_deref() == Some(plan), || {
-            fail(
-                format!("after update_user_plan(user 3, {shown}) Postgres holds plan {stored_plan:?}"),
-                format!("the plan verbatim, or the old {:?}", before.plan),
-                "pass the plan as a parameter ($1), never format! it into the SQL",
-            )
-        })?;
+        ensure(
+            now.iter()
+                .zip(&rows)
+                .enumerate()
+                .all(|(i, (n, r))| i == 2 || n == r),
+            || {
+                fail(
+                    format!("update_user_plan(user 3, {shown}) changed other users' rows"),
+                    "only user 3 may change",
+                    "pass the plan as a parameter ($1), never format! it into the SQL",
+                )
+            },
+        )?;
+        ensure(
+            stored_plan.as_deref() == Some(before.plan.as_str())
+                || stored_plan.as_deref() == Some(plan),
+            || {
+                fail(
+                    format!(
+                        "after update_user_plan(user 3, {shown}) Postgres holds plan {stored_plan:?}"
+                    ),
+                    format!("the plan verbatim, or the old {:?}", before.plan),
+                    "pass the plan as a parameter ($1), never format! it into the SQL",
+                )
+            },
+        )?;
         if stored_plan.as_deref() != Some(plan) {
             ensure(result.is_err(), || {
                 fail(
-                    format!("update_user_plan(user 3, {shown}) returned Ok, but Postgres refused it"),
+                    format!(
+                        "update_user_plan(user 3, {shown}) returned Ok, but Postgres refused it"
+                    ),
                     "Err when the write fails",
                     "propagate lab.db.execute's error with `?` instead of ignoring it",
                 )
             })?;
         }
-        let read = call(&lab, "get_user_profile(user 3)", move |lab| a.get_user_profile(lab, 3))?;
-        let read = ok("get_user_profile(user 3)", read, HINT_FILL)?;
-        ensure(read.as_ref().map(|u| &u.plan) == stored_plan.as_ref(), || {
-            fail(
-                format!("after update_user_plan(user 3, {shown}) failed, a read returned {read:?}"),
-                format!("the stored plan {stored_plan:?}"),
-                "touch the cache only after the write succeeded",
-            )
+        let read = call(&lab, "get_user_profile(user 3)", move |lab| {
+            a.get_user_profile(lab, 3)
         })?;
+        let read = ok("get_user_profile(user 3)", read, HINT_FILL)?;
+        ensure(
+            read.as_ref().map(|u| &u.plan) == stored_plan.as_ref(),
+            || {
+                fail(
+                    format!(
+                        "after update_user_plan(user 3, {shown}) failed, a read returned {read:?}"
+                    ),
+                    format!("the stored plan {stored_plan:?}"),
+                    "touch the cache only after the write succeeded",
+                )
+            },
+        )?;
     }
     Ok(())
 }

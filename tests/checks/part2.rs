@@ -28,40 +28,77 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
     let expected = seeded(&lab, 1)?;
     // A single read first: an unfinished answer fails here with its own
     // message, once, rather than fifty times.
-    let one = call(&lab, "get_user_profile_singleflight(user 5)", move |lab| a.get_user_profile_singleflight(lab, 5))?;
-    ok("get_user_profile_singleflight(user 5)", one, "a single read behaves like Part 1")?;
+    let one = call(&lab, "get_user_profile_singleflight(user 5)", move |lab| {
+        a.get_user_profile_singleflight(lab, 5)
+    })?;
+    ok(
+        "get_user_profile_singleflight(user 5)",
+        one,
+        "a single read behaves like Part 1",
+    )?;
     lab.hooks().slow_statements(SLOW);
     lab.db.reset_counters();
     lab.hooks().reset_peak();
     let base = lab.hooks().statements_started();
     let parked = lab.hooks().park(Trap::after_read());
     let hooks_lab = lab.clone();
-    let results = herd(&lab, HERD, BOUND, move |lab| a.get_user_profile_singleflight(lab, 1), move || {
-        if parked.wait(BOUND / 2) {
-            hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
-        }
-        drop(parked);
-    });
+    let results = herd(
+        &lab,
+        HERD,
+        BOUND,
+        move |lab| a.get_user_profile_singleflight(lab, 1),
+        move || {
+            if parked.wait(BOUND / 2) {
+                hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
+            }
+            drop(parked);
+        },
+    );
     all_returned(&results, HERD)?;
-    Ok(Herd { statements: lab.db.query_count(), concurrent: lab.hooks().peak_in_flight() > 1, results, expected })
+    Ok(Herd {
+        statements: lab.db.query_count(),
+        concurrent: lab.hooks().peak_in_flight() > 1,
+        results,
+        expected,
+    })
 }
 
 /// A single cold read, a hit and a missing user behave as in Part 1.
 pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 4)?;
-    let got = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| a.get_user_profile_singleflight(lab, 4))?;
-    let got = ok("get_user_profile_singleflight(user 4)", got, "a single read behaves like Part 1")?;
+    let got = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| {
+        a.get_user_profile_singleflight(lab, 4)
+    })?;
+    let got = ok(
+        "get_user_profile_singleflight(user 4)",
+        got,
+        "a single read behaves like Part 1",
+    )?;
     ensure(got.as_ref() == Some(&expected), || {
-        fail(format!("a cold read of user 4 returned {got:?}"), format!("Some({expected:?})"), "load the row on a miss")
+        fail(
+            format!("a cold read of user 4 returned {got:?}"),
+            format!("Some({expected:?})"),
+            "load the row on a miss",
+        )
     })?;
     let key = user_key(4);
     ensure(cached(&lab, &key)?.0, || {
-        fail(format!("after a cold read, {key} is not cached"), "the read fills the cache", "fill before releasing the lock")
+        fail(
+            format!("after a cold read, {key} is not cached"),
+            "the read fills the cache",
+            "fill before releasing the lock",
+        )
     })?;
     let before = lab.db.query_count();
-    let again = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| a.get_user_profile_singleflight(lab, 4))?;
-    ok("get_user_profile_singleflight(user 4)", again, "a hit returns the cached user")?;
+    let again = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| {
+        a.get_user_profile_singleflight(lab, 4)
+    })?;
+    ok(
+        "get_user_profile_singleflight(user 4)",
+        again,
+        "a hit returns the cached user",
+    )?;
     ensure(lab.db.query_count() == before, || {
         fail(
             format!("{} statements for a hit", lab.db.query_count() - before),
@@ -69,15 +106,27 @@ pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
             "check the cache before taking the lock",
         )
     })?;
-    let missing = call(&lab, "get_user_profile_singleflight(user 999)", move |lab| a.get_user_profile_singleflight(lab, 999))?;
+    let missing = call(
+        &lab,
+        "get_user_profile_singleflight(user 999)",
+        move |lab| a.get_user_profile_singleflight(lab, 999),
+    )?;
     ensure(matches!(missing, Ok(None)), || {
-        fail(format!("user 999 read as {}", show(&missing)), "Ok(None)", "return None when there is no row")
+        fail(
+            format!("user 999 read as {}", show(&missing)),
+            "Ok(None)",
+            "return None when there is no row",
+        )
     })
 }
 
 /// 50 concurrent cold reads of one user send exactly 1 statement.
 pub fn herd_sends_one_statement(a: Subject) -> Outcome {
-    let Herd { statements, concurrent, .. } = cold_herd(a)?;
+    let Herd {
+        statements,
+        concurrent,
+        ..
+    } = cold_herd(a)?;
     ensure(statements == 1, || {
         let (how, hint) = if concurrent {
             (
@@ -90,17 +139,30 @@ pub fn herd_sends_one_statement(a: Subject) -> Outcome {
                 "after taking key_lock, check the cache again before querying (the double-check), and fill it before releasing the lock",
             )
         };
-        fail(format!("{statements} statements for {HERD} concurrent cold reads of user 1, {how}"), "exactly 1", hint)
+        fail(
+            format!("{statements} statements for {HERD} concurrent cold reads of user 1, {how}"),
+            "exactly 1",
+            hint,
+        )
     })
 }
 
 /// All 50 concurrent readers of a cold user get the user (waiters too).
 pub fn herd_all_get_the_user(a: Subject) -> Outcome {
-    let Herd { results, expected, .. } = cold_herd(a)?;
-    let wrong: Vec<&Result<Option<User>>> = results.iter().filter(|r| !matches!(r, Ok(Some(u)) if *u == expected)).collect();
+    let Herd {
+        results, expected, ..
+    } = cold_herd(a)?;
+    let wrong: Vec<&Result<Option<User>>> = results
+        .iter()
+        .filter(|r| !matches!(r, Ok(Some(u)) if *u == expected))
+        .collect();
     ensure(wrong.is_empty(), || {
         fail(
-            format!("{} of {HERD} concurrent readers got something else, e.g. {}", wrong.len(), show(wrong[0])),
+            format!(
+                "{} of {HERD} concurrent readers got something else, e.g. {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
             format!("all {HERD} get user 1"),
             "a waiter that finds the cache filled returns that value; it never gives up with None",
         )
@@ -112,17 +174,29 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
 pub fn other_keys_are_not_delayed(a: Subject) -> Outcome {
     let lab = lab()?;
     let parked = lab.hooks().park(Trap::after_read());
-    let mut slow = spawn(&lab, "get_user_profile_singleflight(user 2)", move |lab| a.get_user_profile_singleflight(lab, 2));
+    let mut slow = spawn(&lab, "get_user_profile_singleflight(user 2)", move |lab| {
+        a.get_user_profile_singleflight(lab, 2)
+    });
     if !wait_parked(&parked, &mut slow, Duration::from_secs(5)) {
         drop(parked);
         let _ = slow.wait(BOUND)?;
-        return Err(fail("a cold read of user 2 sent no read to Postgres", "a cold read loads the row", "query on a miss"));
+        return Err(fail(
+            "a cold read of user 2 sent no read to Postgres",
+            "a cold read loads the row",
+            "query on a miss",
+        ));
     }
-    let mut other = spawn(&lab, "get_user_profile_singleflight(user 3)", move |lab| a.get_user_profile_singleflight(lab, 3));
+    let mut other = spawn(&lab, "get_user_profile_singleflight(user 3)", move |lab| {
+        a.get_user_profile_singleflight(lab, 3)
+    });
     let finished = other.finishes_within(Duration::from_secs(3));
     drop(parked);
     let other_result = other.wait(BOUND)?;
-    ok("get_user_profile_singleflight(user 2)", slow.wait(BOUND)?, "load the row on a miss")?;
+    ok(
+        "get_user_profile_singleflight(user 2)",
+        slow.wait(BOUND)?,
+        "load the row on a miss",
+    )?;
     ensure(finished, || {
         fail(
             "a read of user 3 waited while user 2's fill was in flight",
@@ -131,6 +205,10 @@ pub fn other_keys_are_not_delayed(a: Subject) -> Outcome {
         )
     })?;
     ensure(matches!(&other_result, Ok(Some(u)) if u.id == 3), || {
-        fail(format!("the read of user 3 returned {}", show(&other_result)), "user 3", "load the row on a miss")
+        fail(
+            format!("the read of user 3 returned {}", show(&other_result)),
+            "user 3",
+            "load the row on a miss",
+        )
     })
 }

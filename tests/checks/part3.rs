@@ -22,28 +22,57 @@ const ENV_ANSWERS: &str = "LAB_HERD_ANSWERS";
 pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
-    let got = ok("get_user_profile_leased(user 1)", got, "read the cache, else take a lease, load and fill")?;
-    ensure(got.as_ref() == Some(&expected), || {
-        fail(format!("a cold leased read of user 1 returned {got:?}"), format!("Some({expected:?})"), "load the row on a miss")
+    let got = call(&lab, "get_user_profile_leased(user 1)", move |lab| {
+        a.get_user_profile_leased(lab, 1)
     })?;
-    let (present, ttl) = cached(&lab, &user_key(1))?;
-    ensure(present && ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL), || {
+    let got = ok(
+        "get_user_profile_leased(user 1)",
+        got,
+        "read the cache, else take a lease, load and fill",
+    )?;
+    ensure(got.as_ref() == Some(&expected), || {
         fail(
-            format!("after a cold leased read, user:1 present = {present}, TTL {ttl:?}"),
-            "cached with a TTL in (0, CACHE_TTL]",
-            "fill with lab.cache.fill_with_lease(&key, &lease, &user, CACHE_TTL)",
+            format!("a cold leased read of user 1 returned {got:?}"),
+            format!("Some({expected:?})"),
+            "load the row on a miss",
         )
     })?;
+    let (present, ttl) = cached(&lab, &user_key(1))?;
+    ensure(
+        present && ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL),
+        || {
+            fail(
+                format!("after a cold leased read, user:1 present = {present}, TTL {ttl:?}"),
+                "cached with a TTL in (0, CACHE_TTL]",
+                "fill with lab.cache.fill_with_lease(&key, &lease, &user, CACHE_TTL)",
+            )
+        },
+    )?;
     let before = lab.db.query_count();
-    let hit = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
-    ok("get_user_profile_leased(user 1)", hit, "a hit returns the cached user")?;
-    ensure(lab.db.query_count() == before, || {
-        fail("a leased hit sent statements", "0 statements for a hit", "read the cache first")
+    let hit = call(&lab, "get_user_profile_leased(user 1)", move |lab| {
+        a.get_user_profile_leased(lab, 1)
     })?;
-    let missing = call(&lab, "get_user_profile_leased(user 999)", move |lab| a.get_user_profile_leased(lab, 999))?;
+    ok(
+        "get_user_profile_leased(user 1)",
+        hit,
+        "a hit returns the cached user",
+    )?;
+    ensure(lab.db.query_count() == before, || {
+        fail(
+            "a leased hit sent statements",
+            "0 statements for a hit",
+            "read the cache first",
+        )
+    })?;
+    let missing = call(&lab, "get_user_profile_leased(user 999)", move |lab| {
+        a.get_user_profile_leased(lab, 999)
+    })?;
     ensure(matches!(missing, Ok(None)), || {
-        fail(format!("user 999 read as {}", show(&missing)), "Ok(None)", "a missing user is None")
+        fail(
+            format!("user 999 read as {}", show(&missing)),
+            "Ok(None)",
+            "a missing user is None",
+        )
     })
 }
 
@@ -52,26 +81,51 @@ pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
 pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 2)?;
-    let plan = if before.plan == "pro" { "enterprise" } else { "pro" };
+    let plan = if before.plan == "pro" {
+        "enterprise"
+    } else {
+        "pro"
+    };
     let parked = lab.hooks().park(Trap::after_read());
-    let mut reader = spawn(&lab, "get_user_profile_leased(user 2)", move |lab| a.get_user_profile_leased(lab, 2));
+    let mut reader = spawn(&lab, "get_user_profile_leased(user 2)", move |lab| {
+        a.get_user_profile_leased(lab, 2)
+    });
     if !wait_parked(&parked, &mut reader, Duration::from_secs(5)) {
         drop(parked);
         let _ = reader.wait(BOUND)?;
-        return Err(fail("a cold leased read of user 2 sent no read", "a miss loads the row", "query on a miss"));
+        return Err(fail(
+            "a cold leased read of user 2 sent no read",
+            "a miss loads the row",
+            "query on a miss",
+        ));
     }
-    let update = call(&lab, format!("update_user_plan_leased(user 2, {plan:?})"), move |lab| {
-        a.update_user_plan_leased(lab, 2, plan)
-    })?;
-    ok("update_user_plan_leased", update, "write Postgres, then lab.cache.invalidate(&key)")?;
+    let update = call(
+        &lab,
+        format!("update_user_plan_leased(user 2, {plan:?})"),
+        move |lab| a.update_user_plan_leased(lab, 2, plan),
+    )?;
+    ok(
+        "update_user_plan_leased",
+        update,
+        "write Postgres, then lab.cache.invalidate(&key)",
+    )?;
     drop(parked);
-    ok("the parked get_user_profile_leased(user 2)", reader.wait(BOUND)?, "a refused fill is not an error")?;
+    ok(
+        "the parked get_user_profile_leased(user 2)",
+        reader.wait(BOUND)?,
+        "a refused fill is not an error",
+    )?;
     for attempt in 1..=3 {
-        let read = call(&lab, "get_user_profile_leased(user 2)", move |lab| a.get_user_profile_leased(lab, 2))?;
+        let read = call(&lab, "get_user_profile_leased(user 2)", move |lab| {
+            a.get_user_profile_leased(lab, 2)
+        })?;
         ensure(matches!(&read, Ok(Some(u)) if u.plan == plan), || {
             fail(
                 format!("read {attempt} after the race returned {}", show(&read)),
-                format!("plan {plan:?}: the reader that read {:?} before the update must not fill it afterwards", before.plan),
+                format!(
+                    "plan {plan:?}: the reader that read {:?} before the update must not fill it afterwards",
+                    before.plan
+                ),
                 "fill only with fill_with_lease, and invalidate with lab.cache.invalidate so the lease is revoked",
             )
         })?;
@@ -90,16 +144,25 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     // Waiters may wait for the holder, but no longer than LEASE_TTL (plus
     // slack): whatever has been sent by then is what the herd cost.
     let limit = LEASE_TTL + Duration::from_secs(1);
-    let results = herd(&lab, 50, limit, move |lab| a.get_user_profile_leased(lab, 999), move || {
-        if parked.wait(limit) {
-            hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
-        }
-        drop(parked);
-    });
+    let results = herd(
+        &lab,
+        50,
+        limit,
+        move |lab| a.get_user_profile_leased(lab, 999),
+        move || {
+            if parked.wait(limit) {
+                hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
+            }
+            drop(parked);
+        },
+    );
     let statements = lab.db.query_count();
     ensure(statements <= 1, || {
         fail(
-            format!("{statements} statements for 50 concurrent reads of missing user 999 ({} returned)", results.len()),
+            format!(
+                "{statements} statements for 50 concurrent reads of missing user 999 ({} returned)",
+                results.len()
+            ),
             "exactly 1",
             "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
         )
@@ -107,8 +170,16 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     all_returned(&results, 50)?;
     let wrong = results.iter().filter(|r| !matches!(r, Ok(None))).count();
     ensure(wrong == 0, || {
-        let example = results.iter().find(|r| !matches!(r, Ok(None))).map(show).unwrap_or_default();
-        fail(format!("{wrong} of 50 readers of missing user 999 got {example}"), "Ok(None) for all", "cache absence as null and return None")
+        let example = results
+            .iter()
+            .find(|r| !matches!(r, Ok(None)))
+            .map(show)
+            .unwrap_or_default();
+        fail(
+            format!("{wrong} of 50 readers of missing user 999 got {example}"),
+            "Ok(None) for all",
+            "cache absence as null and return None",
+        )
     })?;
     ensure(statements == 1, || {
         fail(
@@ -118,24 +189,35 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
         )
     })?;
     let (present, ttl) = cached(&lab, &user_key(999))?;
-    ensure(present && ttl.is_some_and(|t| !t.is_zero() && t <= ABSENT_TTL), || {
-        fail(
-            format!("absence of user 999 cached: {present}, TTL {ttl:?}"),
-            format!("cached with a TTL in (0, ABSENT_TTL = {ABSENT_TTL:?}]"),
-            "use ABSENT_TTL, not CACHE_TTL, for a missing user, so a user created later shows up soon",
-        )
-    })
+    ensure(
+        present && ttl.is_some_and(|t| !t.is_zero() && t <= ABSENT_TTL),
+        || {
+            fail(
+                format!("absence of user 999 cached: {present}, TTL {ttl:?}"),
+                format!("cached with a TTL in (0, ABSENT_TTL = {ABSENT_TTL:?}]"),
+                "use ABSENT_TTL, not CACHE_TTL, for a missing user, so a user created later shows up soon",
+            )
+        },
+    )
 }
 
 /// A lease whose holder died (taken, never filled) delays a reader by at
 /// most LEASE_TTL: the read returns the user within LEASE_TTL + 1 s.
 pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    let lease = lab.cache.try_lease(&user_key(1), LEASE_TTL).map_err(|e| Failure::Setup(e.to_string()))?;
-    ensure(lease.is_some(), || Failure::Setup("could not take the lease on a cold user:1".into()))?;
+    let lease = lab
+        .cache
+        .try_lease(&user_key(1), LEASE_TTL)
+        .map_err(|e| Failure::Setup(e.to_string()))?;
+    ensure(lease.is_some(), || {
+        Failure::Setup("could not take the lease on a cold user:1".into())
+    })?;
     let limit = LEASE_TTL + Duration::from_secs(1);
     let started = Instant::now();
-    let read = spawn(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1)).wait(limit);
+    let read = spawn(&lab, "get_user_profile_leased(user 1)", move |lab| {
+        a.get_user_profile_leased(lab, 1)
+    })
+    .wait(limit);
     let read = read.map_err(|_| {
         fail(
             format!("with a dead lease holder, a read had not returned after {limit:?}"),
@@ -145,7 +227,11 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
     })?;
     ensure(matches!(&read, Ok(Some(u)) if u.id == 1), || {
         fail(
-            format!("with a dead lease holder, the read returned {} after {:?}", show(&read), started.elapsed()),
+            format!(
+                "with a dead lease holder, the read returned {} after {:?}",
+                show(&read),
+                started.elapsed()
+            ),
             "user 1",
             "once the lease expires, take it yourself and load the row",
         )
@@ -157,10 +243,15 @@ pub fn redis_failing_read_uses_postgres(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
     lab.hooks().fail_cache(true);
-    let read = call(&lab, "get_user_profile_leased(user 1)", move |lab| a.get_user_profile_leased(lab, 1))?;
+    let read = call(&lab, "get_user_profile_leased(user 1)", move |lab| {
+        a.get_user_profile_leased(lab, 1)
+    })?;
     ensure(matches!(&read, Ok(Some(u)) if *u == expected), || {
         fail(
-            format!("with Redis failing, get_user_profile_leased(user 1) returned {}", show(&read)),
+            format!(
+                "with Redis failing, get_user_profile_leased(user 1) returned {}",
+                show(&read)
+            ),
             "the user, read from Postgres",
             "the cache is an optimisation: when a cache call fails, read Postgres and skip the fill",
         )
@@ -174,7 +265,11 @@ pub fn redis_failing_update_is_an_error(a: Subject) -> Outcome {
     let before = seeded(&lab, 1)?;
     let plan = if before.plan == "free" { "pro" } else { "free" };
     lab.hooks().fail_cache(true);
-    let done = call(&lab, format!("update_user_plan_leased(user 1, {plan:?})"), move |lab| a.update_user_plan_leased(lab, 1, plan))?;
+    let done = call(
+        &lab,
+        format!("update_user_plan_leased(user 1, {plan:?})"),
+        move |lab| a.update_user_plan_leased(lab, 1, plan),
+    )?;
     lab.hooks().fail_cache(false);
     let stored_plan = seeded(&lab, 1)?.plan;
     ensure(stored_plan == plan, || {
@@ -208,7 +303,14 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
     let (tx, rx) = mpsc::channel::<(usize, String)>();
     for i in 0..PROCESSES {
         let mut child = Command::new(&exe)
-            .args([HERD_TEST, "--exact", "--include-ignored", "--nocapture", "--test-threads=1", "-q"])
+            .args([
+                HERD_TEST,
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads=1",
+                "-q",
+            ])
             .env(ENV_SPACE, &space)
             .env(ENV_ANSWERS, a.id())
             .stdin(Stdio::piped())
@@ -232,7 +334,13 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
         while reports.len() < PROCESSES {
             let (i, line) = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .map_err(|_| fail("the herd's child processes did not report in time", "each reports within 10 s", "a reader that never returns"))?;
+                .map_err(|_| {
+                    fail(
+                        "the herd's child processes did not report in time",
+                        "each reports within 10 s",
+                        "a reader that never returns",
+                    )
+                })?;
             if line == "READY" {
                 ready += 1;
                 if ready == PROCESSES {
@@ -266,14 +374,20 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
     let readers = PROCESSES * THREADS_PER_PROCESS;
     ensure(users == readers, || {
         fail(
-            format!("{} of {readers} readers across {PROCESSES} processes did not get user 1 ({})", readers - users, errors.join("; ")),
+            format!(
+                "{} of {readers} readers across {PROCESSES} processes did not get user 1 ({})",
+                readers - users,
+                errors.join("; ")
+            ),
             "every reader gets the user",
             "a waiter reads the value the lease holder filled",
         )
     })?;
     ensure(statements == 1, || {
         fail(
-            format!("{statements} statements for {readers} cold reads of user 1 across {PROCESSES} processes"),
+            format!(
+                "{statements} statements for {readers} cold reads of user 1 across {PROCESSES} processes"
+            ),
             "exactly 1: a process-local lock cannot stop this herd, a lease can",
             "only the lease holder queries; the others wait for its fill instead of going to Postgres",
         )
@@ -289,7 +403,12 @@ fn child(space: &str) {
     };
     let lab = match Lab::attach(space) {
         Ok(lab) => Arc::new(lab),
-        Err(e) => return report(format!("statements=0 users=0 error={}", e.to_string().replace(' ', "_"))),
+        Err(e) => {
+            return report(format!(
+                "statements=0 users=0 error={}",
+                e.to_string().replace(' ', "_")
+            ));
+        }
     };
     lab.hooks().slow_statements(SLOW);
     let gate = Arc::new(Barrier::new(THREADS_PER_PROCESS + 1));
@@ -317,5 +436,8 @@ fn child(space: &str) {
             }
         }
     }
-    report(format!("statements={} users={users} error={error}", lab.db.query_count()));
+    report(format!(
+        "statements={} users={users} error={error}",
+        lab.db.query_count()
+    ));
 }

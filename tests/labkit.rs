@@ -1,0 +1,342 @@
+//! labkit's own promises, independent of the learner's answers: they pass on
+//! the stubs as shipped. Failing fast with a useful line, isolation that
+//! cleans up (even after SIGKILL), counting, bad input, corrupt cache
+//! entries, leases and the key-lock map.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cache_aside_lab::labkit::{Error, Lab, database_url, redis_url};
+use cache_aside_lab::{User, key_lock, user_key};
+
+fn lab() -> Lab {
+    Lab::isolated().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Redis keys and Postgres schemas of one space, seen from outside labkit.
+fn leftovers(space: &str) -> (usize, bool) {
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let prefix = space.replacen("lab_", "lab:", 1).replacen('_', ":", 1);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query(&mut redis)
+        .unwrap();
+    let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let schema = pg
+        .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&space])
+        .unwrap();
+    (keys.len(), schema.is_some())
+}
+
+/// With a service down, or a URL pointing at something that never answers,
+/// the `solution` binary fails within 5 s with one line that names the
+/// service, the URL (password masked) and the fix.
+#[test]
+fn labkit_an_unreachable_service_fails_fast_with_service_url_and_fix() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let cases = [
+        (
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:1/postgres".to_string(),
+            "Postgres",
+            "start the services",
+        ),
+        (
+            "REDIS_URL",
+            "redis://:hunter2@127.0.0.1:1".to_string(),
+            "Redis",
+            "start the services",
+        ),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:hunter2@127.0.0.1:{silent_port}/postgres"),
+            "Postgres",
+            "no answer within",
+        ),
+        (
+            "REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{silent_port}"),
+            "Redis",
+            "no answer within",
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(var, url, service, fix)| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let out = Command::new(env!("CARGO_BIN_EXE_solution"))
+                    .env(var, &url)
+                    .output()
+                    .unwrap();
+                (var, url, service, fix, out, started.elapsed())
+            })
+        })
+        .collect();
+    for run in runs {
+        let (var, url, service, fix, out, took) = run.join().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let masked = url.replace("hunter2", "***");
+        assert!(!out.status.success(), "{var}={url}: the binary succeeded");
+        assert!(
+            took < Duration::from_secs(5),
+            "{var}={url}: took {took:?}, expected under 5 s"
+        );
+        assert_eq!(
+            stderr.trim().lines().count(),
+            1,
+            "{var}={url}: expected one line, got:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("cannot reach {service} at {masked}")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(fix) && !stderr.contains("hunter2"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Every statement through `Db` counts, reads and writes; seeding and
+/// search_path housekeeping do not; `reset_counters` starts again at 0.
+#[test]
+fn labkit_counts_every_statement_and_no_housekeeping() {
+    let lab = lab();
+    assert_eq!(
+        lab.db.query_count(),
+        0,
+        "a fresh lab has sent nothing of the learner's"
+    );
+    lab.db
+        .query_opt("SELECT plan FROM users WHERE id = $1", &[&1])
+        .unwrap();
+    lab.db.query("SELECT id FROM users", &[]).unwrap();
+    let changed = lab
+        .db
+        .execute("UPDATE users SET plan = 'free' WHERE id = $1", &[&2])
+        .unwrap();
+    assert_eq!((changed, lab.db.query_count()), (1, 3));
+    lab.db.reset_counters();
+    assert_eq!(lab.db.query_count(), 0);
+}
+
+/// Bad input is refused with a clear `Err` and nothing runs: empty SQL,
+/// several statements at once, parameters of the wrong type, empty keys,
+/// zero TTLs.
+#[test]
+fn labkit_refuses_bad_input_and_runs_nothing() {
+    let lab = lab();
+    assert!(matches!(
+        lab.db.query("  ", &[]),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(
+        lab.db
+            .execute("UPDATE users SET plan = 'free'; DROP TABLE users", &[])
+            .is_err()
+    );
+    assert!(
+        lab.db
+            .query_opt("SELECT * FROM users WHERE id = $1", &[&1i64])
+            .is_err(),
+        "int8 for an int4 column"
+    );
+    assert_eq!(
+        lab.db.query("SELECT plan FROM users", &[]).unwrap().len(),
+        5,
+        "nothing was executed"
+    );
+    assert!(matches!(
+        lab.cache.get_json::<User>(""),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(matches!(
+        lab.cache.set_json("k", &1, Duration::ZERO),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(!lab.cache.exists("k").unwrap());
+}
+
+/// An entry that does not decode (not JSON, or JSON of another shape) is a
+/// miss, and is removed so the next fill replaces it; no panic, no error.
+#[test]
+fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
+    let lab = lab();
+    let key = user_key(1);
+    let prefix = lab
+        .space_name()
+        .unwrap()
+        .replacen("lab_", "lab:", 1)
+        .replacen('_', ":", 1);
+    let mut redis = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for corrupt in ["not json", r#"{"id":1,"name":"old shape"}"#, "\u{0}\u{ff}"] {
+        redis::cmd("SET")
+            .arg(format!("{prefix}:{key}"))
+            .arg(corrupt)
+            .arg("EX")
+            .arg(60)
+            .query::<()>(&mut redis)
+            .unwrap();
+        assert_eq!(
+            lab.cache.get_json::<User>(&key).unwrap(),
+            None,
+            "{corrupt:?} reads as a miss"
+        );
+        assert!(!lab.cache.exists(&key).unwrap(), "{corrupt:?} was removed");
+    }
+}
+
+/// Two isolated labs share neither rows nor keys, and a dropped lab leaves
+/// no schema and no keys behind.
+#[test]
+fn labkit_isolated_labs_are_private_and_clean_up_on_drop() {
+    let (a, b) = (lab(), lab());
+    a.db.execute("UPDATE users SET plan = 'enterprise' WHERE id = 1", &[])
+        .unwrap();
+    a.cache
+        .set_json("user:1", &"a's", Duration::from_secs(60))
+        .unwrap();
+    let plan: String =
+        b.db.query_opt("SELECT plan FROM users WHERE id = 1", &[])
+            .unwrap()
+            .unwrap()
+            .get(0);
+    assert_eq!(plan, "pro", "b still has the seeded plan");
+    assert!(!b.cache.exists("user:1").unwrap(), "b does not see a's key");
+    let space = a.space_name().unwrap().to_string();
+    assert_eq!(leftovers(&space), (1, true));
+    drop(a);
+    assert_eq!(
+        leftovers(&space),
+        (0, false),
+        "keys and schema of a dropped lab"
+    );
+}
+
+/// Leases: one holder at a time; no lease while a value is cached; a fill
+/// with a revoked lease is refused; `invalidate` drops value and lease.
+#[test]
+fn labkit_leases_grant_one_holder_and_invalidate_revokes() {
+    let lab = lab();
+    let ttl = Duration::from_secs(2);
+    let lease = lab
+        .cache
+        .try_lease("user:1", ttl)
+        .unwrap()
+        .expect("a cold key can be leased");
+    assert!(
+        lab.cache.try_lease("user:1", ttl).unwrap().is_none(),
+        "one holder at a time"
+    );
+    assert!(
+        lab.cache
+            .fill_with_lease("user:2", &lease, &1, ttl)
+            .is_err(),
+        "a lease fills only its own key"
+    );
+    assert!(
+        lab.cache
+            .fill_with_lease("user:1", &lease, &"v1", ttl)
+            .unwrap()
+    );
+    assert!(
+        lab.cache.try_lease("user:1", ttl).unwrap().is_none(),
+        "no lease while a value is cached"
+    );
+    lab.cache.invalidate("user:1").unwrap();
+    let second = lab
+        .cache
+        .try_lease("user:1", ttl)
+        .unwrap()
+        .expect("leasable again");
+    lab.cache.invalidate("user:1").unwrap();
+    assert!(
+        !lab.cache
+            .fill_with_lease("user:1", &second, &"stale", ttl)
+            .unwrap(),
+        "revoked"
+    );
+    assert!(!lab.cache.exists("user:1").unwrap());
+}
+
+/// After 10,000 distinct keys have been locked and released, the key-lock
+/// map holds none of them: finished entries are removed, as in Go's
+/// singleflight, so the map is bounded by the keys in flight.
+#[test]
+fn labkit_key_lock_map_keeps_no_finished_entries() {
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for k in (t..10_000).step_by(8) {
+                    let lock = key_lock(&format!("sweep-test:{k}"));
+                    let _held = lock.lock().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    drop(key_lock("sweep-test:probe"));
+    let locks = cache_aside_lab::labkit::KeyLocks::global();
+    let (entries, _) = locks.count(|k| k.starts_with("sweep-test:") && k != "sweep-test:probe");
+    assert_eq!(entries, 0, "entries left of the 10,000 finished keys");
+}
+
+/// A run killed with SIGKILL leaves its schema and keys behind; the next
+/// process to start sweeps them, because the dead run's advisory lock is gone.
+#[test]
+fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
+    if std::env::var_os("LAB_HOLD_A_LAB").is_some() {
+        let lab = lab();
+        lab.cache
+            .set_json("user:1", &1, Duration::from_secs(60))
+            .unwrap();
+        println!("SPACE {}", lab.space_name().unwrap());
+        std::thread::sleep(Duration::from_secs(30));
+        return;
+    }
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "labkit_a_sigkilled_run_is_swept_by_the_next_start",
+            "--exact",
+            "--nocapture",
+            "-q",
+        ])
+        .env("LAB_HOLD_A_LAB", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let space = lines
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("SPACE ").map(String::from));
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let space = space.expect("the child reported its space");
+    // Usually still there; a concurrent `cargo test` may have swept it already.
+    let before = leftovers(&space);
+    assert!(
+        before == (1, true) || before == (0, false),
+        "half-swept: {before:?}"
+    );
+    let next = Command::new(env!("CARGO_BIN_EXE_solution"))
+        .output()
+        .unwrap();
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    assert_eq!(leftovers(&space), (0, false), "swept by the next start");
+}
