@@ -63,11 +63,25 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     }
     // One lock per key: a slow fill of one user never holds up another.
     let lock = key_lock(&key);
-    // A poisoned lock only means another reader panicked; the cache is still
-    // consistent, so carry on.
-    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-    // The double-check: whoever held the lock before us has most likely
-    // filled the cache. Without this, every waiter queries in turn.
+    let _guard = match lock.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            // Somebody is loading this key. Wait until they are done, then
+            // read their fill *without* holding the lock: otherwise a
+            // thousand waiters would queue up behind one another's cache
+            // reads. (A poisoned lock only means a reader panicked; the
+            // cache is still consistent, so carry on.)
+            drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+            if let Some(user) = lab.cache.get_json::<User>(&key)? {
+                return Ok(Some(user));
+            }
+            // Still a miss (the leader failed, or the user does not exist):
+            // take the lock and load it ourselves.
+            lock.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    };
+    // The double-check: whoever held the lock before us may have filled the
+    // cache since our first look. Without it, every waiter queries in turn.
     if let Some(user) = lab.cache.get_json::<User>(&key)? {
         return Ok(Some(user));
     }

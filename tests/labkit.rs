@@ -181,7 +181,7 @@ fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
         .unwrap();
     for corrupt in ["not json", r#"{"id":1,"name":"old shape"}"#, "\u{0}\u{ff}"] {
         redis::cmd("SET")
-            .arg(format!("{prefix}:{key}"))
+            .arg(lab.cache.storage_key(&key))
             .arg(corrupt)
             .arg("EX")
             .arg(60)

@@ -131,6 +131,16 @@ impl Db {
         self.count.store(0, Ordering::SeqCst);
     }
 
+    /// Benchmark only: runs `f` on the raw `postgres::Client` of a pooled
+    /// connection, bypassing labkit (not counted, no hooks), so that labkit's
+    /// own cost can be measured against the same server process.
+    pub fn with_raw_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let value = f(&mut conn.client);
+        conn.last_used = Instant::now();
+        Ok(value)
+    }
+
     /// Connections this pool has open right now (idle and in use).
     pub fn open_connections(&self) -> u32 {
         self.pool.state().connections
