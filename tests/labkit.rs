@@ -170,11 +170,6 @@ fn labkit_refuses_bad_input_and_runs_nothing() {
 fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
     let lab = lab();
     let key = user_key(1);
-    let prefix = lab
-        .space_name()
-        .unwrap()
-        .replacen("lab_", "lab:", 1)
-        .replacen('_', ":", 1);
     let mut redis = redis::Client::open(redis_url())
         .unwrap()
         .get_connection()
