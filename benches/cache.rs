@@ -375,7 +375,9 @@ fn main() {
                         .expect("hit");
                 },
             );
-            (raw.push(a), ours.push(b), r.push(b / a));
+            raw.push(a);
+            ours.push(b);
+            r.push(b / a);
         }
         let r = median(r);
         if threads == 16 {
