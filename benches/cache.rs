@@ -7,8 +7,9 @@
 //! - labkit paths and the reference answers, hit throughput by thread count,
 //!   1,000-thread herds, and a "remote" database (1 ms per statement).
 //!
-//! Rounds are interleaved (A B C A B C …) and each ratio is the median over
-//! rounds of per-round p50 ratios, so drift on a noisy virtual machine hits
+//! Each row is measured alternating op by op with its floor, rounds are
+//! interleaved across rows, and each ratio is the median over rounds of
+//! per-round p50 ratios, so drift on a noisy virtual machine hits
 //! both sides alike. `-- --quick` is the CI smoke run; `-- --json` ends with
 //! one JSON line holding a `summary`.
 
@@ -17,7 +18,6 @@
 mod reference;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
@@ -27,10 +27,6 @@ use cache_aside_lab::{User, user_key};
 const SELECT: &str = "SELECT id, name, email, plan FROM users WHERE id = $1";
 const UPDATE: &str = "UPDATE users SET plan = $1, updated_at = now() WHERE id = $2";
 const GET_FLOOR: &str = "raw GET (dedicated connection)";
-const SELECT_FLOOR: &str = "raw prepared SELECT (pooled connection)";
-const MISS_FLOOR: &str = "raw GET + SELECT + SET (by hand)";
-const UPDATE_FLOOR: &str = "raw UPDATE + DEL (by hand)";
-const REMOTE_MISS: &str = "remote DB: get_user_profile, miss";
 
 struct Stats {
     mean: f64,
@@ -53,60 +49,61 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// One latency row: a name, the floor it is compared with, and the op.
-struct Case<'a> {
-    name: &'static str,
-    floor: Option<&'static str>,
-    op: Box<dyn FnMut() + 'a>,
+type Op<'a> = Box<dyn FnMut() + 'a>;
+
+/// A labkit path and its floor, measured strictly alternating (floor, row,
+/// floor, row, …) so that both always run under the same conditions.
+struct Pair<'a> {
+    row: &'static str,
+    floor: &'static str,
+    ops: (Op<'a>, Op<'a>),
+    samples: (Vec<f64>, Vec<f64>),
+    ratios: Vec<f64>,
 }
 
-fn case<'a>(name: &'static str, floor: Option<&'static str>, op: impl FnMut() + 'a) -> Case<'a> {
-    Case {
-        name,
+fn pair<'a>(
+    row: &'static str,
+    floor: &'static str,
+    floor_op: impl FnMut() + 'a,
+    row_op: impl FnMut() + 'a,
+) -> Pair<'a> {
+    Pair {
+        row,
         floor,
-        op: Box::new(op),
+        ops: (Box::new(floor_op), Box::new(row_op)),
+        samples: (Vec::new(), Vec::new()),
+        ratios: Vec::new(),
     }
 }
 
-struct Row {
-    name: &'static str,
-    floor: Option<&'static str>,
-    stats: Stats,
-    round_p50: Vec<f64>,
+fn timed(op: &mut Op<'_>) -> f64 {
+    let t = Instant::now();
+    op();
+    t.elapsed().as_secs_f64() * 1e6
 }
 
-/// Runs every case `per_round` times per round, round-robin; times in µs.
-fn measure(mut cases: Vec<Case<'_>>, rounds: usize, per_round: usize) -> Vec<Row> {
-    let mut samples: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let mut round_p50: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for c in cases.iter_mut() {
+/// `rounds` rounds; in each, every pair runs `per_round` alternating ops.
+/// A pair's ratio is the median over rounds of (row p50 / floor p50).
+fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize) {
+    for p in pairs.iter_mut() {
         for _ in 0..per_round / 4 {
-            (c.op)(); // warm-up: connections, prepared statements
+            (p.ops.0)(); // warm-up: connections, prepared statements
+            (p.ops.1)();
         }
     }
     for _ in 0..rounds {
-        for (i, c) in cases.iter_mut().enumerate() {
-            let mut round: Vec<f64> = (0..per_round)
-                .map(|_| {
-                    let t = Instant::now();
-                    (c.op)();
-                    t.elapsed().as_secs_f64() * 1e6
-                })
-                .collect();
-            samples[i].extend_from_slice(&round);
-            round_p50[i].push(stats(&mut round).p50);
+        for p in pairs.iter_mut() {
+            let (mut floor, mut row) =
+                (Vec::with_capacity(per_round), Vec::with_capacity(per_round));
+            for _ in 0..per_round {
+                floor.push(timed(&mut p.ops.0));
+                row.push(timed(&mut p.ops.1));
+            }
+            p.samples.0.extend_from_slice(&floor);
+            p.samples.1.extend_from_slice(&row);
+            p.ratios.push(stats(&mut row).p50 / stats(&mut floor).p50);
         }
     }
-    cases
-        .iter()
-        .zip(samples.iter_mut().zip(round_p50))
-        .map(|(c, (s, r))| Row {
-            name: c.name,
-            floor: c.floor,
-            stats: stats(s),
-            round_p50: r,
-        })
-        .collect()
 }
 
 fn raw_pg(lab: &Lab) -> postgres::Client {
@@ -179,7 +176,10 @@ fn herd(lab: &Arc<Lab>, n: usize, read: Read) -> (f64, u64) {
     ((last - first).as_secs_f64() * 1e3, lab.db.query_count())
 }
 
-fn latency_rows(lab: &Arc<Lab>, rounds: usize, per_round: usize) -> Vec<Row> {
+/// The latency table: (row, floor, row stats, floor stats, ratio).
+type Line = (&'static str, &'static str, Stats, Stats, f64);
+
+fn latency(lab: &Arc<Lab>, rounds: usize, per_round: usize) -> Vec<Line> {
     reference::get_user_profile(lab, 1).expect("fill user 1");
     let hit_key = lab.cache.storage_key(&user_key(1));
     let miss_key = lab.cache.storage_key("raw-miss");
@@ -197,103 +197,129 @@ fn latency_rows(lab: &Arc<Lab>, rounds: usize, per_round: usize) -> Vec<Row> {
         .expect("pool")
         .expect("prepare");
     let plans = ["free", "pro"];
-    let (flip, flip_raw) = (RefCell::new(0usize), RefCell::new(0usize));
-    let get = |key: &str| -> Option<Vec<u8>> {
-        redis::cmd("GET")
-            .arg(key)
+    let flip = RefCell::new(0usize);
+    let raw_get = || {
+        let _: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&hit_key)
             .query(&mut *redis.borrow_mut())
-            .expect("GET")
+            .expect("GET");
     };
-    let cases = vec![
-        case(GET_FLOOR, None, || {
-            get(&hit_key);
-        }),
-        case(SELECT_FLOOR, None, || {
-            lab.db
-                .with_raw_client(|c| c.query_opt(&pooled, &[&1i32]).expect("SELECT"))
-                .expect("pool");
-        }),
-        case("raw prepared SELECT (dedicated client)", None, || {
-            pg.borrow_mut()
-                .query_opt(&select, &[&1i32])
-                .expect("SELECT");
-        }),
-        case(MISS_FLOOR, None, || {
-            let mut r = redis.borrow_mut();
-            let _: i64 = redis::cmd("DEL")
-                .arg(&miss_key)
-                .query(&mut *r)
-                .expect("DEL");
-            let _: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(&miss_key)
-                .query(&mut *r)
-                .expect("GET");
-            let row = pg
-                .borrow_mut()
-                .query_opt(&select, &[&2i32])
-                .expect("SELECT")
-                .expect("row");
-            let json = serde_json::to_vec(&User::from_row(&row)).expect("json");
-            let _: () = redis::cmd("SET")
-                .arg(&miss_key)
-                .arg(json)
-                .arg("PX")
-                .arg(60_000)
-                .query(&mut *r)
-                .expect("SET");
-        }),
-        case(UPDATE_FLOOR, None, || {
-            *flip_raw.borrow_mut() += 1;
-            let plan = plans[*flip_raw.borrow() % 2];
-            pg.borrow_mut()
-                .execute(&update, &[&plan, &4i32])
-                .expect("UPDATE");
-            let _: i64 = redis::cmd("DEL")
-                .arg(&miss_key)
-                .query(&mut *redis.borrow_mut())
-                .expect("DEL");
-        }),
-        case("cache.get_json hit", Some(GET_FLOOR), || {
+    let raw_miss = || {
+        let mut r = redis.borrow_mut();
+        let _: i64 = redis::cmd("DEL")
+            .arg(&miss_key)
+            .query(&mut *r)
+            .expect("DEL");
+        let _: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&miss_key)
+            .query(&mut *r)
+            .expect("GET");
+        let row = pg
+            .borrow_mut()
+            .query_opt(&select, &[&2i32])
+            .expect("SELECT")
+            .expect("row");
+        let json = serde_json::to_vec(&User::from_row(&row)).expect("json");
+        let _: () = redis::cmd("SET")
+            .arg(&miss_key)
+            .arg(json)
+            .arg("PX")
+            .arg(60_000)
+            .query(&mut *r)
+            .expect("SET");
+    };
+    let labkit_miss = || {
+        lab.cache.delete("user:2").expect("delete");
+        reference::get_user_profile(lab, 2).expect("miss");
+    };
+    let next_plan = || {
+        *flip.borrow_mut() += 1;
+        plans[*flip.borrow() % 2]
+    };
+    let mut pairs = vec![
+        pair("cache.get_json hit", GET_FLOOR, raw_get, || {
             lab.cache
                 .get_json::<User>("user:1")
                 .expect("get")
                 .expect("hit");
         }),
-        case("db.query_opt", Some(SELECT_FLOOR), || {
-            lab.db.query_opt(SELECT, &[&1i32]).expect("query");
-        }),
-        case("get_user_profile, hit", Some(GET_FLOOR), || {
+        pair("get_user_profile, hit", GET_FLOOR, raw_get, || {
             reference::get_user_profile(lab, 1).expect("hit");
         }),
-        case("get_user_profile, miss", Some(MISS_FLOOR), || {
-            lab.cache.delete("user:2").expect("delete");
-            reference::get_user_profile(lab, 2).expect("miss");
-        }),
-        case("update_user_plan", Some(UPDATE_FLOOR), || {
-            *flip.borrow_mut() += 1;
-            reference::update_user_plan(lab, 3, plans[*flip.borrow() % 2]).expect("update");
-        }),
-    ];
-    let mut rows = measure(cases, rounds, per_round);
-
-    // A remote database: every statement 1 ms slower. A hit never notices.
-    lab.hooks().slow_statements(Duration::from_millis(1));
-    let remote = vec![
-        case(REMOTE_MISS, None, || {
-            lab.cache.delete("user:2").expect("delete");
-            reference::get_user_profile(lab, 2).expect("miss");
-        }),
-        case(
-            "remote DB: get_user_profile, hit",
-            Some(REMOTE_MISS),
+        pair(
+            "db.query_opt",
+            "raw prepared SELECT (pooled connection)",
             || {
-                reference::get_user_profile(lab, 1).expect("hit");
+                lab.db
+                    .with_raw_client(|c| c.query_opt(&pooled, &[&1i32]).expect("SELECT"))
+                    .expect("pool");
+            },
+            || {
+                lab.db.query_opt(SELECT, &[&1i32]).expect("query");
+            },
+        ),
+        pair(
+            "db.query_opt",
+            "raw prepared SELECT (dedicated client)",
+            || {
+                pg.borrow_mut()
+                    .query_opt(&select, &[&1i32])
+                    .expect("SELECT");
+            },
+            || {
+                lab.db.query_opt(SELECT, &[&1i32]).expect("query");
+            },
+        ),
+        pair(
+            "get_user_profile, miss",
+            "raw DEL + GET + SELECT + SET",
+            raw_miss,
+            labkit_miss,
+        ),
+        pair(
+            "update_user_plan",
+            "raw UPDATE + DEL",
+            || {
+                pg.borrow_mut()
+                    .execute(&update, &[&next_plan(), &4i32])
+                    .expect("UPDATE");
+                let _: i64 = redis::cmd("DEL")
+                    .arg(&miss_key)
+                    .query(&mut *redis.borrow_mut())
+                    .expect("DEL");
+            },
+            || {
+                reference::update_user_plan(lab, 3, next_plan()).expect("update");
             },
         ),
     ];
-    rows.extend(measure(remote, rounds.min(5), (per_round / 10).max(10)));
+    measure(&mut pairs, rounds, per_round);
+
+    // A remote database: every statement 1 ms slower. A hit never notices.
+    lab.hooks().slow_statements(Duration::from_millis(1));
+    let mut remote = vec![pair(
+        "remote DB: get_user_profile, hit",
+        "remote DB: get_user_profile, miss",
+        labkit_miss,
+        || {
+            reference::get_user_profile(lab, 1).expect("hit");
+        },
+    )];
+    measure(&mut remote, rounds.min(5), (per_round / 10).max(10));
     lab.hooks().slow_statements(Duration::ZERO);
-    rows
+    pairs
+        .into_iter()
+        .chain(remote)
+        .map(|mut p| {
+            (
+                p.row,
+                p.floor,
+                stats(&mut p.samples.1),
+                stats(&mut p.samples.0),
+                median(p.ratios),
+            )
+        })
+        .collect()
 }
 
 fn main() {
@@ -316,36 +342,33 @@ fn main() {
         "cache-aside lab benchmark: {rounds} rounds x {per_round} ops per row, interleaved; {cores} cores"
     );
 
-    let rows = latency_rows(&lab, rounds, per_round);
+    let lines = latency(&lab, rounds, per_round);
     println!(
-        "\n{:<42} {:>8} {:>8} {:>8}   ratio to floor",
-        "latency, 1 thread (µs)", "mean", "p50", "p99"
+        "\n{:<34} {:>7} {:>7} {:>7}   {:<40} {:>7} {:>7}   {:>6}",
+        "latency, 1 thread (µs)",
+        "mean",
+        "p50",
+        "p99",
+        "floor, measured alternately",
+        "mean",
+        "p50",
+        "ratio"
     );
-    let mut ratios = HashMap::new();
-    for row in &rows {
-        let shown = match row.floor.and_then(|f| rows.iter().find(|r| r.name == f)) {
-            Some(floor) => {
-                let r = median(
-                    row.round_p50
-                        .iter()
-                        .zip(&floor.round_p50)
-                        .map(|(a, b)| a / b)
-                        .collect(),
-                );
-                ratios.insert(row.name, r);
-                format!("{r:>5.2}x  {}", floor.name)
-            }
-            None => "floor".into(),
-        };
-        let s = &row.stats;
+    for (row, floor, r, f, ratio) in &lines {
         println!(
-            "{:<42} {:>8.1} {:>8.1} {:>8.1}   {shown}",
-            row.name, s.mean, s.p50, s.p99
+            "{row:<34} {:>7.1} {:>7.1} {:>7.1}   {floor:<40} {:>7.1} {:>7.1}   {ratio:>5.2}x",
+            r.mean, r.p50, r.p99, f.mean, f.p50
         );
     }
+    let ratio_of = |row: &str, floor: &str| {
+        lines
+            .iter()
+            .find(|l| l.0 == row && l.1 == floor)
+            .map_or(f64::NAN, |l| l.4)
+    };
 
-    let time = Duration::from_millis(if quick { 250 } else { 1000 });
-    let reps = if quick { 3 } else { 5 };
+    let time = Duration::from_millis(if quick { 200 } else { 800 });
+    let reps = if quick { 5 } else { 7 };
     println!(
         "\n{:<42} {:>12} {:>12} {:>8}",
         "hit throughput (ops/s, median)", "raw GET", "get_json", "ratio"
@@ -353,28 +376,41 @@ fn main() {
     let mut throughput_16 = 0.0;
     for threads in [1, 4, 16, 64] {
         let (mut raw, mut ours, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..reps {
+        for rep in 0..reps {
             let key = lab.cache.storage_key("user:1");
-            let a = throughput(
-                threads,
-                time,
-                raw_redis,
-                move |c: &mut redis::Connection| {
-                    let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
-                },
-            );
-            let lab = lab.clone();
-            let b = throughput(
-                threads,
-                time,
-                || (),
-                move |_: &mut ()| {
-                    lab.cache
-                        .get_json::<User>("user:1")
-                        .expect("get")
-                        .expect("hit");
-                },
-            );
+            let raw_run = || {
+                let key = key.clone();
+                throughput(
+                    threads,
+                    time,
+                    raw_redis,
+                    move |c: &mut redis::Connection| {
+                        let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
+                    },
+                )
+            };
+            let lab_run = || {
+                let lab = lab.clone();
+                throughput(
+                    threads,
+                    time,
+                    || (),
+                    move |_: &mut ()| {
+                        lab.cache
+                            .get_json::<User>("user:1")
+                            .expect("get")
+                            .expect("hit");
+                    },
+                )
+            };
+            // Alternate which side goes first, so order effects cancel.
+            let (a, b) = if rep % 2 == 0 {
+                let a = raw_run();
+                (a, lab_run())
+            } else {
+                let b = lab_run();
+                (raw_run(), b)
+            };
             raw.push(a);
             ours.push(b);
             r.push(b / a);
@@ -431,24 +467,20 @@ fn main() {
 
     let summary = format!(
         "{{\"hit_vs_raw_get\":{:.3},\"db_read_vs_raw_select\":{:.3},\"hit_throughput_16_vs_raw\":{:.3},\"herd_1000_statements\":{},\"herd_1000_wall_vs_warm\":{:.3}}}",
-        ratios["cache.get_json hit"],
-        ratios["db.query_opt"],
+        ratio_of("cache.get_json hit", GET_FLOOR),
+        ratio_of("db.query_opt", "raw prepared SELECT (pooled connection)"),
         throughput_16,
         statements,
         single / warm
     );
     println!("\nsummary: {summary}");
     if json {
-        let latency: Vec<String> = rows
+        let latency: Vec<String> = lines
             .iter()
-            .map(|r| {
+            .map(|(row, floor, r, f, ratio)| {
                 format!(
-                    "{{\"name\":{:?},\"mean_us\":{:.2},\"p50_us\":{:.2},\"p99_us\":{:.2},\"ratio\":{}}}",
-                    r.name,
-                    r.stats.mean,
-                    r.stats.p50,
-                    r.stats.p99,
-                    ratios.get(r.name).map_or("null".into(), |x| format!("{x:.3}"))
+                    "{{\"row\":{row:?},\"floor\":{floor:?},\"p50_us\":{:.2},\"p99_us\":{:.2},\"floor_p50_us\":{:.2},\"ratio\":{ratio:.3}}}",
+                    r.p50, r.p99, f.p50
                 )
             })
             .collect();

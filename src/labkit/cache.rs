@@ -194,7 +194,7 @@ impl Cache {
         self.hooks.check_cache()?;
         let mut retried = false;
         loop {
-            let mut conn = self.checkout()?;
+            let mut conn = self.checkout(retried)?;
             match op(&mut conn.conn) {
                 Ok(value) => {
                     conn.last_used = Instant::now();
@@ -214,13 +214,14 @@ impl Cache {
         }
     }
 
-    fn checkout(&self) -> Result<r2d2::PooledConnection<RedisManager>> {
+    /// Like `Db::checkout`: validated if idle, or on a retry.
+    fn checkout(&self, validate: bool) -> Result<r2d2::PooledConnection<RedisManager>> {
         for _ in 0..=self.pool.max_size() {
             let mut conn = self
                 .pool
                 .get()
                 .map_err(|e| Error::unreachable(Service::Redis, &self.url, pool_cause(&e)))?;
-            if conn.last_used.elapsed() < IDLE_CHECK
+            if (!validate && conn.last_used.elapsed() < IDLE_CHECK)
                 || redis::cmd("PING").query::<String>(&mut conn.conn).is_ok()
             {
                 return Ok(conn);

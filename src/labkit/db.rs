@@ -135,7 +135,7 @@ impl Db {
     /// connection, bypassing labkit (not counted, no hooks), so that labkit's
     /// own cost can be measured against the same server process.
     pub fn with_raw_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> Result<T> {
-        let mut conn = self.checkout()?;
+        let mut conn = self.checkout(false)?;
         let value = f(&mut conn.client);
         conn.last_used = Instant::now();
         Ok(value)
@@ -174,7 +174,7 @@ impl Db {
     ) -> Result<T> {
         let mut retried = false;
         loop {
-            let mut conn = self.checkout()?;
+            let mut conn = self.checkout(retried)?;
             let mut prepared = false;
             let result = conn.statement(sql).and_then(|st| {
                 prepared = true;
@@ -204,14 +204,16 @@ impl Db {
     }
 
     /// A pooled connection, checked with one cheap round trip only if it sat
-    /// idle long enough for the server to have gone away.
-    fn checkout(&self) -> Result<r2d2::PooledConnection<PgManager>> {
+    /// idle long enough for the server to have gone away, or if `validate`
+    /// (a retry after a lost connection: its pool-mates are likely dead too).
+    fn checkout(&self, validate: bool) -> Result<r2d2::PooledConnection<PgManager>> {
         for _ in 0..=self.pool.max_size() {
             let mut conn = self
                 .pool
                 .get()
                 .map_err(|e| Error::unreachable(Service::Postgres, &self.url, pool_cause(&e)))?;
-            if conn.last_used.elapsed() < IDLE_CHECK || conn.client.simple_query("").is_ok() {
+            let fresh = !validate && conn.last_used.elapsed() < IDLE_CHECK;
+            if fresh || conn.client.simple_query("").is_ok() {
                 return Ok(conn);
             }
             conn.broken = true;
@@ -224,7 +226,7 @@ impl Db {
     }
 }
 
-fn is_connection_loss(err: &postgres::Error) -> bool {
+pub(crate) fn is_connection_loss(err: &postgres::Error) -> bool {
     err.is_closed()
         || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
         || is_shutdown_notice(err)

@@ -100,6 +100,27 @@ impl Run {
             .map_err(|e| Error::unreachable(Service::Redis, &self.redis_url, e))
     }
 
+    /// Runs housekeeping SQL. If the server restarted (or killed our
+    /// session) since the last use, reconnects once, takes this run's
+    /// advisory lock again (a restart released it), and retries.
+    fn housekeeping(&self, sql: &str) -> Result<()> {
+        let mut admin = self.admin();
+        match admin.batch_execute(sql) {
+            Err(e) if super::db::is_connection_loss(&e) => {
+                let mut fresh = connect_admin(&self.db_url)?;
+                fresh
+                    .query_one(
+                        "SELECT pg_try_advisory_lock($1, $2)",
+                        &[&LOCK_CLASS, &(self.id as i32)],
+                    )
+                    .map_err(|e| self.pg(e))?;
+                *admin = fresh;
+                admin.batch_execute(sql).map_err(|e| self.pg(e))
+            }
+            other => other.map_err(|e| self.pg(e)),
+        }
+    }
+
     fn pg(&self, e: postgres::Error) -> Error {
         Error::postgres(&self.db_url, &e)
     }
@@ -195,11 +216,9 @@ impl Space {
         let n = run.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("lab_{:08x}_{n}", run.id);
         let prefix = format!("lab:{:08x}:{n}:", run.id);
-        run.admin()
-            .batch_execute(&format!(
-                "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
-            ))
-            .map_err(|e| run.pg(e))?;
+        run.housekeeping(&format!(
+            "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
+        ))?;
         Ok(Space {
             name,
             prefix,
@@ -246,9 +265,7 @@ impl Drop for Space {
             return;
         };
         // Best effort: whatever fails here is swept by the next run.
-        let _ = run
-            .admin()
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
+        let _ = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
         if let Ok(mut conn) = run.redis_conn() {
             let _ = delete_matching(&mut conn, &format!("{}*", self.prefix));
         }

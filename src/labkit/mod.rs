@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use cache::Cache;
-pub use db::Db;
+pub use db::{Db, IDLE_CHECK};
 pub use error::{Error, Service, mask_password};
 pub use hooks::Hooks;
 pub use lease::Lease;
