@@ -24,7 +24,10 @@ const PLANS: [&str; 3] = ["free", "pro", "enterprise"];
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Totals {
@@ -35,13 +38,26 @@ struct Totals {
 }
 
 /// One round: `threads` threads for `time`, then the comparison.
-fn round(lab: &Arc<Lab>, threads: usize, time: Duration, read: Read, update: Update, totals: &mut Totals) {
+fn round(
+    lab: &Arc<Lab>,
+    threads: usize,
+    time: Duration,
+    read: Read,
+    update: Update,
+    totals: &mut Totals,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let (ops, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let gate = Arc::new(Barrier::new(threads + 1));
     let handles: Vec<_> = (0..threads)
         .map(|t| {
-            let (lab, stop, ops, errors, gate) = (lab.clone(), stop.clone(), ops.clone(), errors.clone(), gate.clone());
+            let (lab, stop, ops, errors, gate) = (
+                lab.clone(),
+                stop.clone(),
+                ops.clone(),
+                errors.clone(),
+                gate.clone(),
+            );
             std::thread::spawn(move || {
                 let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
                 let mut first = None;
@@ -77,9 +93,19 @@ fn round(lab: &Arc<Lab>, threads: usize, time: Duration, read: Read, update: Upd
     totals.ops += ops.load(Ordering::Relaxed);
     totals.errors += errors.load(Ordering::Relaxed);
     for id in 1..=5 {
-        let row = lab.db.query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&id]).expect("row");
+        let row = lab
+            .db
+            .query_opt(
+                "SELECT id, name, email, plan FROM users WHERE id = $1",
+                &[&id],
+            )
+            .expect("row");
         let truth = row.map(|r| User::from_row(&r));
-        if let Some(cached) = lab.cache.get_json::<Option<User>>(&user_key(id)).expect("cache") {
+        if let Some(cached) = lab
+            .cache
+            .get_json::<Option<User>>(&user_key(id))
+            .expect("cache")
+        {
             if cached != truth {
                 totals.stale += 1;
             }
@@ -90,31 +116,66 @@ fn round(lab: &Arc<Lab>, threads: usize, time: Duration, read: Read, update: Upd
 }
 
 fn main() {
-    let (seconds, rounds, threads) = (arg("--seconds", 10), arg("--rounds", 10), arg("--threads", 64) as usize);
+    let (seconds, rounds, threads) = (
+        arg("--seconds", 10),
+        arg("--rounds", 10),
+        arg("--threads", 64) as usize,
+    );
     let time = Duration::from_secs_f64(seconds as f64 / rounds as f64);
     let modes: [(&str, Read, Update); 3] = [
-        ("plain cache-aside (Part 1)", reference::get_user_profile, reference::update_user_plan),
-        ("single-flight (Part 2)", reference::get_user_profile_singleflight, reference::update_user_plan),
-        ("leases (Part 3)", reference::get_user_profile_leased, reference::update_user_plan_leased),
+        (
+            "plain cache-aside (Part 1)",
+            reference::get_user_profile,
+            reference::update_user_plan,
+        ),
+        (
+            "single-flight (Part 2)",
+            reference::get_user_profile_singleflight,
+            reference::update_user_plan,
+        ),
+        (
+            "leases (Part 3)",
+            reference::get_user_profile_leased,
+            reference::update_user_plan_leased,
+        ),
     ];
-    println!("{threads} threads, 80% reads / 20% updates over users 1-5, {rounds} rounds of {time:?} per mode");
-    println!("{:<30} {:>10} {:>8} {:>24}", "mode", "ops", "errors", "stale entries afterwards");
+    println!(
+        "{threads} threads, 80% reads / 20% updates over users 1-5, {rounds} rounds of {time:?} per mode"
+    );
+    println!(
+        "{:<30} {:>10} {:>8} {:>24}",
+        "mode", "ops", "errors", "stale entries afterwards"
+    );
     let mut broken = false;
     for (name, read, update) in modes {
-        let lab = match Lab::isolated_sized(PoolSizes { postgres: 16, redis: 64 }) {
+        let lab = match Lab::isolated_sized(PoolSizes {
+            postgres: 16,
+            redis: 64,
+        }) {
             Ok(lab) => Arc::new(lab),
             Err(e) => {
                 eprintln!("error: {e}");
                 std::process::exit(1);
             }
         };
-        let mut totals = Totals { ops: 0, errors: 0, stale: 0, first_error: None };
+        let mut totals = Totals {
+            ops: 0,
+            errors: 0,
+            stale: 0,
+            first_error: None,
+        };
         let started = Instant::now();
         for _ in 0..rounds {
             round(&lab, threads, time, read, update, &mut totals);
         }
         let checked = rounds * 5;
-        println!("{name:<30} {:>10} {:>8} {:>15} of {checked:<5} ({:.1?})", totals.ops, totals.errors, totals.stale, started.elapsed());
+        println!(
+            "{name:<30} {:>10} {:>8} {:>15} of {checked:<5} ({:.1?})",
+            totals.ops,
+            totals.errors,
+            totals.stale,
+            started.elapsed()
+        );
         if let Some(e) = &totals.first_error {
             println!("  first error: {e}");
         }
