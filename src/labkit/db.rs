@@ -159,10 +159,12 @@ impl Db {
         self.count.fetch_add(1, Ordering::SeqCst);
         self.hooks.before_statement(sql);
         let result = self.send(sql, write, op);
-        self.hooks.statement_done();
         if result.is_ok() {
+            // A statement parked after its result is still in progress for
+            // its caller, so it stays "in flight" until released.
             self.hooks.after_statement(sql);
         }
+        self.hooks.statement_done();
         result
     }
 

@@ -127,10 +127,26 @@ pub fn ensure(ok: bool, failure: impl FnOnce() -> Failure) -> Outcome {
     if ok { Ok(()) } else { Err(failure()) }
 }
 
+/// How many times each check runs: `LAB_REPEAT=100` for the determinism
+/// run (the reference and every catalogued mistake, 100 times each).
+pub fn repeat() -> usize {
+    std::env::var("LAB_REPEAT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
 /// Runs a check as a `#[test]`: a failure becomes the test's panic message.
 pub fn grade(subject: Subject, check: CheckFn) {
-    if let Err(failure) = check(subject) {
-        panic!("{failure}");
+    for run in 1..=repeat() {
+        if let Err(failure) = check(subject) {
+            let of = if repeat() > 1 {
+                format!(" (run {run} of {})", repeat())
+            } else {
+                String::new()
+            };
+            panic!("{failure}{of}");
+        }
     }
 }
 

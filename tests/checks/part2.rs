@@ -11,7 +11,7 @@ use super::*;
 pub const HERD: usize = 50;
 /// How long the parked leader waits for a second statement. Only a correct
 /// answer pays it; a wrong one sends its second statement at once.
-const GRACE: Duration = Duration::from_millis(300);
+const GRACE: Duration = Duration::from_secs(1);
 const SLOW: Duration = Duration::from_millis(20);
 
 /// One cold herd of `HERD` single-flight reads of user 1: (statements, results).

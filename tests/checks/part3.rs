@@ -10,7 +10,7 @@ use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, user_key};
 use super::*;
 
 const SLOW: Duration = Duration::from_millis(50);
-const GRACE: Duration = Duration::from_millis(300);
+const GRACE: Duration = Duration::from_secs(1);
 pub const PROCESSES: usize = 3;
 pub const THREADS_PER_PROCESS: usize = 16;
 /// The test that doubles as the child process of the cross-process herd.
