@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside_lab::User;
 use cache_aside_lab::labkit::hooks::Parked;
-use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::labkit::{KeyLocks, Lab, Result};
 
 /// No check waits longer than this for learner code.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -185,6 +185,12 @@ pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duratio
     ))
 }
 
+/// Runs learner code with key locks private to `lab`, as its Redis keys are,
+/// so that parallel tests never queue behind each other's locks.
+fn in_scope<T>(lab: &Lab, f: impl FnOnce(&Lab) -> T) -> T {
+    KeyLocks::scoped(lab.space_name().unwrap_or(""), || f(lab))
+}
+
 /// Learner code running on its own thread, so that a check can wait for it
 /// with a bound, and so that a hang fails the check instead of the suite.
 pub struct Pending<T> {
@@ -202,7 +208,8 @@ pub fn spawn<T: Send + 'static>(
     let (tx, rx) = mpsc::channel();
     let thread_lab = lab.clone();
     std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_scope(&thread_lab, f)));
         let _ = tx.send(result);
     });
     Pending {
@@ -296,7 +303,9 @@ pub fn herd<T: Send + 'static>(
         let (lab, barrier, read, tx) = (lab.clone(), barrier.clone(), read.clone(), tx.clone());
         std::thread::spawn(move || {
             barrier.wait();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab)));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                in_scope(&lab, |lab| read(lab))
+            }));
             let _ = tx.send(result);
         });
     }
