@@ -32,12 +32,17 @@ pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     if let Some(user) = lab.cache.get_json::<User>(&key)? {
         return Ok(Some(user));
     }
+    load_and_fill(lab, &key, user_id)
+}
+
+/// The miss path: read Postgres, cache what was found.
+fn load_and_fill(lab: &Lab, key: &str, user_id: i32) -> Result<Option<User>> {
     let Some(user) = load(lab, user_id)? else {
-        // Nothing to cache: Part 1 does not cache absence (Part 3 does).
+        // Nothing to cache: Parts 1 and 2 do not cache absence (Part 3 does).
         return Ok(None);
     };
     // The TTL bounds the damage if an invalidation is ever lost.
-    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    lab.cache.set_json(key, &user, CACHE_TTL)?;
     Ok(Some(user))
 }
 
@@ -85,13 +90,9 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     if let Some(user) = lab.cache.get_json::<User>(&key)? {
         return Ok(Some(user));
     }
-    // We are the leader: load and fill *before* releasing the lock, so the
-    // waiters find the value.
-    let Some(user) = load(lab, user_id)? else {
-        return Ok(None);
-    };
-    lab.cache.set_json(&key, &user, CACHE_TTL)?;
-    Ok(Some(user))
+    // We are the leader: load and fill *before* releasing the lock (it is
+    // released when `_guard` drops, after this), so the waiters find it.
+    load_and_fill(lab, &key, user_id)
 }
 
 // Part 3 ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::User;
-use cache_aside_lab::labkit::hooks::Parked;
+use cache_aside_lab::labkit::hooks::{Parked, Trap};
 use cache_aside_lab::labkit::{KeyLocks, Lab, Result};
 
 /// No check waits longer than this for learner code.
@@ -255,19 +255,32 @@ fn resume<T>(panic: Box<dyn Any + Send>) -> T {
     std::panic::resume_unwind(panic)
 }
 
-/// Waits until `parked` holds a statement, or until `pending` finished
-/// without sending one (then there is no point waiting longer).
-pub fn wait_parked<T>(parked: &Parked<'_>, pending: &mut Pending<T>, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
+/// Arms `trap`, starts `f` on its own thread, and waits until `f` is parked
+/// on it. If `f` finishes without sending a matching statement, that is the
+/// learner's mistake: fails with `missing`.
+pub fn start_parked<'a, T: Send + 'static>(
+    lab: &'a Arc<Lab>,
+    trap: Trap,
+    what: impl Into<String>,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+    missing: impl FnOnce() -> Failure,
+) -> std::result::Result<(Parked<'a>, Pending<T>), Failure> {
+    let parked = lab.hooks().park(trap);
+    let mut pending = spawn(lab, what, f);
+    let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if parked.wait(Duration::from_millis(10)) {
-            return true;
+            return Ok((parked, pending));
         }
-        if pending.finishes_within(Duration::ZERO) {
-            return parked.is_parked();
+        if pending.finishes_within(Duration::ZERO) && !parked.is_parked() {
+            drop(parked);
+            let _ = pending.wait(BOUND)?; // re-raises a panic such as todo!()
+            return Err(missing());
         }
     }
-    false
+    drop(parked);
+    let _ = pending.wait(BOUND)?;
+    Err(missing())
 }
 
 /// Calls learner code with the standard bound.

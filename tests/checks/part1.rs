@@ -172,23 +172,19 @@ pub fn write_then_invalidate(a: Subject) -> Outcome {
     } else {
         "pro"
     };
-    let parked = lab.hooks().park(Trap::before_write());
-    let mut writer = spawn(
+    let (parked, writer) = start_parked(
         &lab,
+        Trap::before_write(),
         format!("update_user_plan(user 2, {plan:?})"),
         move |lab| a.update_user_plan(lab, 2, plan),
-    );
-    if !wait_parked(&parked, &mut writer, Duration::from_secs(5)) {
-        drop(parked);
-        let result = writer.wait(BOUND)?;
-        return Err(fail(
-            format!(
-                "update_user_plan(user 2, {plan:?}) sent no write to Postgres (it returned {result:?})"
-            ),
-            "the new plan must be written to Postgres",
-            "use lab.db.execute with an UPDATE",
-        ));
-    }
+        || {
+            fail(
+                format!("update_user_plan(user 2, {plan:?}) sent no write to Postgres"),
+                "the new plan must be written to Postgres",
+                "use lab.db.execute with an UPDATE",
+            )
+        },
+    )?;
     // The write is parked before it runs. A reader now finds the cache empty
     // (cold, or invalidated too early) and caches the old row.
     let read = call(&lab, "get_user_profile(user 2)", move |lab| {

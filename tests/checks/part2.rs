@@ -173,19 +173,19 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
 /// is per key, not global.
 pub fn other_keys_are_not_delayed(a: Subject) -> Outcome {
     let lab = lab()?;
-    let parked = lab.hooks().park(Trap::after_read());
-    let mut slow = spawn(&lab, "get_user_profile_singleflight(user 2)", move |lab| {
-        a.get_user_profile_singleflight(lab, 2)
-    });
-    if !wait_parked(&parked, &mut slow, Duration::from_secs(5)) {
-        drop(parked);
-        let _ = slow.wait(BOUND)?;
-        return Err(fail(
-            "a cold read of user 2 sent no read to Postgres",
-            "a cold read loads the row",
-            "query on a miss",
-        ));
-    }
+    let (parked, slow) = start_parked(
+        &lab,
+        Trap::after_read(),
+        "get_user_profile_singleflight(user 2)",
+        move |lab| a.get_user_profile_singleflight(lab, 2),
+        || {
+            fail(
+                "a cold read of user 2 sent no read to Postgres",
+                "a cold read loads the row",
+                "query on a miss",
+            )
+        },
+    )?;
     let mut other = spawn(&lab, "get_user_profile_singleflight(user 3)", move |lab| {
         a.get_user_profile_singleflight(lab, 3)
     });

@@ -86,19 +86,19 @@ pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
     } else {
         "pro"
     };
-    let parked = lab.hooks().park(Trap::after_read());
-    let mut reader = spawn(&lab, "get_user_profile_leased(user 2)", move |lab| {
-        a.get_user_profile_leased(lab, 2)
-    });
-    if !wait_parked(&parked, &mut reader, Duration::from_secs(5)) {
-        drop(parked);
-        let _ = reader.wait(BOUND)?;
-        return Err(fail(
-            "a cold leased read of user 2 sent no read",
-            "a miss loads the row",
-            "query on a miss",
-        ));
-    }
+    let (parked, reader) = start_parked(
+        &lab,
+        Trap::after_read(),
+        "get_user_profile_leased(user 2)",
+        move |lab| a.get_user_profile_leased(lab, 2),
+        || {
+            fail(
+                "a cold leased read of user 2 sent no read",
+                "a miss loads the row",
+                "query on a miss",
+            )
+        },
+    )?;
     let update = call(
         &lab,
         format!("update_user_plan_leased(user 2, {plan:?})"),
