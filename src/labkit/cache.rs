@@ -165,6 +165,15 @@ impl Cache {
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }
 
+    /// Grader and benchmark only: runs `f` on the raw connection of a pooled
+    /// Redis connection, bypassing labkit (and its key prefix).
+    pub fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T> {
+        let mut conn = self.checkout(false)?;
+        let value = f(&mut conn.conn);
+        conn.last_used = Instant::now();
+        Ok(value)
+    }
+
     /// Connections this pool has open right now (idle and in use).
     pub fn open_connections(&self) -> u32 {
         self.pool.state().connections

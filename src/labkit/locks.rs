@@ -62,15 +62,6 @@ impl KeyLocks {
         lock
     }
 
-    /// Entries in the map, in flight or finished-but-not-yet-swept.
-    pub fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// How many entries have a key matching `pred`, and how many of those
     /// are finished.
     pub fn count(&self, pred: impl Fn(&str) -> bool) -> (usize, usize) {
