@@ -131,12 +131,15 @@ pub fn run() -> Result<()> {
 type Read = fn(&Lab, i32) -> Result<Option<User>>;
 type Update = fn(&Lab, i32, &str) -> Result<()>;
 
-/// `HERD` threads released together on a cold user: how many got the user,
-/// and the statements sent.
-fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
-    lab.db.reset_counters();
-    let gate = Arc::new(Barrier::new(HERD));
-    let threads: Vec<_> = (0..HERD)
+/// `n` reader threads that start together when `gate` opens.
+fn readers(
+    lab: &Arc<Lab>,
+    n: usize,
+    gate: &Arc<Barrier>,
+    user_id: i32,
+    read: Read,
+) -> Vec<std::thread::JoinHandle<Result<Option<User>>>> {
+    (0..n)
         .map(|_| {
             let (lab, gate) = (lab.clone(), gate.clone());
             std::thread::spawn(move || {
@@ -144,7 +147,15 @@ fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
                 read(&lab, user_id)
             })
         })
-        .collect();
+        .collect()
+}
+
+/// `HERD` threads released together on a cold user: how many got the user,
+/// and the statements sent.
+fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
+    lab.db.reset_counters();
+    let gate = Arc::new(Barrier::new(HERD));
+    let threads = readers(lab, HERD, &gate, user_id, read);
     let mut got = 0;
     for t in threads {
         got += usize::from(
@@ -231,15 +242,7 @@ pub fn herd_child(space: &str, job: &str) -> Result<()> {
     let lab = Arc::new(Lab::attach(space)?);
     lab.hooks().slow_statements(SLOW);
     let gate = Arc::new(Barrier::new(THREADS + 1));
-    let threads: Vec<_> = (0..THREADS)
-        .map(|_| {
-            let (lab, gate) = (lab.clone(), gate.clone());
-            std::thread::spawn(move || {
-                gate.wait();
-                read(&lab, user_id)
-            })
-        })
-        .collect();
+    let threads = readers(&lab, THREADS, &gate, user_id, read);
     println!("READY");
     let mut go = String::new();
     let _ = std::io::stdin().read_line(&mut go);
