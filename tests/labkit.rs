@@ -22,9 +22,11 @@ fn leftovers(space: &str) -> (usize, bool) {
         .unwrap()
         .get_connection()
         .unwrap();
-    let prefix = space.replacen("lab_", "lab:", 1).replacen('_', ":", 1);
+    // Attaching leaves the space in place and opens no connection; it only
+    // tells us the space's key prefix.
+    let prefix = Lab::attach(space).unwrap().cache.storage_key("");
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
+        .arg(format!("{prefix}*"))
         .query(&mut redis)
         .unwrap();
     let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();

@@ -189,7 +189,7 @@ impl Cache {
         if key.is_empty() {
             return Err(Error::InvalidInput("empty cache key".into()));
         }
-        Ok(format!("{}{key}", self.prefix))
+        Ok(self.storage_key(key))
     }
 
     /// Runs one command on a pooled connection. A connection that idled long

@@ -229,9 +229,7 @@ impl Db {
 }
 
 pub(crate) fn is_connection_loss(err: &postgres::Error) -> bool {
-    err.is_closed()
-        || std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
-        || is_shutdown_notice(err)
+    err.is_closed() || super::error::is_io(err) || is_shutdown_notice(err)
 }
 
 /// SQLSTATE class 57P: the server ended this session (restart, or

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::connect::cause;
+
 /// The two services behind the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -78,12 +80,12 @@ impl Error {
                 code: Some(db.code().code().to_string()),
             },
             None if err.is_closed() || is_io(err) => {
-                Error::unreachable(Service::Postgres, url, root_cause(err))
+                Error::unreachable(Service::Postgres, url, cause(err))
             }
             None => Error::Rejected {
                 service: Service::Postgres,
                 url: mask_password(url),
-                cause: root_cause(err),
+                cause: cause(err),
                 code: None,
             },
         }
@@ -116,12 +118,10 @@ impl Error {
     }
 }
 
-fn is_io(err: &postgres::Error) -> bool {
+/// The connection itself failed (an I/O error), as opposed to the server
+/// refusing a statement.
+pub(crate) fn is_io(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
-}
-
-fn root_cause(err: &dyn std::error::Error) -> String {
-    super::connect::cause(err)
 }
 
 impl fmt::Display for Error {
