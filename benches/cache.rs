@@ -21,7 +21,10 @@ use std::cell::RefCell;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cache_aside_lab::labkit::{Lab, PoolSizes, Result, database_url, redis_url};
+use cache_aside_lab::labkit::Lab;
+use cache_aside_lab::labkit::testkit::{
+    CacheExt, DbExt, LabExt, PoolSizes, Read, database_url, isolated_sized, redis_url,
+};
 use cache_aside_lab::{User, user_key};
 
 const SELECT: &str = "SELECT id, name, email, plan FROM users WHERE id = $1";
@@ -145,8 +148,6 @@ fn throughput<S: Send + 'static>(
         .collect();
     handles.into_iter().map(|h| h.join().expect("worker")).sum()
 }
-
-type Read = fn(&Lab, i32) -> Result<Option<User>>;
 
 /// `n` threads released at once: wall ms from the first reader's start to
 /// the last reader's answer, and the statements sent.
@@ -326,7 +327,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
-    let lab = match Lab::isolated_sized(PoolSizes {
+    let lab = match isolated_sized(PoolSizes {
         postgres: 8,
         redis: 64,
     }) {

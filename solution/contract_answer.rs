@@ -1,9 +1,10 @@
-//! A second correct answer, written from LAB_CONTRACT.md alone (not from
-//! `reference.rs`), in a different style: `SELECT *` through `query`, a
-//! single-flight that takes the lock before even looking at the cache, and a
-//! lease loop with backoff. CI grades it with `scripts/grade-answers`, as if a
-//! learner had typed it into `src/lib.rs`: the grader must accept any correct
-//! answer, not just the reference's shape.
+//! A second correct answer, written from the learner-facing API alone (the
+//! README's table and the docs, not `reference.rs`), in a different style:
+//! `SELECT *` through `query`, a single-flight that takes the lock before
+//! even looking at the cache, and a lease loop with backoff. CI grades it
+//! with `scripts/grade-answers`, as if a learner had typed it into
+//! `src/lib.rs`: the grader must accept any correct answer, not just the
+//! reference's shape.
 
 use std::time::{Duration, Instant};
 

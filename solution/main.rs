@@ -4,16 +4,24 @@
 //! the tests run.
 
 mod narrate;
+#[allow(dead_code)] // ANSWERS: the grader's way in, not used here
 #[path = "reference.rs"]
 mod reference;
 
 use std::process::ExitCode;
 
+use cache_aside_lab::labkit::testkit::herd;
+
 fn main() -> ExitCode {
+    // A herd process of the narration's step 8.
+    if let Some(spec) = herd::spec_from_env() {
+        match narrate::herd_read(&spec.read) {
+            Some(read) => herd::serve(&spec, read),
+            None => return ExitCode::from(2),
+        }
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        // The child side of the cross-process herd (step 8).
-        Some("herd-child") if args.len() == 3 => narrate::herd_child(&args[1], &args[2]),
         None => narrate::run(),
         Some(_) => {
             eprintln!("usage: cargo run --bin solution");

@@ -1,12 +1,16 @@
 //! The narration behind the `solution` binary.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use cache_aside_lab::labkit::hooks::Trap;
-use cache_aside_lab::labkit::{Lab, Result, database_url, mask_password, redis_url};
+use cache_aside_lab::labkit::testkit::{
+    LabExt, Read, Trap, Update, database_url, herd, mask_password, redis_url,
+};
+use cache_aside_lab::labkit::{Lab, Result};
+
+/// What the narration can fail with: labkit's errors, or a herd that did
+/// not run.
+pub type Outcome<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 use cache_aside_lab::{User, user_key};
 
 use crate::reference as answers;
@@ -39,7 +43,7 @@ fn counted<T>(lab: &Lab, f: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
     Ok((value, lab.db.query_count()))
 }
 
-pub fn run() -> Result<()> {
+pub fn run() -> Outcome<()> {
     let started = Instant::now();
     let lab = Arc::new(Lab::isolated()?);
     println!("Cache-aside with Postgres + Redis: the reference answers, narrated.");
@@ -113,9 +117,9 @@ pub fn run() -> Result<()> {
         answers::update_user_plan_leased,
     )?;
     println!("8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5");
-    let single = processes(&lab, 5, "singleflight")?;
+    let single = processes(&lab, 5, HERD_SINGLEFLIGHT)?;
     lab.cache.delete(&user_key(5))?;
-    let leased = processes(&lab, 5, "leased")?;
+    let leased = processes(&lab, 5, HERD_LEASED)?;
     println!("     single-flight (a per-process lock) ...... {single} statements");
     println!(
         "     leases (one holder across processes) .... {leased} statement{}",
@@ -127,9 +131,6 @@ pub fn run() -> Result<()> {
     );
     Ok(())
 }
-
-type Read = fn(&Lab, i32) -> Result<Option<User>>;
-type Update = fn(&Lab, i32, &str) -> Result<()>;
 
 /// `n` reader threads that start together when `gate` opens.
 fn readers(
@@ -196,60 +197,30 @@ fn race(lab: &Arc<Lab>, label: &str, read: Read, update: Update) -> Result<()> {
     Ok(())
 }
 
-/// Spawns `PROCESSES` copies of this binary as herd children: total statements.
-fn processes(lab: &Lab, user_id: i32, mode: &str) -> Result<u64> {
-    let exe = std::env::current_exe().expect("own path");
-    let space = lab.space_name().expect("isolated");
-    let mut children: Vec<_> = (0..PROCESSES)
-        .map(|_| {
-            Command::new(&exe)
-                .args(["herd-child", space, &format!("{mode}:{user_id}")])
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn a herd child")
-        })
-        .collect();
-    let mut outputs: Vec<_> = children
-        .iter_mut()
-        .map(|c| BufReader::new(c.stdout.take().expect("piped")).lines())
-        .collect();
-    for out in &mut outputs {
-        let _ready = out.next();
+/// The reads a herd process of this binary can run, by name.
+pub const HERD_SINGLEFLIGHT: &str = "reference singleflight";
+pub const HERD_LEASED: &str = "reference leased";
+
+pub fn herd_read(name: &str) -> Option<Read> {
+    match name {
+        HERD_SINGLEFLIGHT => Some(answers::get_user_profile_singleflight),
+        HERD_LEASED => Some(answers::get_user_profile_leased),
+        _ => None,
     }
-    for child in &mut children {
-        let _ = child.stdin.as_mut().expect("piped").write_all(b"GO\n");
-    }
-    let mut total = 0;
-    for (child, out) in children.iter_mut().zip(&mut outputs) {
-        let line = out.next().and_then(|l| l.ok()).unwrap_or_default();
-        total += line.trim().parse::<u64>().unwrap_or(0);
-        let _ = child.wait();
-    }
-    Ok(total)
 }
 
-/// Child side: join the parent's lab, line up `THREADS` readers, print
-/// READY, wait for GO, then print the statements this process sent.
-pub fn herd_child(space: &str, job: &str) -> Result<()> {
-    let (mode, user_id) = job.split_once(':').unwrap_or((job, "5"));
-    let user_id: i32 = user_id.parse().unwrap_or(5);
-    let read: Read = if mode == "leased" {
-        answers::get_user_profile_leased
-    } else {
-        answers::get_user_profile_singleflight
+/// Starts `PROCESSES` herd processes of this binary on `user_id`: the
+/// statements they sent in all.
+fn processes(lab: &Lab, user_id: i32, read: &str) -> Outcome<u64> {
+    let spec = herd::Spec {
+        space: lab.space_name().expect("isolated").to_string(),
+        read: read.to_string(),
+        user_id,
+        threads: THREADS,
+        slow_ms: SLOW.as_millis() as u64,
+        bound_ms: 10_000,
     };
-    let lab = Arc::new(Lab::attach(space)?);
-    lab.hooks().slow_statements(SLOW);
-    let gate = Arc::new(Barrier::new(THREADS + 1));
-    let threads = readers(&lab, THREADS, &gate, user_id, read);
-    println!("READY");
-    let mut go = String::new();
-    let _ = std::io::stdin().read_line(&mut go);
-    gate.wait();
-    for t in threads {
-        let _ = t.join();
-    }
-    println!("{}", lab.db.query_count());
-    Ok(())
+    let reports =
+        herd::run(&spec, PROCESSES).map_err(|why| format!("the herd did not run: {why}"))?;
+    Ok(reports.iter().map(|r| r.statements).sum())
 }

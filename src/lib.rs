@@ -74,7 +74,7 @@ pub fn user_key(user_id: i32) -> String {
 /// synchronous and the lock is held across blocking I/O on purpose: waiting
 /// threads should sleep until the leader has filled the cache. Entries are
 /// removed once nobody holds them, so the map stays as small as the number
-/// of keys in flight (see `labkit::KeyLocks`).
+/// of keys in flight.
 pub fn key_lock(key: &str) -> Arc<Mutex<()>> {
     labkit::KeyLocks::global().get(key)
 }
@@ -91,7 +91,7 @@ pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     // Postgres once and leaves `user:{id}` in the cache with a TTL.
     // Question: what must happen before you query Postgres, and after?
     todo!(
-        "Part 1: get_user_profile({lab:?}, user_id = {user_id}): check the cache at user_key({user_id}), else read Postgres and fill the cache"
+        "Part 1: get_user_profile(user {user_id}) is not written yet. Goal: a hit costs 0 statements; a miss reads Postgres and caches the user. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }
 
@@ -103,7 +103,7 @@ pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
     // Question: a reader may fill the cache while your UPDATE is in flight;
     // which order of "write" and "invalidate" leaves no stale entry behind?
     todo!(
-        "Part 1: update_user_plan({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then invalidate user_key({user_id})"
+        "Part 1: update_user_plan(user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }
 
@@ -119,12 +119,12 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     // Question: once a waiting thread finally gets the lock, what should it
     // look at before it queries Postgres?
     todo!(
-        "Part 2: get_user_profile_singleflight({lab:?}, user_id = {user_id}): on a miss take key_lock(&user_key({user_id})), check the cache again, then load"
+        "Part 2: get_user_profile_singleflight(user {user_id}) is not written yet. Goal: 50 concurrent cold reads cost 1 statement, and other keys never wait. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }
 
 // ---------------------------------------------------------------------------
-// Part 3 (optional): leases. `cargo test -- --ignored` grades it.
+// Part 3 (optional): leases. `cargo test part3 -- --ignored` grades it.
 // ---------------------------------------------------------------------------
 
 /// Like [`get_user_profile`], but safe against the stale-set race and against
@@ -136,7 +136,7 @@ pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> 
     // with Redis failing you still answer from Postgres.
     // Question: who may fill the cache, and what do the others do meanwhile?
     todo!(
-        "Part 3: get_user_profile_leased({lab:?}, user_id = {user_id}): read the cache, else take a lease on user_key({user_id}), load, and fill with the lease"
+        "Part 3: get_user_profile_leased(user {user_id}) is not written yet. Goal: one statement per herd, across processes too, and no stale fill after an update. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }
 
@@ -146,6 +146,6 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
     // TODO: Part 3. Goal: no stale value survives a reader that read Postgres
     // just before your write. Question: what if the invalidation fails?
     todo!(
-        "Part 3: update_user_plan_leased({lab:?}, user_id = {user_id}, plan = {plan:?}): write Postgres, then lab.cache.invalidate(user_key({user_id}))"
+        "Part 3: update_user_plan_leased(user {user_id}, {plan:?}) is not written yet. Goal: a fill already in flight with the old row is refused. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }

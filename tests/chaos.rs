@@ -9,7 +9,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use cache_aside_lab::labkit::{IDLE_CHECK, Lab, database_url};
+use cache_aside_lab::labkit::Lab;
+use cache_aside_lab::labkit::testkit::{IDLE_CHECK, database_url};
 use cache_aside_lab::{User, user_key};
 
 fn lab() -> Lab {

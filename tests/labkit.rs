@@ -8,8 +8,10 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cache_aside_lab::labkit::hooks::Trap;
-use cache_aside_lab::labkit::{Error, Lab, database_url, redis_url};
+use cache_aside_lab::labkit::testkit::{
+    self, CacheExt, DbExt, LabExt, Trap, attach, database_url, mask_password, redis_url,
+};
+use cache_aside_lab::labkit::{Error, Lab};
 use cache_aside_lab::{User, key_lock, user_key};
 
 fn lab() -> Lab {
@@ -24,7 +26,7 @@ fn leftovers(space: &str) -> (usize, bool) {
         .unwrap();
     // Attaching leaves the space in place and opens no connection; it only
     // tells us the space's key prefix.
-    let prefix = Lab::attach(space).unwrap().cache.storage_key("");
+    let prefix = attach(space).unwrap().cache.storage_key("");
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut redis)
@@ -370,23 +372,37 @@ fn labkit_key_lock_map_keeps_no_finished_entries() {
         t.join().unwrap();
     }
     drop(key_lock("sweep-test:probe"));
-    let locks = cache_aside_lab::labkit::KeyLocks::global();
     let finished =
         |k: &str| k.starts_with("sweep-test:") && k != "sweep-test:probe" && k != "sweep-test:held";
     assert_eq!(
-        locks.count(finished),
+        testkit::key_lock_entries(finished),
         (0, 0),
         "entries left of the 10,000 finished keys"
     );
-    // The controls: a lock still held stays (live); the probe, dropped after
-    // the last sweep, is there but finished.
-    assert_eq!(locks.count(|k| k == "sweep-test:held"), (1, 0));
-    assert_eq!(locks.count(|k| k == "sweep-test:probe"), (1, 1));
+    // The controls: a lock still held stays (live); the probe, dropped
+    // after the last sweep, is there but finished.
+    assert_eq!(
+        testkit::key_lock_entries(|k| k == "sweep-test:held"),
+        (1, 0)
+    );
+    assert_eq!(
+        testkit::key_lock_entries(|k| k == "sweep-test:probe"),
+        (1, 1)
+    );
+    // Holders of one key share one mutex; other keys get their own.
+    assert!(std::sync::Arc::ptr_eq(&held, &key_lock("sweep-test:held")));
+    assert!(!std::sync::Arc::ptr_eq(
+        &held,
+        &key_lock("sweep-test:other")
+    ));
     drop(held);
 }
 
 /// A run killed with SIGKILL leaves its schema and keys behind; the next
-/// process to start sweeps them, because the dead run's advisory lock is gone.
+/// process to start sweeps them, because the dead run's advisory lock is
+/// gone. Other runs may be sweeping at the same time (a second `cargo test`),
+/// so the test looks only when nobody holds the dead run's lock: not while
+/// its session is still ending, nor in the middle of somebody's sweep.
 #[test]
 fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
     if std::env::var_os("LAB_HOLD_A_LAB").is_some() {
@@ -416,12 +432,13 @@ fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     let space = space.expect("the child reported its space");
-    // Usually still there; a concurrent `cargo test` may have swept it already.
-    let before = leftovers(&space);
-    assert!(
-        before == (1, true) || before == (0, false),
-        "half-swept: {before:?}"
-    );
+    let settled = || {
+        assert!(
+            testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
+            "the dead run's lock was still held after 10 s"
+        );
+    };
+    settled();
     let next = Command::new(env!("CARGO_BIN_EXE_solution"))
         .output()
         .unwrap();
@@ -430,6 +447,7 @@ fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
         "{}",
         String::from_utf8_lossy(&next.stderr)
     );
+    settled();
     assert_eq!(leftovers(&space), (0, false), "swept by the next start");
 }
 
@@ -559,19 +577,27 @@ fn labkit_hooks_slow_park_count_and_close() {
         format!("{lab:?}"),
         format!("Lab(isolated {})", lab.space_name().unwrap())
     );
-    assert!(matches!(
-        Lab::attach("not_a_space"),
-        Err(Error::InvalidInput(_))
-    ));
+    assert!(matches!(attach("not_a_space"), Err(Error::InvalidInput(_))));
+    hooks.fail_cache(true);
+    let injected = lab.cache.exists("k").unwrap_err();
+    assert!(
+        matches!(injected, Error::Injected { .. })
+            && injected.to_string().contains("injected")
+            && !injected.to_string().contains("start the services"),
+        "an injected failure says so: {injected}"
+    );
+    hooks.fail_cache(false);
     hooks.close();
     assert!(
-        lab.db.query("SELECT 1", &[]).is_err() && lab.cache.exists("k").is_err(),
+        matches!(lab.db.query("SELECT 1", &[]), Err(Error::Closed))
+            && matches!(lab.cache.exists("k"), Err(Error::Closed)),
         "a closed lab refuses calls"
     );
 }
 
 /// Errors classify: a refused statement carries its SQLSTATE and says
-/// "refused"; a missing database is "cannot reach" with the fix for it.
+/// "refused", with the server's error as its source; a missing database is
+/// "cannot reach" with the fix for it; passwords never show.
 #[test]
 fn labkit_errors_say_what_failed_and_what_to_do() {
     let lab = lab();
@@ -585,6 +611,23 @@ fn labkit_errors_say_what_failed_and_what_to_do() {
             && err.to_string().contains("[SQLSTATE 23514]"),
         "{err}"
     );
+    let source = std::error::Error::source(&err).expect("the cause chain is kept");
+    assert!(
+        source.downcast_ref::<postgres::Error>().is_some(),
+        "the source is the client's own error: {source:?}"
+    );
+    for (url, masked) in [
+        (
+            "postgres://u:s3cr3t@h:5432/db",
+            "postgres://u:***@h:5432/db",
+        ),
+        ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ("postgres://u@h/db", "postgres://u@h/db"),
+        ("host=h password=x user=u", "host=h password=*** user=u"),
+    ] {
+        assert_eq!(mask_password(url), masked);
+    }
 
     let url = database_url();
     let (base, _) = url.rsplit_once('/').expect("a database in DATABASE_URL");

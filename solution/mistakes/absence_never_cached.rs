@@ -7,26 +7,23 @@ use std::time::Duration;
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, LEASE_TTL, User, user_key};
 
-use crate::checks::Answers;
-
-pub struct AbsenceNeverCached;
-
-impl Answers for AbsenceNeverCached {
-    fn get_user_profile_leased(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        let key = user_key(user_id);
-        loop {
-            if let Some(user) = lab.cache.get_json::<User>(&key)? {
-                return Ok(Some(user));
-            }
-            if let Some(lease) = lab.cache.try_lease(&key, LEASE_TTL)? {
-                let row = lab.db.query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])?;
-                let user = row.map(|r| User::from_row(&r));
-                if let Some(user) = &user {
-                    lab.cache.fill_with_lease(&key, &lease, user, CACHE_TTL)?;
-                }
-                return Ok(user);
-            }
-            std::thread::sleep(Duration::from_millis(5));
+pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    loop {
+        if let Some(user) = lab.cache.get_json::<User>(&key)? {
+            return Ok(Some(user));
         }
+        if let Some(lease) = lab.cache.try_lease(&key, LEASE_TTL)? {
+            let row = lab.db.query_opt(
+                "SELECT id, name, email, plan FROM users WHERE id = $1",
+                &[&user_id],
+            )?;
+            let user = row.map(|r| User::from_row(&r));
+            if let Some(user) = &user {
+                lab.cache.fill_with_lease(&key, &lease, user, CACHE_TTL)?;
+            }
+            return Ok(user);
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }

@@ -4,18 +4,18 @@
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
-use crate::checks::Answers;
-
-pub struct FillsADifferentKey;
-
-impl Answers for FillsADifferentKey {
-    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        if let Some(user) = lab.cache.get_json::<User>(&user_key(user_id))? {
-            return Ok(Some(user));
-        }
-        let row = lab.db.query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])?;
-        let Some(user) = row.map(|r| User::from_row(&r)) else { return Ok(None) };
-        lab.cache.set_json(&format!("users:{user_id}"), &user, CACHE_TTL)?;
-        Ok(Some(user))
+pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    if let Some(user) = lab.cache.get_json::<User>(&user_key(user_id))? {
+        return Ok(Some(user));
     }
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    let Some(user) = row.map(|r| User::from_row(&r)) else {
+        return Ok(None);
+    };
+    lab.cache
+        .set_json(&format!("users:{user_id}"), &user, CACHE_TTL)?;
+    Ok(Some(user))
 }

@@ -4,14 +4,11 @@
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::user_key;
 
-use crate::checks::Answers;
-
-pub struct InvalidatesBeforeWriting;
-
-impl Answers for InvalidatesBeforeWriting {
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        lab.cache.delete(&user_key(user_id))?;
-        lab.db.execute("UPDATE users SET plan = $1 WHERE id = $2", &[&plan, &user_id])?;
-        Ok(())
-    }
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.cache.delete(&user_key(user_id))?;
+    lab.db.execute(
+        "UPDATE users SET plan = $1 WHERE id = $2",
+        &[&plan, &user_id],
+    )?;
+    Ok(())
 }

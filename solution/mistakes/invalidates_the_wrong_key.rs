@@ -3,14 +3,11 @@
 
 use cache_aside_lab::labkit::{Lab, Result};
 
-use crate::checks::Answers;
-
-pub struct InvalidatesTheWrongKey;
-
-impl Answers for InvalidatesTheWrongKey {
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        lab.db.execute("UPDATE users SET plan = $1 WHERE id = $2", &[&plan, &user_id])?;
-        lab.cache.delete(&format!("user_{user_id}"))?;
-        Ok(())
-    }
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.db.execute(
+        "UPDATE users SET plan = $1 WHERE id = $2",
+        &[&plan, &user_id],
+    )?;
+    lab.cache.delete(&format!("user_{user_id}"))?;
+    Ok(())
 }

@@ -4,16 +4,13 @@
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{User, user_key};
 
-use crate::checks::Answers;
-
-pub struct NeverFillsCache;
-
-impl Answers for NeverFillsCache {
-    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        if let Some(user) = lab.cache.get_json::<User>(&user_key(user_id))? {
-            return Ok(Some(user));
-        }
-        let row = lab.db.query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])?;
-        Ok(row.map(|r| User::from_row(&r)))
+pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    if let Some(user) = lab.cache.get_json::<User>(&user_key(user_id))? {
+        return Ok(Some(user));
     }
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    Ok(row.map(|r| User::from_row(&r)))
 }

@@ -5,14 +5,11 @@
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::user_key;
 
-use crate::checks::Answers;
-
-pub struct SqlBuiltWithFormat;
-
-impl Answers for SqlBuiltWithFormat {
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        lab.db.execute(&format!("UPDATE users SET plan = '{plan}' WHERE id = {user_id}"), &[])?;
-        lab.cache.delete(&user_key(user_id))?;
-        Ok(())
-    }
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.db.execute(
+        &format!("UPDATE users SET plan = '{plan}' WHERE id = {user_id}"),
+        &[],
+    )?;
+    lab.cache.delete(&user_key(user_id))?;
+    Ok(())
 }

@@ -5,17 +5,17 @@
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
-use crate::checks::Answers;
-
-pub struct WriteThroughSet;
-
-impl Answers for WriteThroughSet {
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        lab.db.execute("UPDATE users SET plan = $1 WHERE id = $2", &[&plan, &user_id])?;
-        let row = lab.db.query_opt("SELECT id, name, email, plan FROM users WHERE id = $1", &[&user_id])?;
-        if let Some(user) = row.map(|r| User::from_row(&r)) {
-            lab.cache.set_json(&user_key(user_id), &user, CACHE_TTL)?;
-        }
-        Ok(())
+pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.db.execute(
+        "UPDATE users SET plan = $1 WHERE id = $2",
+        &[&plan, &user_id],
+    )?;
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    if let Some(user) = row.map(|r| User::from_row(&r)) {
+        lab.cache.set_json(&user_key(user_id), &user, CACHE_TTL)?;
     }
+    Ok(())
 }

@@ -6,97 +6,90 @@
 //! `lease.rs`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use r2d2::ManageConnection;
 use redis::ConnectionLike;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::connect::{ConnectError, bounded, pool_cause};
-use super::db::IDLE_CHECK;
-use super::hooks::Hooks;
-use super::{Error, Service};
-
-type Result<T, E = Error> = std::result::Result<T, E>;
+use super::Result;
+use super::connect::{CONNECT_TIMEOUT, bounded};
+use super::error::{Error, Service};
+use super::pool::{Attempt, Connector, Pool};
+use super::testkit::hooks::Hooks;
 
 /// Any single Redis command that takes longer than this fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) struct RedisConn {
-    pub(crate) conn: redis::Connection,
-    last_used: Instant,
-    broken: bool,
-}
-
-pub(crate) struct RedisManager {
+/// Opens Redis connections, each bounded as a whole, with I/O timeouts.
+pub(crate) struct RedisConnector {
     client: redis::Client,
-    connect_timeout: Duration,
+    pub(crate) url: String,
 }
 
-impl ManageConnection for RedisManager {
-    type Connection = RedisConn;
-    type Error = ConnectError;
-
-    fn connect(&self) -> Result<RedisConn, ConnectError> {
-        let conn = open(&self.client, self.connect_timeout)?;
-        Ok(RedisConn {
-            conn,
-            last_used: Instant::now(),
-            broken: false,
+impl RedisConnector {
+    pub(crate) fn new(url: &str) -> Result<RedisConnector> {
+        let client = redis::Client::open(url).map_err(|e| Error::redis(url, e))?;
+        Ok(RedisConnector {
+            client,
+            url: url.to_string(),
         })
     }
 
-    fn is_valid(&self, conn: &mut RedisConn) -> Result<(), ConnectError> {
-        redis::cmd("PING")
-            .query(&mut conn.conn)
-            .map_err(|e| ConnectError(e.to_string()))
-    }
-
-    fn has_broken(&self, conn: &mut RedisConn) -> bool {
-        conn.broken || !conn.conn.is_open()
+    /// One connection outside any pool (labkit's own housekeeping).
+    pub(crate) fn open(&self) -> Result<redis::Connection> {
+        let client = self.client.clone();
+        let url = self.url.clone();
+        bounded(
+            Service::Redis,
+            &self.url,
+            move || {
+                let conn = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+                conn.set_read_timeout(Some(IO_TIMEOUT))?;
+                conn.set_write_timeout(Some(IO_TIMEOUT))?;
+                Ok(conn)
+            },
+            move |e| Error::redis(&url, e),
+        )
     }
 }
 
-/// Opens one connection, bounded as a whole, with labkit's I/O timeouts.
-pub(crate) fn open(
-    client: &redis::Client,
-    timeout: Duration,
-) -> Result<redis::Connection, ConnectError> {
-    let client = client.clone();
-    bounded(timeout, move || {
-        let conn = client.get_connection_with_timeout(timeout)?;
-        conn.set_read_timeout(Some(IO_TIMEOUT))?;
-        conn.set_write_timeout(Some(IO_TIMEOUT))?;
-        Ok::<_, redis::RedisError>(conn)
-    })
+impl Connector for RedisConnector {
+    type Conn = redis::Connection;
+
+    fn connect(&self) -> Result<redis::Connection> {
+        self.open()
+    }
+
+    fn check(&self, conn: &mut redis::Connection) -> bool {
+        redis::cmd("PING").query::<String>(conn).is_ok()
+    }
+
+    fn is_closed(&self, conn: &redis::Connection) -> bool {
+        !conn.is_open()
+    }
 }
 
 /// Pooled access to Redis, in this lab's key space.
 pub struct Cache {
-    pool: r2d2::Pool<RedisManager>,
+    pool: Pool<RedisConnector>,
     prefix: String,
     url: String,
-    pub(crate) hooks: Arc<Hooks>,
+    hooks: Arc<Hooks>,
 }
 
 impl Cache {
     pub(crate) fn new(
-        url: &str,
-        client: redis::Client,
+        connector: RedisConnector,
         prefix: String,
-        pool: r2d2::Builder<RedisManager>,
-        connect_timeout: Duration,
+        max_size: u32,
         hooks: Arc<Hooks>,
     ) -> Cache {
-        let manager = RedisManager {
-            client,
-            connect_timeout,
-        };
+        let url = connector.url.clone();
         Cache {
-            pool: pool.build_unchecked(manager),
+            pool: Pool::new(connector, max_size, Service::Redis, &url),
             prefix,
-            url: url.to_string(),
+            url,
             hooks,
         }
     }
@@ -152,6 +145,7 @@ impl Cache {
         Ok(n > 0)
     }
 
+    /// Whether `key` holds a value.
     pub fn exists(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
         let n: i64 = self.command(|c| redis::cmd("EXISTS").arg(&full).query(c))?;
@@ -165,23 +159,13 @@ impl Cache {
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }
 
-    /// Grader and benchmark only: runs `f` on the raw connection of a pooled
-    /// Redis connection, bypassing labkit (and its key prefix).
-    pub fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T> {
-        let mut conn = self.checkout(false)?;
-        let value = f(&mut conn.conn);
-        conn.last_used = Instant::now();
-        Ok(value)
+    /// The pool, for the grader's and the benchmark's raw access.
+    pub(crate) fn pool(&self) -> &Pool<RedisConnector> {
+        &self.pool
     }
 
-    /// Connections this pool has open right now (idle and in use).
-    pub fn open_connections(&self) -> u32 {
-        self.pool.state().connections
-    }
-
-    /// Grader and benchmark only: the name `key` really has in Redis (with
-    /// this lab's private prefix), for tools that talk to Redis directly.
-    pub fn storage_key(&self, key: &str) -> String {
+    /// The name `key` really has in Redis, with this lab's private prefix.
+    pub(crate) fn storage_key(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
 
@@ -192,56 +176,21 @@ impl Cache {
         Ok(self.storage_key(key))
     }
 
-    /// Runs one command on a pooled connection. A connection that idled long
-    /// enough to have been dropped by a restart is checked first, and a
-    /// command that fails because the connection died is retried once on a
-    /// fresh one: every command labkit sends is idempotent.
+    /// Runs one command on a pooled connection. Every command labkit sends is
+    /// idempotent, so one that failed on a dead connection is always retried.
     pub(crate) fn command<T>(
         &self,
         op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.hooks.check_cache()?;
-        let mut retried = false;
-        loop {
-            let mut conn = self.checkout(retried)?;
-            match op(&mut conn.conn) {
-                Ok(value) => {
-                    conn.last_used = Instant::now();
-                    return Ok(value);
-                }
-                Err(err) => {
-                    let dead =
-                        err.is_io_error() || err.is_connection_dropped() || !conn.conn.is_open();
-                    conn.broken |= dead;
-                    if dead && !retried {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(Error::redis(&self.url, &err));
-                }
-            }
-        }
-    }
-
-    /// Like `Db::checkout`: validated if idle, or on a retry.
-    fn checkout(&self, validate: bool) -> Result<r2d2::PooledConnection<RedisManager>> {
-        for _ in 0..=self.pool.max_size() {
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| Error::unreachable(Service::Redis, &self.url, pool_cause(&e)))?;
-            if (!validate && conn.last_used.elapsed() < IDLE_CHECK)
-                || redis::cmd("PING").query::<String>(&mut conn.conn).is_ok()
-            {
-                return Ok(conn);
-            }
-            conn.broken = true;
-        }
-        Err(Error::unreachable(
-            Service::Redis,
-            &self.url,
-            "every pooled connection was broken",
-        ))
+        self.pool.run(|conn| match op(conn) {
+            Ok(value) => Attempt::Done(value),
+            Err(err) => Attempt::Failed {
+                lost: err.is_io_error() || err.is_connection_dropped() || !conn.is_open(),
+                retry_safe: true,
+                error: Error::redis(&self.url, err),
+            },
+        })
     }
 }
 

@@ -4,72 +4,55 @@
 //! accepts but never answers (a wrong URL pointing at Redis, a hung server, a
 //! proxy with nothing behind it) would block the startup handshake forever.
 //! So every connect runs on a helper thread and is abandoned after
-//! [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT): the learner gets an error in
-//! seconds, and the helper dies whenever the far end finally gives up.
+//! [`CONNECT_TIMEOUT`]: the learner gets an error in seconds, and the helper
+//! dies whenever the far end finally gives up.
 
-use std::fmt;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Why a connection could not be opened: just the cause, so that `Db` and
-/// `Cache` can say "cannot reach {service} at {url} ({cause})" once.
-#[derive(Debug)]
-pub(crate) struct ConnectError(pub(crate) String);
+use super::error::{Cause, Error, Problem, Service};
 
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Give up on a service that does not answer after this long, instead of
+/// r2d2's default of 30 s: a learner with a stopped container should see the
+/// error at once.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl std::error::Error for ConnectError {}
-
-/// Runs `connect` on a helper thread and waits at most `timeout` for it.
+/// Runs `connect` on a helper thread and waits at most [`CONNECT_TIMEOUT`].
+/// `classify` turns the client library's error into labkit's.
 pub(crate) fn bounded<T, E>(
-    timeout: Duration,
+    service: Service,
+    url: &str,
     connect: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, ConnectError>
+    classify: impl FnOnce(E) -> Error,
+) -> Result<T, Error>
 where
     T: Send + 'static,
-    E: std::error::Error + Send + 'static,
+    E: Send + 'static,
 {
     let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
+    let spawned = std::thread::Builder::new()
         .name("labkit-connect".into())
         .spawn(move || {
             let _ = tx.send(connect());
-        })
-        .map_err(|e| ConnectError(format!("cannot start a thread: {e}")))?;
-    match rx.recv_timeout(timeout) {
+        });
+    if let Err(e) = spawned {
+        return Err(Error::unreachable(
+            service,
+            url,
+            Problem::Down,
+            Cause::new(e),
+        ));
+    }
+    match rx.recv_timeout(CONNECT_TIMEOUT) {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(ConnectError(cause(&e))),
-        Err(_) => Err(ConnectError(format!(
-            "no answer within {timeout:?}; is another kind of server listening on that port?"
-        ))),
-    }
-}
-
-/// The error and its sources, without repeating what is already said:
-/// `postgres` often says only "error connecting to server" at the top.
-pub(crate) fn cause(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text = format!("{text}: {s_text}");
-        }
-        source = s.source();
-    }
-    text
-}
-
-/// r2d2 reports a failed checkout as "timed out waiting for connection:
-/// {last error}"; keep the last error, which says what is wrong.
-pub(crate) fn pool_cause(err: &r2d2::Error) -> String {
-    let text = err.to_string();
-    match text.split_once(": ") {
-        Some((_, last)) if !last.is_empty() => last.to_string(),
-        _ => text,
+        Ok(Err(e)) => Err(classify(e)),
+        Err(_) => Err(Error::unreachable(
+            service,
+            url,
+            Problem::NoAnswer,
+            Cause::text(format!(
+                "no answer within {CONNECT_TIMEOUT:?}; is another kind of server listening on that port?"
+            )),
+        )),
     }
 }

@@ -1,39 +1,32 @@
 //! `Db`: pooled Postgres with a statement counter and one round trip per
 //! statement.
 //!
-//! Two defaults would each multiply the cost of a primary-key SELECT (see
-//! issue "Performance"): r2d2's `test_on_check_out` ping, and preparing the
-//! SQL text on every call. So the pool never pings on checkout, and every
-//! connection keeps its prepared statements keyed by SQL text. What the ping
-//! protected, a dead pooled connection after a restart, is handled instead by
-//! (1) a cheap validity check only for connections idle longer than
-//! [`IDLE_CHECK`] and (2) one retry on a fresh connection where that is safe.
+//! Preparing the SQL text on every call would double the cost of a
+//! primary-key SELECT, so every connection keeps its prepared statements
+//! keyed by SQL text. Dead connections are handled by the pool discipline in
+//! `pool.rs` (no ping per call).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
 use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::CONNECT_TIMEOUT;
-use super::connect::{ConnectError, bounded, pool_cause};
-use super::hooks::Hooks;
-use super::{Error, Result, Row, Service};
+use super::connect::bounded;
+use super::error::{Error, Service, is_io};
+use super::pool::{Attempt, Connector, Pool};
+use super::testkit::hooks::Hooks;
+use super::{Result, Row};
 
-/// Connections idle longer than this are checked before use.
-pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// Per-connection prepared statements kept at most (dynamic SQL is cleared).
 const STATEMENT_CACHE: usize = 64;
 
 pub(crate) struct PgConn {
-    client: Client,
+    pub(crate) client: Client,
     statements: HashMap<String, Statement>,
-    last_used: Instant,
-    broken: bool,
 }
 
 impl PgConn {
@@ -50,39 +43,52 @@ impl PgConn {
     }
 }
 
-/// r2d2_postgres' manager, wrapped to carry the statement cache and to
-/// bound each connect as a whole.
-pub(crate) struct PgManager(Arc<PostgresConnectionManager<NoTls>>);
+/// Opens Postgres connections with r2d2_postgres' manager, each connect
+/// bounded as a whole.
+pub(crate) struct PgConnector {
+    manager: Arc<PostgresConnectionManager<NoTls>>,
+    url: String,
+}
 
-impl ManageConnection for PgManager {
-    type Connection = PgConn;
-    type Error = ConnectError;
+impl PgConnector {
+    pub(crate) fn new(config: postgres::Config, url: &str) -> PgConnector {
+        PgConnector {
+            manager: Arc::new(PostgresConnectionManager::new(config, NoTls)),
+            url: url.to_string(),
+        }
+    }
+}
 
-    fn connect(&self) -> std::result::Result<PgConn, ConnectError> {
-        let manager = self.0.clone();
-        let client = bounded(CONNECT_TIMEOUT, move || manager.connect())?;
+impl Connector for PgConnector {
+    type Conn = PgConn;
+
+    fn connect(&self) -> Result<PgConn> {
+        let manager = self.manager.clone();
+        let url = self.url.clone();
+        let client = bounded(
+            Service::Postgres,
+            &self.url,
+            move || manager.connect(),
+            move |e| Error::postgres(&url, e),
+        )?;
         Ok(PgConn {
             client,
             statements: HashMap::new(),
-            last_used: Instant::now(),
-            broken: false,
         })
     }
 
-    fn is_valid(&self, conn: &mut PgConn) -> std::result::Result<(), ConnectError> {
-        self.0
-            .is_valid(&mut conn.client)
-            .map_err(|e| ConnectError(e.to_string()))
+    fn check(&self, conn: &mut PgConn) -> bool {
+        conn.client.simple_query("").is_ok()
     }
 
-    fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.broken || conn.client.is_closed()
+    fn is_closed(&self, conn: &PgConn) -> bool {
+        conn.client.is_closed()
     }
 }
 
 /// Pooled access to Postgres. Every statement is counted.
 pub struct Db {
-    pool: r2d2::Pool<PgManager>,
+    pool: Pool<PgConnector>,
     url: String,
     hooks: Arc<Hooks>,
     count: AtomicU64,
@@ -91,16 +97,11 @@ pub struct Db {
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Db {
-    pub(crate) fn new(
-        url: &str,
-        config: postgres::Config,
-        pool: r2d2::Builder<PgManager>,
-        hooks: Arc<Hooks>,
-    ) -> Db {
-        let manager = PgManager(Arc::new(PostgresConnectionManager::new(config, NoTls)));
+    pub(crate) fn new(connector: PgConnector, max_size: u32, hooks: Arc<Hooks>) -> Db {
+        let url = connector.url.clone();
         Db {
-            pool: pool.build_unchecked(manager),
-            url: url.to_string(),
+            pool: Pool::new(connector, max_size, Service::Postgres, &url),
+            url,
             hooks,
             count: AtomicU64::new(0),
         }
@@ -127,23 +128,14 @@ impl Db {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// Starts [`Db::query_count`] again at 0.
     pub fn reset_counters(&self) {
         self.count.store(0, Ordering::SeqCst);
     }
 
-    /// Benchmark only: runs `f` on the raw `postgres::Client` of a pooled
-    /// connection, bypassing labkit (not counted, no hooks), so that labkit's
-    /// own cost can be measured against the same server process.
-    pub fn with_raw_client<T>(&self, f: impl FnOnce(&mut Client) -> T) -> Result<T> {
-        let mut conn = self.checkout(false)?;
-        let value = f(&mut conn.client);
-        conn.last_used = Instant::now();
-        Ok(value)
-    }
-
-    /// Connections this pool has open right now (idle and in use).
-    pub fn open_connections(&self) -> u32 {
-        self.pool.state().connections
+    /// The pool, for the grader's and the benchmark's raw access.
+    pub(crate) fn pool(&self) -> &Pool<PgConnector> {
+        &self.pool
     }
 
     fn run<T>(
@@ -158,7 +150,29 @@ impl Db {
         }
         self.count.fetch_add(1, Ordering::SeqCst);
         self.hooks.before_statement(sql);
-        let result = self.send(sql, write, op);
+        let result = self.pool.run(|conn| {
+            let mut prepared = false;
+            let result = conn.statement(sql).and_then(|st| {
+                prepared = true;
+                op(&mut conn.client, &st)
+            });
+            match result {
+                Ok(value) => Attempt::Done(value),
+                Err(err) => {
+                    let lost = conn.client.is_closed() || is_connection_loss(&err);
+                    // Safe to run again when the statement cannot have run:
+                    // a read, or a write that failed before it was sent (while
+                    // preparing, or the server had already said it was ending
+                    // this session).
+                    let retry_safe = !write || !prepared || is_shutdown_notice(&err);
+                    Attempt::Failed {
+                        error: Error::postgres(&self.url, err),
+                        lost,
+                        retry_safe,
+                    }
+                }
+            }
+        });
         if result.is_ok() {
             // A statement parked after its result is still in progress for
             // its caller, so it stays "in flight" until released.
@@ -167,74 +181,14 @@ impl Db {
         self.hooks.statement_done();
         result
     }
-
-    fn send<T>(
-        &self,
-        sql: &str,
-        write: bool,
-        op: impl Fn(&mut Client, &Statement) -> std::result::Result<T, postgres::Error>,
-    ) -> Result<T> {
-        let mut retried = false;
-        loop {
-            let mut conn = self.checkout(retried)?;
-            let mut prepared = false;
-            let result = conn.statement(sql).and_then(|st| {
-                prepared = true;
-                op(&mut conn.client, &st)
-            });
-            match result {
-                Ok(value) => {
-                    conn.last_used = Instant::now();
-                    return Ok(value);
-                }
-                Err(err) => {
-                    let dead = conn.client.is_closed() || is_connection_loss(&err);
-                    conn.broken |= dead;
-                    // Retry once on a fresh connection when the statement
-                    // cannot have run: a read, or a write that failed before
-                    // it was sent (while preparing, or the server had already
-                    // said it was shutting down this session).
-                    let safe = !write || !prepared || is_shutdown_notice(&err);
-                    if dead && safe && !retried {
-                        retried = true;
-                        continue;
-                    }
-                    return Err(Error::postgres(&self.url, &err));
-                }
-            }
-        }
-    }
-
-    /// A pooled connection, checked with one cheap round trip only if it sat
-    /// idle long enough for the server to have gone away, or if `validate`
-    /// (a retry after a lost connection: its pool-mates are likely dead too).
-    fn checkout(&self, validate: bool) -> Result<r2d2::PooledConnection<PgManager>> {
-        for _ in 0..=self.pool.max_size() {
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| Error::unreachable(Service::Postgres, &self.url, pool_cause(&e)))?;
-            let fresh = !validate && conn.last_used.elapsed() < IDLE_CHECK;
-            if fresh || conn.client.simple_query("").is_ok() {
-                return Ok(conn);
-            }
-            conn.broken = true;
-        }
-        Err(Error::unreachable(
-            Service::Postgres,
-            &self.url,
-            "every pooled connection was broken",
-        ))
-    }
 }
 
 pub(crate) fn is_connection_loss(err: &postgres::Error) -> bool {
-    err.is_closed() || super::error::is_io(err) || is_shutdown_notice(err)
+    err.is_closed() || is_io(err) || is_shutdown_notice(err)
 }
 
 /// SQLSTATE class 57P: the server ended this session (restart, or
 /// `pg_terminate_backend`) before reading our statement.
 fn is_shutdown_notice(err: &postgres::Error) -> bool {
-    err.as_db_error()
-        .is_some_and(|db| db.code().code().starts_with("57P"))
+    err.code().is_some_and(|c| c.code().starts_with("57P"))
 }

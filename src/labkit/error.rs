@@ -3,13 +3,18 @@
 //! Every message names the service, the URL it used (password masked) and the
 //! fix, because the learner reading it is in the middle of a 40-minute lab and
 //! should not have to debug connection strings.
+//!
+//! Errors are classified where they are built, from what the client library
+//! knows (Postgres' SQLSTATE, the redis error kind, a timeout), never by
+//! reading English text afterwards; the original error stays reachable
+//! through [`std::error::Error::source`].
 
 use std::fmt;
+use std::sync::Arc;
 
-use super::connect::cause;
-
-/// The two services behind the lab.
+/// The services behind the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Service {
     Postgres,
     Redis,
@@ -33,79 +38,161 @@ impl fmt::Display for Service {
     }
 }
 
+/// Why a service could not be reached; it decides the fix that is suggested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// Nothing answers there, or the connection broke.
+    Down,
+    /// Something accepted the connection but never spoke the protocol.
+    NoAnswer,
+    /// The server refused the user or password.
+    Credentials,
+    /// The database named in the URL does not exist.
+    NoDatabase,
+}
+
+/// The underlying error, shared so that [`Error`] stays `Clone`.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    pub(crate) fn new(err: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(Arc::new(err))
+    }
+
+    /// A cause that is only a sentence (labkit's own findings).
+    pub(crate) fn text(text: impl Into<String>) -> Cause {
+        #[derive(Debug)]
+        struct Text(String);
+        impl fmt::Display for Text {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl std::error::Error for Text {}
+        Cause::new(Text(text.into()))
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+/// The error and its sources in one line, without repeating what is already
+/// said: `postgres` often says only "error connecting to server" at the top.
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text = format!("{text}: {s_text}");
+            }
+            source = s.source();
+        }
+        f.write_str(&text)
+    }
+}
+
 /// What went wrong. `Display` is one line: what failed, then what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (It includes the cause's text, so a learner sees everything in one line;
+/// `source()` still hands tools the original error.)
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
-    /// The service could not be reached: down, wrong URL or wrong password.
+    /// The service could not be reached: down, wrong URL, wrong password.
+    #[non_exhaustive]
     Unreachable {
         service: Service,
         /// The URL with any password masked.
         url: String,
-        cause: String,
+        problem: Problem,
+        cause: Cause,
     },
     /// The service answered, but refused the command (bad SQL, a constraint…).
+    #[non_exhaustive]
     Rejected {
         service: Service,
+        /// The URL with any password masked.
         url: String,
-        cause: String,
         /// Postgres' SQLSTATE, e.g. `23514` for a CHECK violation.
         code: Option<String>,
+        cause: Cause,
     },
     /// Refused by labkit before anything was sent.
     InvalidInput(String),
+    /// A failure that a test injected on purpose; the service itself is fine.
+    #[non_exhaustive]
+    Injected { service: Service },
+    /// The grader closed this lab after a check timed out: every later call
+    /// fails, so that a stuck thread errors out and exits.
+    Closed,
 }
 
 impl Error {
-    pub(crate) fn unreachable(service: Service, url: &str, cause: impl fmt::Display) -> Error {
+    pub(crate) fn unreachable(
+        service: Service,
+        url: &str,
+        problem: Problem,
+        cause: Cause,
+    ) -> Error {
         Error::Unreachable {
             service,
             url: mask_password(url),
-            cause: cause.to_string(),
+            problem,
+            cause,
         }
     }
 
     /// Classifies a `postgres` error: connection problems become
     /// `Unreachable`, anything the server refused becomes `Rejected`.
-    pub(crate) fn postgres(url: &str, err: &postgres::Error) -> Error {
-        match err.as_db_error() {
-            // 28xxx: authentication; 3D000: no such database; 57P0x: shutting down.
-            Some(db) if matches!(&db.code().code()[..2], "28" | "3D" | "57") => {
-                Error::unreachable(Service::Postgres, url, db.message())
-            }
-            Some(db) => Error::Rejected {
-                service: Service::Postgres,
-                url: mask_password(url),
-                cause: db.message().to_string(),
-                code: Some(db.code().code().to_string()),
-            },
-            None if err.is_closed() || is_io(err) => {
-                Error::unreachable(Service::Postgres, url, cause(err))
-            }
+    pub(crate) fn postgres(url: &str, err: postgres::Error) -> Error {
+        let code = err.code().map(|c| c.code().to_string());
+        let problem = match code.as_deref() {
+            // 28xxx: authentication (bad password, unknown role).
+            Some(c) if c.starts_with("28") => Some(Problem::Credentials),
+            Some("3D000") => Some(Problem::NoDatabase),
+            // 57P0x: the server is shutting down or ended this session.
+            Some(c) if c.starts_with("57P") => Some(Problem::Down),
+            Some(_) => None,
+            None if err.is_closed() || is_io(&err) => Some(Problem::Down),
+            None => None,
+        };
+        match problem {
+            Some(problem) => Error::unreachable(Service::Postgres, url, problem, Cause::new(err)),
             None => Error::Rejected {
                 service: Service::Postgres,
                 url: mask_password(url),
-                cause: cause(err),
-                code: None,
+                code,
+                cause: Cause::new(err),
             },
         }
     }
 
-    pub(crate) fn redis(url: &str, err: &redis::RedisError) -> Error {
-        let unreachable = err.is_io_error()
+    pub(crate) fn redis(url: &str, err: redis::RedisError) -> Error {
+        let problem = if matches!(err.kind(), redis::ErrorKind::AuthenticationFailed) {
+            Some(Problem::Credentials)
+        } else if err.is_io_error()
             || err.is_connection_refusal()
             || err.is_connection_dropped()
             || err.is_timeout()
-            || matches!(err.kind(), redis::ErrorKind::AuthenticationFailed);
-        if unreachable {
-            Error::unreachable(Service::Redis, url, err)
+        {
+            Some(Problem::Down)
         } else {
-            Error::Rejected {
+            None
+        };
+        match problem {
+            Some(problem) => Error::unreachable(Service::Redis, url, problem, Cause::new(err)),
+            None => Error::Rejected {
                 service: Service::Redis,
                 url: mask_password(url),
-                cause: err.to_string(),
                 code: None,
-            }
+                cause: Cause::new(err),
+            },
         }
     }
 
@@ -130,49 +217,59 @@ impl fmt::Display for Error {
             Error::Unreachable {
                 service,
                 url,
+                problem,
                 cause,
             } => {
-                let lower = cause.to_lowercase();
-                let fix = if lower.contains("password") || lower.contains("auth") {
-                    format!("check the user and password in {}", service.env_var())
-                } else if lower.contains("does not exist") {
-                    format!(
-                        "create that database or point {} at one that exists",
-                        service.env_var()
-                    )
-                } else {
-                    format!(
-                        "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {}; see README, Troubleshooting",
-                        service.env_var()
-                    )
-                };
-                write!(f, "cannot reach {service} at {url} ({cause}): {fix}")
+                let var = service.env_var();
+                write!(f, "cannot reach {service} at {url} ({cause}): ")?;
+                match problem {
+                    Problem::Credentials => write!(f, "check the user and password in {var}"),
+                    Problem::NoDatabase => write!(
+                        f,
+                        "create that database or point {var} at one that exists"
+                    ),
+                    Problem::Down | Problem::NoAnswer => write!(
+                        f,
+                        "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting"
+                    ),
+                }
             }
             Error::Rejected {
                 service,
                 url,
-                cause,
                 code,
+                cause,
             } => {
-                let code = code
-                    .as_deref()
-                    .map(|c| format!(" [SQLSTATE {c}]"))
-                    .unwrap_or_default();
-                write!(
-                    f,
-                    "{service} at {url} refused the command: {cause}{code}: check the statement and the values passed to it"
-                )
+                write!(f, "{service} at {url} refused the command: {cause}")?;
+                if let Some(code) = code {
+                    write!(f, " [SQLSTATE {code}]")?;
+                }
+                f.write_str(": check the statement and the values passed to it")
             }
             Error::InvalidInput(what) => write!(f, "invalid input, nothing was sent: {what}"),
+            Error::Injected { service } => write!(
+                f,
+                "{service} call failed on purpose: the grader injected this failure to play a {service} outage (the real {service} is fine)"
+            ),
+            Error::Closed => f.write_str(
+                "this lab was closed by the grader: a check timed out waiting for your code, so every later call fails and stuck threads can exit",
+            ),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Unreachable { cause, .. } | Error::Rejected { cause, .. } => Some(&*cause.0),
+            _ => None,
+        }
+    }
+}
 
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; also
 /// masks `password=…` in key=value connection strings.
-pub fn mask_password(url: &str) -> String {
+pub(crate) fn mask_password(url: &str) -> String {
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -199,42 +296,4 @@ pub fn mask_password(url: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_are_masked_in_every_url_form() {
-        assert_eq!(
-            mask_password("postgres://u:s3cr3t@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            mask_password("redis://:pw@h:6379/0"),
-            "redis://:***@h:6379/0"
-        );
-        assert_eq!(
-            mask_password("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
-        assert_eq!(mask_password("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            mask_password("host=h password=x user=u"),
-            "host=h password=*** user=u"
-        );
-    }
-
-    #[test]
-    fn unreachable_says_service_url_and_fix() {
-        let e = Error::unreachable(
-            Service::Redis,
-            "redis://:pw@127.0.0.1:1",
-            "connection refused",
-        );
-        let text = e.to_string();
-        assert!(text.starts_with("cannot reach Redis at redis://:***@127.0.0.1:1 (connection refused): start the services"), "{text}");
-        assert!(!text.contains("pw@"), "{text}");
-    }
 }

@@ -2,23 +2,28 @@
 //! table, and a Redis key prefix, both invisible to learner code.
 //!
 //! Learner code writes `users` and `user:1`. An isolated lab's connections
-//! start with `search_path` set to its schema (a connection option, so it
-//! costs no round trip), and its `Cache` prefixes every key.
+//! start with `search_path` set to its schema, and its `Cache` prefixes every
+//! key.
 //!
 //! Clean-up has to survive a run that was SIGKILLed halfway, so liveness is
 //! left to Postgres: each process holds a session advisory lock on its run id
 //! for as long as it lives. At start-up, a process sweeps the schemas and key
 //! spaces of every run whose lock it can take, because that run's process is
-//! gone (the idea of `sqlx::test`'s sweep, made safe for concurrent runs).
+//! gone (the idea of `sqlx::test`'s sweep, made safe for concurrent runs). A
+//! sweeper holds the dead run's lock while it sweeps, so two sweepers never
+//! work on one run, and a waiter on that lock knows when a sweep is over.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use super::cache::open;
+use super::Result;
+use super::cache::RedisConnector;
+use super::config::pg_config;
 use super::connect::bounded;
-use super::{CONNECT_TIMEOUT, Error, Result, Service};
+use super::error::{Error, Service};
 
 /// Advisory-lock class shared by all lab runs ("lab" in ASCII).
 const LOCK_CLASS: i32 = 0x6c_61_62;
@@ -37,16 +42,52 @@ struct Run {
     seq: AtomicU64,
     admin: Mutex<Client>,
     db_url: String,
-    redis: redis::Client,
-    redis_url: String,
+    redis: RedisConnector,
 }
 
 static RUN: Mutex<Option<&'static Run>> = Mutex::new(None);
+/// Set by the grader for `LAB_KEEP_FAILED`: spaces outlive their labs until
+/// the check's verdict is known.
+static KEEP: AtomicBool = AtomicBool::new(false);
+static KEPT: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
-    let config = super::pg_config(db_url, None)?;
-    bounded(CONNECT_TIMEOUT, move || config.connect(NoTls))
-        .map_err(|e| Error::unreachable(Service::Postgres, db_url, e))
+    let config = pg_config(db_url, None)?;
+    let url = db_url.to_string();
+    bounded(
+        Service::Postgres,
+        db_url,
+        move || config.connect(NoTls),
+        move |e| Error::postgres(&url, e),
+    )
+}
+
+/// What can be done with a run's advisory lock.
+enum RunLock {
+    /// Take it if free; true if taken.
+    Try,
+    /// Wait for it (as long as the session's lock_timeout allows).
+    Wait,
+    Release,
+}
+
+fn run_lock(
+    client: &mut Client,
+    id: u32,
+    how: RunLock,
+) -> std::result::Result<bool, postgres::Error> {
+    let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&LOCK_CLASS, &(id as i32)];
+    match how {
+        RunLock::Try => Ok(client
+            .query_one("SELECT pg_try_advisory_lock($1, $2)", &params)?
+            .get(0)),
+        RunLock::Wait => client
+            .execute("SELECT pg_advisory_lock($1, $2)", &params)
+            .map(|_| true),
+        RunLock::Release => Ok(client
+            .query_one("SELECT pg_advisory_unlock($1, $2)", &params)?
+            .get(0)),
+    }
 }
 
 fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
@@ -55,19 +96,14 @@ fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
         return Ok(run);
     }
     let mut admin = connect_admin(db_url)?;
-    let redis = redis::Client::open(redis_url).map_err(|e| Error::redis(redis_url, &e))?;
+    let redis = RedisConnector::new(redis_url)?;
+    let pg = |e| Error::postgres(db_url, e);
     let id = loop {
         let candidate =
             (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id())
                 as u32)
                 & 0x7fff_ffff;
-        let row = admin
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
-                &[&LOCK_CLASS, &(candidate as i32)],
-            )
-            .map_err(|e| Error::postgres(db_url, &e))?;
-        if row.get::<_, bool>(0) {
+        if run_lock(&mut admin, candidate, RunLock::Try).map_err(pg)? {
             break candidate;
         }
     };
@@ -77,17 +113,25 @@ fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
         admin: Mutex::new(admin),
         db_url: db_url.to_string(),
         redis,
-        redis_url: redis_url.to_string(),
     }));
-    let mut conn = run.redis_conn()?;
+    let mut conn = run.redis.open()?;
     redis::cmd("SADD")
         .arg(RUNS_KEY)
-        .arg(format!("{id:08x}"))
+        .arg(run_name(id))
         .query::<i64>(&mut conn)
-        .map_err(|e| Error::redis(redis_url, &e))?;
+        .map_err(|e| Error::redis(redis_url, e))?;
     run.sweep()?;
     *slot = Some(run);
     Ok(run)
+}
+
+fn run_name(id: u32) -> String {
+    format!("{id:08x}")
+}
+
+fn parse_run_id(s: &str) -> Option<u32> {
+    let hex = s.get(..8)?;
+    u32::from_str_radix(hex, 16).ok()
 }
 
 impl Run {
@@ -95,9 +139,12 @@ impl Run {
         self.admin.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn redis_conn(&self) -> Result<redis::Connection> {
-        open(&self.redis, CONNECT_TIMEOUT)
-            .map_err(|e| Error::unreachable(Service::Redis, &self.redis_url, e))
+    fn pg(&self, e: postgres::Error) -> Error {
+        Error::postgres(&self.db_url, e)
+    }
+
+    fn redis_err(&self, e: redis::RedisError) -> Error {
+        Error::redis(&self.redis.url, e)
     }
 
     /// Runs housekeeping SQL. If the server restarted (or killed our
@@ -108,12 +155,7 @@ impl Run {
         match admin.batch_execute(sql) {
             Err(e) if super::db::is_connection_loss(&e) => {
                 let mut fresh = connect_admin(&self.db_url)?;
-                fresh
-                    .query_one(
-                        "SELECT pg_try_advisory_lock($1, $2)",
-                        &[&LOCK_CLASS, &(self.id as i32)],
-                    )
-                    .map_err(|e| self.pg(e))?;
+                run_lock(&mut fresh, self.id, RunLock::Try).map_err(|e| self.pg(e))?;
                 *admin = fresh;
                 admin.batch_execute(sql).map_err(|e| self.pg(e))
             }
@@ -121,92 +163,76 @@ impl Run {
         }
     }
 
-    fn pg(&self, e: postgres::Error) -> Error {
-        Error::postgres(&self.db_url, &e)
-    }
-
     /// Drops the schemas and keys of every run whose process is gone.
     fn sweep(&self) -> Result<()> {
         let mut admin = self.admin();
         let mut ids: Vec<u32> = admin
             .query(
-                "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'lab\\_%\\_%'",
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'lab\\_%\\_%'",
                 &[],
             )
             .map_err(|e| self.pg(e))?
             .iter()
             .filter_map(|row| parse_run_id(row.get::<_, &str>(0).strip_prefix("lab_")?))
             .collect();
-        let mut redis = self.redis_conn()?;
+        let mut redis = self.redis.open()?;
         let listed: Vec<String> = redis::cmd("SMEMBERS")
             .arg(RUNS_KEY)
             .query(&mut redis)
-            .map_err(|e| Error::redis(&self.redis_url, &e))?;
+            .map_err(|e| self.redis_err(e))?;
         ids.extend(listed.iter().filter_map(|s| parse_run_id(s)));
         ids.sort_unstable();
         ids.dedup();
         for id in ids.into_iter().filter(|&id| id != self.id) {
-            let lock = [
-                &LOCK_CLASS as &(dyn postgres::types::ToSql + Sync),
-                &(id as i32),
-            ];
-            let dead: bool = admin
-                .query_one("SELECT pg_try_advisory_lock($1, $2)", &lock)
-                .map_err(|e| self.pg(e))?
-                .get(0);
-            if !dead {
+            // Taken: that run lives, or another process is sweeping it.
+            if !run_lock(&mut admin, id, RunLock::Try).map_err(|e| self.pg(e))? {
                 continue;
             }
-            let schemas = admin
-                .query(
-                    "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
-                    &[&format!("lab\\_{id:08x}\\_%")],
-                )
-                .map_err(|e| self.pg(e))?;
-            for row in schemas {
-                let name: String = row.get(0);
-                admin
-                    .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                    .map_err(|e| self.pg(e))?;
-            }
-            delete_matching(&mut redis, &format!("lab:{id:08x}:*"))
-                .map_err(|e| Error::redis(&self.redis_url, &e))?;
-            let _: i64 = redis::cmd("SREM")
-                .arg(RUNS_KEY)
-                .arg(format!("{id:08x}"))
-                .query(&mut redis)
-                .map_err(|e| Error::redis(&self.redis_url, &e))?;
+            let swept = self.drop_run(&mut admin, &mut redis, id);
+            run_lock(&mut admin, id, RunLock::Release).map_err(|e| self.pg(e))?;
+            swept?;
+        }
+        Ok(())
+    }
+
+    /// Drops every schema and key of run `id`, then forgets the run.
+    fn drop_run(&self, admin: &mut Client, redis: &mut redis::Connection, id: u32) -> Result<()> {
+        let name = run_name(id);
+        let schemas = admin
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
+                &[&format!("lab\\_{name}\\_%")],
+            )
+            .map_err(|e| self.pg(e))?;
+        for row in schemas {
+            let schema: String = row.get(0);
             admin
-                .query_one("SELECT pg_advisory_unlock($1, $2)", &lock)
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .map_err(|e| self.pg(e))?;
         }
+        delete_matching(redis, &format!("lab:{name}:*")).map_err(|e| self.redis_err(e))?;
+        redis::cmd("SREM")
+            .arg(RUNS_KEY)
+            .arg(&name)
+            .query::<i64>(redis)
+            .map_err(|e| self.redis_err(e))?;
         Ok(())
     }
 }
 
-fn parse_run_id(s: &str) -> Option<u32> {
-    let hex = s.get(..8)?;
-    u32::from_str_radix(hex, 16).ok()
-}
-
+/// Deletes every key matching `pattern` (SCAN, so Redis is never blocked).
 fn delete_matching(conn: &mut redis::Connection, pattern: &str) -> redis::RedisResult<()> {
-    let mut cursor = 0u64;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query(conn)?;
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query::<i64>(conn)?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
+    let keys: Vec<String> = {
+        let options = redis::ScanOptions::default()
+            .with_pattern(pattern)
+            .with_count(1000);
+        redis::Commands::scan_options::<String>(conn, options)?
+            .collect::<redis::RedisResult<_>>()?
+    };
+    for chunk in keys.chunks(1000) {
+        redis::cmd("DEL").arg(chunk).query::<i64>(conn)?;
     }
+    Ok(())
 }
 
 impl Space {
@@ -214,8 +240,8 @@ impl Space {
     pub(crate) fn create(db_url: &str, redis_url: &str) -> Result<Space> {
         let run = run(db_url, redis_url)?;
         let n = run.seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("lab_{:08x}_{n}", run.id);
-        let prefix = format!("lab:{:08x}:{n}:", run.id);
+        let name = format!("lab_{}_{n}", run_name(run.id));
+        let prefix = format!("lab:{}:{n}:", run_name(run.id));
         run.housekeeping(&format!(
             "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
         ))?;
@@ -226,8 +252,8 @@ impl Space {
         })
     }
 
-    /// Joins a space created by another process (the cross-process herd
-    /// check); it is not dropped when this lab is.
+    /// Joins a space created by another process (the cross-process herd); it
+    /// is not dropped when this lab is.
     pub(crate) fn attach(name: &str) -> Result<Space> {
         let rest = name
             .strip_prefix("lab_")
@@ -253,29 +279,89 @@ impl Drop for Space {
         if !self.owner {
             return;
         }
-        if std::thread::panicking() && std::env::var_os("LAB_KEEP_FAILED").is_some() {
-            eprintln!(
-                "labkit: LAB_KEEP_FAILED is set, keeping schema {} and keys {}* for debugging \
-                 (swept by the first run after this process exits)",
-                self.name, self.prefix
-            );
+        if KEEP.load(Ordering::SeqCst) {
+            KEPT.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((self.name.clone(), self.prefix.clone()));
             return;
         }
-        let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
-            return;
-        };
-        // Best effort: whatever fails here is swept by the next run.
-        let _ = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.name));
-        if let Ok(mut conn) = run.redis_conn() {
-            let _ = delete_matching(&mut conn, &format!("{}*", self.prefix));
+        drop_space(&self.name, &self.prefix);
+    }
+}
+
+/// Best effort: whatever fails here is swept by the next run.
+fn drop_space(name: &str, prefix: &str) {
+    let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
+        return;
+    };
+    let _ = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+    if let Ok(mut conn) = run.redis.open() {
+        let _ = delete_matching(&mut conn, &format!("{prefix}*"));
+    }
+}
+
+/// From now on, spaces outlive their labs until [`release_kept`].
+pub(crate) fn keep_spaces() {
+    KEEP.store(true, Ordering::SeqCst);
+}
+
+/// The spaces kept so far: (schema, key prefix). With `drop: true` they are
+/// dropped now; otherwise they stay for inspection, and the first run after
+/// this process has exited sweeps them.
+pub(crate) fn release_kept(drop: bool) -> Vec<(String, String)> {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
+    if drop {
+        for (name, prefix) in &kept {
+            drop_space(name, prefix);
         }
+    }
+    kept
+}
+
+/// Forgets this process's run in Redis, so that nobody sweeps it later. Its
+/// spaces are dropped with their labs; the advisory lock goes with the
+/// process.
+pub(crate) fn finish() {
+    let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
+        return;
+    };
+    if let Ok(mut conn) = run.redis.open() {
+        let _ = redis::cmd("SREM")
+            .arg(RUNS_KEY)
+            .arg(run_name(run.id))
+            .query::<i64>(&mut conn);
+    }
+}
+
+/// Waits until nobody holds the advisory lock of the run that owns space
+/// `name` (it is dead, and no sweep of it is in progress), for at most
+/// `timeout`. False on timeout.
+pub(crate) fn wait_for_run_lock(db_url: &str, name: &str, timeout: Duration) -> Result<bool> {
+    let space = Space::attach(name)?;
+    let id = parse_run_id(&space.prefix["lab:".len()..]).expect("attach checked the name");
+    let mut client = connect_admin(db_url)?;
+    let pg = |e| Error::postgres(db_url, e);
+    client
+        .batch_execute(&format!(
+            "SET lock_timeout = {}",
+            timeout.as_millis().max(1)
+        ))
+        .map_err(pg)?;
+    match run_lock(&mut client, id, RunLock::Wait) {
+        Ok(_) => {
+            run_lock(&mut client, id, RunLock::Release).map_err(pg)?;
+            Ok(true)
+        }
+        // 55P03: lock_not_available (the lock_timeout passed).
+        Err(e) if e.code().is_some_and(|c| c.code() == "55P03") => Ok(false),
+        Err(e) => Err(pg(e)),
     }
 }
 
 /// Applies `seed.sql` to the shared database when `users` is missing.
 pub(crate) fn seed_shared(db_url: &str) -> Result<()> {
     let mut client = connect_admin(db_url)?;
-    let pg = |e: postgres::Error| Error::postgres(db_url, &e);
+    let pg = |e| Error::postgres(db_url, e);
     let mut tx = client.transaction().map_err(pg)?;
     // Two first runs at once must not both create the table.
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_CLASS])

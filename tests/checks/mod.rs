@@ -1,12 +1,16 @@
-//! The one body of checks. Each check takes the answers to grade (a trait
-//! object over the five learner functions) and returns an [`Outcome`] instead
-//! of panicking, so the same code grades the learner (`cargo test`), the
-//! reference (`--features solution`) and every entry of the mistakes
-//! catalogue, which must be rejected.
+//! The one body of checks. Each check takes the answers to grade (yours,
+//! the reference, or a catalogue entry) and returns an [`Outcome`] instead
+//! of panicking, so the same code grades the learner, the reference, every
+//! correct design (which must pass) and every catalogued mistake (which must
+//! be rejected, with its hint).
 //!
 //! Rules every check follows:
-//! - it asserts observable behaviour only (see LAB_CONTRACT.md, last section);
-//! - it runs on a private `Lab::isolated()`;
+//! - it asserts observable behaviour only: what the answers return, what
+//!   Postgres and Redis hold, and how many statements were sent; never how
+//!   many cache calls were made, which SQL text was sent, or that `key_lock`
+//!   in particular was used;
+//! - it runs on a private `Lab::isolated()`, in a process of its own (the
+//!   harness sees to that), so nothing of another check can reach it;
 //! - every wait is bounded: a wrong answer fails within [`BOUND`], and races
 //!   are arranged with labkit's hooks, never with sleeps.
 
@@ -14,100 +18,102 @@ pub mod part1;
 pub mod part2;
 pub mod part3;
 
-use std::any::Any;
 use std::fmt;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::User;
-use cache_aside_lab::labkit::hooks::{Parked, Trap};
-use cache_aside_lab::labkit::{KeyLocks, Lab, Result};
+use cache_aside_lab::labkit::testkit::panics::Panic;
+use cache_aside_lab::labkit::testkit::{Answers, LabExt, Parked, Trap};
+use cache_aside_lab::labkit::{Lab, Result};
+use serde::{Deserialize, Serialize};
 
 /// No check waits longer than this for learner code.
 pub const BOUND: Duration = Duration::from_secs(10);
 
-/// The five functions a learner writes. The defaults are the reference
-/// answers, so a catalogue entry overrides only what its mistake changes.
-pub trait Answers: Send + Sync + 'static {
-    /// Names these answers for a child process (the cross-process herd).
-    fn id(&self) -> &'static str {
-        std::any::type_name::<Self>()
-    }
-    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        crate::reference::get_user_profile(lab, user_id)
-    }
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        crate::reference::update_user_plan(lab, user_id, plan)
-    }
-    fn get_user_profile_singleflight(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        crate::reference::get_user_profile_singleflight(lab, user_id)
-    }
-    fn get_user_profile_leased(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        crate::reference::get_user_profile_leased(lab, user_id)
-    }
-    fn update_user_plan_leased(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        crate::reference::update_user_plan_leased(lab, user_id, plan)
-    }
-}
-
-/// The learner's answers in `src/lib.rs`.
-pub struct Learner;
-
-impl Answers for Learner {
-    fn get_user_profile(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        cache_aside_lab::get_user_profile(lab, user_id)
-    }
-    fn update_user_plan(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        cache_aside_lab::update_user_plan(lab, user_id, plan)
-    }
-    fn get_user_profile_singleflight(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        cache_aside_lab::get_user_profile_singleflight(lab, user_id)
-    }
-    fn get_user_profile_leased(&self, lab: &Lab, user_id: i32) -> Result<Option<User>> {
-        cache_aside_lab::get_user_profile_leased(lab, user_id)
-    }
-    fn update_user_plan_leased(&self, lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
-        cache_aside_lab::update_user_plan_leased(lab, user_id, plan)
-    }
-}
-
-/// The reference answers in `solution/reference.rs`.
-pub struct Reference;
-
-impl Answers for Reference {}
-
-pub type Subject = &'static dyn Answers;
+pub type Subject = &'static Answers;
 pub type CheckFn = fn(Subject) -> Outcome;
 pub type Outcome = std::result::Result<(), Failure>;
 
-/// Why a check rejected the answers: what happened, what should have
-/// happened, and a one-line hint.
-#[derive(Debug, Clone)]
+/// Why a check rejected the answers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Failure {
+    /// The answers did something observably wrong.
     Wrong {
         observed: String,
         expected: String,
         hint: String,
     },
-    /// Learner code did not return within the harness' bound. A catalogue
-    /// mistake must never be caught this way, only by behaviour.
-    Hang(String),
+    /// Learner code panicked: a `todo!()` not written yet, or an `unwrap`.
+    Panicked {
+        call: String,
+        panic: Panic,
+        expected: String,
+    },
+    /// Learner code did not return within the bound. A catalogued mistake
+    /// must never be caught this way, only by behaviour.
+    Hang { observed: String, hint: String },
     /// The lab itself could not start (services down): labkit's message
     /// already says what to do.
     Setup(String),
 }
 
+impl Failure {
+    /// The hint shown to the learner.
+    pub fn hint(&self) -> String {
+        match self {
+            Failure::Wrong { hint, .. } | Failure::Hang { hint, .. } => hint.clone(),
+            Failure::Panicked { panic, .. } if panic.is_todo() => {
+                "write it: the `// TODO:` above it says what it must do and asks the question to start from; HINTS.md has hints, mildest first".into()
+            }
+            Failure::Panicked { .. } => {
+                "return an Err instead of panicking: pass labkit's errors on with `?` rather than unwrap() or expect()".into()
+            }
+            Failure::Setup(_) => {
+                "the lab could not start; the message says what to do (README, Troubleshooting)"
+                    .into()
+            }
+        }
+    }
+
+    /// One line: what happened.
+    pub fn observed(&self) -> String {
+        match self {
+            Failure::Wrong { observed, .. } | Failure::Hang { observed, .. } => observed.clone(),
+            Failure::Panicked { call, panic, .. } if panic.is_todo() => {
+                let message = panic.message.trim_start_matches("not yet implemented: ");
+                match &panic.location {
+                    Some(at) => format!("{call} reached the todo!() at {at}: {message}"),
+                    None => format!("{call} reached a todo!(): {message}"),
+                }
+            }
+            Failure::Panicked { call, panic, .. } => format!("{call} {panic}"),
+            Failure::Setup(message) => message.clone(),
+        }
+    }
+
+    /// One line: what should have happened.
+    pub fn expected(&self) -> String {
+        match self {
+            Failure::Panicked { panic, .. } if panic.is_todo() => {
+                "it does what its `// TODO:` in src/lib.rs asks".into()
+            }
+            Failure::Wrong { expected, .. } | Failure::Panicked { expected, .. } => {
+                expected.clone()
+            }
+            Failure::Hang { .. } => "every call returns promptly".into(),
+            Failure::Setup(_) => "Postgres and Redis answer at DATABASE_URL and REDIS_URL".into(),
+        }
+    }
+}
+
+/// Three lines, aligned: what happened, what should have, and the hint.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Wrong {
-                observed,
-                expected,
-                hint,
-            } => write!(f, "{observed}: {expected}. Hint: {hint}"),
-            Failure::Hang(message) | Failure::Setup(message) => write!(f, "{message}"),
-        }
+        writeln!(f, "what happened:  {}", self.observed())?;
+        writeln!(f, "expected:       {}", self.expected())?;
+        write!(f, "hint:           {}", self.hint())
     }
 }
 
@@ -127,34 +133,13 @@ pub fn ensure(ok: bool, failure: impl FnOnce() -> Failure) -> Outcome {
     if ok { Ok(()) } else { Err(failure()) }
 }
 
-/// How many times each check runs: `LAB_REPEAT=100` for the determinism
-/// run (the reference and every catalogued mistake, 100 times each).
-pub fn repeat() -> usize {
-    std::env::var("LAB_REPEAT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1)
-}
-
-/// Runs a check as a `#[test]`: a failure becomes the test's panic message.
-pub fn grade(subject: Subject, check: CheckFn) {
-    for run in 1..=repeat() {
-        if let Err(failure) = check(subject) {
-            let of = if repeat() > 1 {
-                format!(" (run {run} of {})", repeat())
-            } else {
-                String::new()
-            };
-            panic!("{failure}{of}");
-        }
-    }
+fn setup(e: cache_aside_lab::labkit::Error) -> Failure {
+    Failure::Setup(e.to_string())
 }
 
 /// A fresh private lab.
 pub fn lab() -> std::result::Result<Arc<Lab>, Failure> {
-    Lab::isolated()
-        .map(Arc::new)
-        .map_err(|e| Failure::Setup(e.to_string()))
+    Lab::isolated().map(Arc::new).map_err(setup)
 }
 
 /// The row as Postgres has it, read by the check itself. Resets the
@@ -166,7 +151,7 @@ pub fn stored(lab: &Lab, user_id: i32) -> std::result::Result<Option<User>, Fail
             "SELECT id, name, email, plan FROM users WHERE id = $1",
             &[&user_id],
         )
-        .map_err(|e| Failure::Setup(e.to_string()))?;
+        .map_err(setup)?;
     lab.db.reset_counters();
     Ok(row.map(|r| User::from_row(&r)))
 }
@@ -178,21 +163,17 @@ pub fn seeded(lab: &Lab, user_id: i32) -> std::result::Result<User, Failure> {
 
 /// What the check itself sees in the cache (not counted as statements).
 pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duration>), Failure> {
-    let setup = |e: cache_aside_lab::labkit::Error| Failure::Setup(e.to_string());
     Ok((
         lab.cache.exists(key).map_err(setup)?,
         lab.cache.ttl(key).map_err(setup)?,
     ))
 }
 
-/// Runs learner code with key locks private to `lab`, as its Redis keys are,
-/// so that parallel tests never queue behind each other's locks.
-fn in_scope<T>(lab: &Lab, f: impl FnOnce(&Lab) -> T) -> T {
-    KeyLocks::scoped(lab.space_name().unwrap_or(""), || f(lab))
-}
+/// What a call that panicked should have done instead.
+const RETURNS: &str = "it returns Ok or Err, and never panics";
 
 /// Learner code running on its own thread, so that a check can wait for it
-/// with a bound, and so that a hang fails the check instead of the suite.
+/// with a bound, and so that a hang fails the check instead of the run.
 pub struct Pending<T> {
     what: String,
     lab: Arc<Lab>,
@@ -208,8 +189,7 @@ pub fn spawn<T: Send + 'static>(
     let (tx, rx) = mpsc::channel();
     let thread_lab = lab.clone();
     std::thread::spawn(move || {
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| in_scope(&thread_lab, f)));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
         let _ = tx.send(result);
     });
     Pending {
@@ -221,8 +201,8 @@ pub fn spawn<T: Send + 'static>(
 }
 
 impl<T> Pending<T> {
-    /// Waits up to `timeout`. A panic in learner code (such as `todo!()`) is
-    /// re-raised here, so the test shows the learner's own message.
+    /// Waits up to `timeout`. A panic in learner code (such as `todo!()`)
+    /// becomes [`Failure::Panicked`] with the learner's own message.
     pub fn wait(mut self, timeout: Duration) -> std::result::Result<T, Failure> {
         let received = match self.done.take() {
             Some(result) => Ok(result),
@@ -230,14 +210,14 @@ impl<T> Pending<T> {
         };
         match received {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(panic)) => resume(panic),
+            Ok(Err(payload)) => Err(panicked(&self.what, &*payload)),
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
                 // Make the stuck thread's next labkit call fail, so it exits.
                 self.lab.hooks().close();
-                Err(Failure::Hang(format!(
-                    "{} did not return within {timeout:?}: every call should return promptly. Hint: look for a lock taken twice on one thread, or a wait for a value nobody will write",
-                    self.what
-                )))
+                Err(Failure::Hang {
+                    observed: format!("{} did not return within {timeout:?}", self.what),
+                    hint: "look for a lock taken twice on one thread, or a wait for a value nobody will write".into(),
+                })
             }
         }
     }
@@ -251,8 +231,12 @@ impl<T> Pending<T> {
     }
 }
 
-fn resume<T>(panic: Box<dyn Any + Send>) -> T {
-    std::panic::resume_unwind(panic)
+fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Failure {
+    Failure::Panicked {
+        call: what.to_string(),
+        panic: Panic::from_payload(payload),
+        expected: RETURNS.into(),
+    }
 }
 
 /// Arms `trap`, starts `f` on its own thread, and waits until `f` is parked
@@ -274,7 +258,7 @@ pub fn start_parked<'a, T: Send + 'static>(
         }
         if pending.finishes_within(Duration::ZERO) && !parked.is_parked() {
             drop(parked);
-            let _ = pending.wait(BOUND)?; // re-raises a panic such as todo!()
+            let _ = pending.wait(BOUND)?; // a panic such as todo!() comes first
             return Err(missing());
         }
     }
@@ -297,17 +281,19 @@ pub fn ok<T>(what: &str, result: Result<T>, hint: &str) -> std::result::Result<T
     result.map_err(|e| fail(format!("{what} returned Err({e})"), "Ok", hint))
 }
 
-/// `n` threads released at once by a barrier, each running `read`. While
-/// they run, `conduct` runs on the calling thread (to release parked
-/// statements). Returns the results that arrived within `limit`, in no
-/// particular order; if some did not, the lab is closed so they exit.
+/// `n` threads released at once by a barrier, each running `read` (named
+/// `what` in messages). While they run, `conduct` runs on the calling thread
+/// (to release parked statements). Returns the results that arrived within
+/// `limit`, in no particular order; if some did not, the lab is closed so
+/// they exit. A panicking reader fails the check at once.
 pub fn herd<T: Send + 'static>(
     lab: &Arc<Lab>,
+    what: &str,
     n: usize,
     limit: Duration,
     read: impl Fn(&Lab) -> T + Send + Sync + 'static,
     conduct: impl FnOnce(),
-) -> Vec<T> {
+) -> std::result::Result<Vec<T>, Failure> {
     let barrier = Arc::new(Barrier::new(n));
     let read = Arc::new(read);
     let (tx, rx) = mpsc::channel();
@@ -316,9 +302,7 @@ pub fn herd<T: Send + 'static>(
         let (lab, barrier, read, tx) = (lab.clone(), barrier.clone(), read.clone(), tx.clone());
         std::thread::spawn(move || {
             barrier.wait();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                in_scope(&lab, |lab| read(lab))
-            }));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab)));
             let _ = tx.send(result);
         });
     }
@@ -328,23 +312,29 @@ pub fn herd<T: Send + 'static>(
     while results.len() < n {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Ok(value)) => results.push(value),
-            Ok(Err(panic)) => resume(panic),
+            Ok(Err(payload)) => {
+                lab.hooks().close();
+                return Err(panicked(what, &*payload));
+            }
             Err(_) => {
                 lab.hooks().close();
                 break;
             }
         }
     }
-    results
+    Ok(results)
 }
 
 /// Fails as a hang unless all `n` readers returned.
 pub fn all_returned<T>(results: &[T], n: usize) -> Outcome {
     ensure(results.len() == n, || {
-        Failure::Hang(format!(
-            "{} of {n} concurrent readers had not returned after {BOUND:?}: every reader should return promptly. Hint: waiters must wake up once the leader has filled the cache; never wait without a way out",
+        Failure::Hang {
+        observed: format!(
+            "{} of {n} concurrent readers had not returned after {BOUND:?}",
             n - results.len()
-        ))
+        ),
+        hint: "waiters must wake up once the leader has filled the cache; never wait without a way out".into(),
+    }
     })
 }
 

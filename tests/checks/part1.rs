@@ -1,20 +1,20 @@
 //! Part 1: cache-aside reads and invalidating writes.
 
-use cache_aside_lab::labkit::hooks::Trap;
+use cache_aside_lab::labkit::testkit::Trap;
 use cache_aside_lab::{CACHE_TTL, user_key};
 
 use super::*;
 
-const HINT_FILL: &str =
-    "on a miss, read the row and store it with lab.cache.set_json(&user_key(id), &user, CACHE_TTL)";
-const HINT_HIT: &str = "return the cached value before querying Postgres";
+const HINT_FILL: &str = "a miss should leave the user in the cache: store what you read under user_key(id) with lab.cache.set_json";
+const HINT_HIT: &str =
+    "look in the cache first, and return what you find there without querying Postgres";
 
 /// A cold read returns exactly the row Postgres has, and asks Postgres for it.
 pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
     let got = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     let got = ok(
         "get_user_profile(user 1)",
@@ -42,7 +42,7 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
     let got = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     ok("get_user_profile(user 1)", got, HINT_FILL)?;
     let key = user_key(1);
@@ -67,12 +67,12 @@ pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
 pub fn second_read_is_a_hit(a: Subject) -> Outcome {
     let lab = lab()?;
     let first = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     let first = ok("the first get_user_profile(user 1)", first, HINT_FILL)?;
     let before = lab.db.query_count();
     let second = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     let second = ok("the second get_user_profile(user 1)", second, HINT_HIT)?;
     let sent = lab.db.query_count() - before;
@@ -98,7 +98,7 @@ pub fn missing_user_is_none(a: Subject) -> Outcome {
     let lab = lab()?;
     for id in [999, 0, -1, i32::MAX, i32::MIN] {
         let got = call(&lab, format!("get_user_profile(user {id})"), move |lab| {
-            a.get_user_profile(lab, id)
+            (a.get_user_profile)(lab, id)
         })?;
         ensure(matches!(got, Ok(None)), || {
             fail(
@@ -122,13 +122,13 @@ pub fn update_invalidates(a: Subject) -> Outcome {
         "enterprise"
     };
     let warm = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     ok("get_user_profile(user 1)", warm, HINT_FILL)?;
     let done = call(
         &lab,
         format!("update_user_plan(user 1, {plan:?})"),
-        move |lab| a.update_user_plan(lab, 1, plan),
+        move |lab| (a.update_user_plan)(lab, 1, plan),
     )?;
     ok(
         &format!("update_user_plan(user 1, {plan:?})"),
@@ -141,11 +141,11 @@ pub fn update_invalidates(a: Subject) -> Outcome {
         fail(
             format!("{key} was still cached after update_user_plan(user 1, {plan:?}) returned"),
             format!("expected {key} to be absent"),
-            "after writing Postgres, delete the user's key (invalidate; do not overwrite it)",
+            "after the write, the cached copy must go: remove the user's key (and do not overwrite it with a new value)",
         )
     })?;
     let after = call(&lab, "get_user_profile(user 1)", move |lab| {
-        a.get_user_profile(lab, 1)
+        (a.get_user_profile)(lab, 1)
     })?;
     let after = ok("get_user_profile(user 1)", after, HINT_FILL)?;
     ensure(
@@ -162,9 +162,9 @@ pub fn update_invalidates(a: Subject) -> Outcome {
     )
 }
 
-/// A reader that misses while the UPDATE is in flight caches the old row;
-/// writing first and invalidating after still leaves no stale entry.
-pub fn write_then_invalidate(a: Subject) -> Outcome {
+/// A reader that misses while the UPDATE is parked caches the old row; after
+/// the update returns, nothing stale may be left.
+pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 2)?;
     let plan = if before.plan == "pro" {
@@ -176,7 +176,7 @@ pub fn write_then_invalidate(a: Subject) -> Outcome {
         &lab,
         Trap::before_write(),
         format!("update_user_plan(user 2, {plan:?})"),
-        move |lab| a.update_user_plan(lab, 2, plan),
+        move |lab| (a.update_user_plan)(lab, 2, plan),
         || {
             fail(
                 format!("update_user_plan(user 2, {plan:?}) sent no write to Postgres"),
@@ -188,7 +188,7 @@ pub fn write_then_invalidate(a: Subject) -> Outcome {
     // The write is parked before it runs. A reader now finds the cache empty
     // (cold, or invalidated too early) and caches the old row.
     let read = call(&lab, "get_user_profile(user 2)", move |lab| {
-        a.get_user_profile(lab, 2)
+        (a.get_user_profile)(lab, 2)
     })?;
     ok(
         "get_user_profile(user 2) during the update",
@@ -205,7 +205,7 @@ pub fn write_then_invalidate(a: Subject) -> Outcome {
     let key = user_key(2);
     let (present, _) = cached(&lab, &key)?;
     let after = call(&lab, "get_user_profile(user 2)", move |lab| {
-        a.get_user_profile(lab, 2)
+        (a.get_user_profile)(lab, 2)
     })?;
     let after = ok("get_user_profile(user 2)", after, HINT_FILL)?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
@@ -217,7 +217,7 @@ pub fn write_then_invalidate(a: Subject) -> Outcome {
                 if present { "still cached" } else { "absent" }
             ),
             format!("expected {key} absent and plan {plan:?}"),
-            "write Postgres first, then invalidate: an invalidation before the write can be refilled with the old row",
+            "a reader that ran between your two steps found the cache empty and cached the old row: which order of UPDATE and invalidation leaves no such window?",
         )
     })
 }
@@ -262,13 +262,13 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
             format!("{plan:?}")
         };
         let warm = call(&lab, "get_user_profile(user 3)", move |lab| {
-            a.get_user_profile(lab, 3)
+            (a.get_user_profile)(lab, 3)
         })?;
         ok("get_user_profile(user 3)", warm, HINT_FILL)?;
         let result = call(
             &lab,
             format!("update_user_plan(user 3, {shown})"),
-            move |lab| a.update_user_plan(lab, 3, plan),
+            move |lab| (a.update_user_plan)(lab, 3, plan),
         )?;
         let now = everyone(&lab)?;
         let stored_plan = now[2].as_ref().map(|u| u.plan.clone());
@@ -310,7 +310,7 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
             })?;
         }
         let read = call(&lab, "get_user_profile(user 3)", move |lab| {
-            a.get_user_profile(lab, 3)
+            (a.get_user_profile)(lab, 3)
         })?;
         let read = ok("get_user_profile(user 3)", read, HINT_FILL)?;
         ensure(

@@ -1,4 +1,4 @@
-//! Grader-only test hooks: slowed statements, parked statements, a failing
+//! Test hooks: slowed statements, parked statements, a failing
 //! cache, and a lab that can be closed under a stuck thread.
 //!
 //! Learners never need these. They exist so that the concurrency checks are
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Error, Result};
+use crate::labkit::{Error, Result, Service};
 
 /// A parked statement is let go after this long even if nobody releases it,
 /// so that a check that failed (and never released) cannot hang the suite.
@@ -103,7 +103,7 @@ struct State {
     next_id: u64,
 }
 
-/// The hooks of one [`Lab`](super::Lab), shared by its `Db` and `Cache`.
+/// The hooks of one [`Lab`](crate::labkit::Lab), shared by its `Db` and `Cache`.
 #[derive(Default)]
 pub struct Hooks {
     delay_us: AtomicU64,
@@ -196,9 +196,7 @@ impl Hooks {
 
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(Error::InvalidInput(
-                "this lab was closed by the grader (a check timed out)".into(),
-            ));
+            return Err(Error::Closed);
         }
         Ok(())
     }
@@ -206,11 +204,9 @@ impl Hooks {
     pub(crate) fn check_cache(&self) -> Result<()> {
         self.check_open()?;
         if self.fail_cache.load(Ordering::Relaxed) {
-            return Err(Error::unreachable(
-                super::Service::Redis,
-                "(test hook fail_cache)",
-                "injected failure",
-            ));
+            return Err(Error::Injected {
+                service: Service::Redis,
+            });
         }
         Ok(())
     }

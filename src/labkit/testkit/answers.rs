@@ -1,0 +1,46 @@
+//! One set of the lab's TODO functions, as a value.
+//!
+//! The grader, the catalogues and `solution --compare` all run "answers":
+//! yours in `src/lib.rs`, the reference in `solution/reference.rs`, or a
+//! catalogue entry that differs from the reference in one function. A plain
+//! struct of function pointers says exactly that, and an entry is written
+//! with struct update syntax: `Answers { get_user_profile: mine,
+//! ..reference::ANSWERS }`.
+
+use crate::User;
+use crate::labkit::{Lab, Result};
+
+/// A read: `get_user_profile` and its variants.
+pub type Read = fn(&Lab, i32) -> Result<Option<User>>;
+/// An update: `update_user_plan` and its variants.
+pub type Update = fn(&Lab, i32, &str) -> Result<()>;
+
+/// The five TODO functions of `src/lib.rs`, and a name to find them by (a
+/// child process is told the name, not the functions).
+#[derive(Clone, Copy)]
+pub struct Answers {
+    pub name: &'static str,
+    pub get_user_profile: Read,
+    pub update_user_plan: Update,
+    pub get_user_profile_singleflight: Read,
+    pub get_user_profile_leased: Read,
+    pub update_user_plan_leased: Update,
+}
+
+impl Answers {
+    /// Your answers, in `src/lib.rs`.
+    pub const LEARNER: Answers = Answers {
+        name: "src/lib.rs",
+        get_user_profile: crate::get_user_profile,
+        update_user_plan: crate::update_user_plan,
+        get_user_profile_singleflight: crate::get_user_profile_singleflight,
+        get_user_profile_leased: crate::get_user_profile_leased,
+        update_user_plan_leased: crate::update_user_plan_leased,
+    };
+}
+
+impl std::fmt::Debug for Answers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Answers({})", self.name)
+    }
+}

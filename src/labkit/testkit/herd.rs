@@ -1,0 +1,243 @@
+//! A herd of readers across several processes: what a process-local lock
+//! cannot stop, and a lease can.
+//!
+//! The parent starts N copies of its own executable with `LAB_HERD` set to
+//! a JSON [`Spec`]. Each child joins the parent's private lab, lines its
+//! threads up behind a barrier and says [`Message::Ready`]; once every child
+//! is ready the parent writes `go` to all of them at once, and each child
+//! answers with one [`Message::Report`]: its statement count and what every
+//! reader got. Every message is one JSON line on the child's stdout. A child
+//! that exits without a report is an error, never "0 statements".
+//!
+//! A binary that uses this calls [`spec_from_env`] first thing in `main`
+//! and, if it gets a spec, [`serve`]s it with the read the spec names.
+
+use std::io::{BufRead, BufReader, Read as _, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::LabExt;
+use super::panics::{self, Panic};
+use crate::User;
+use crate::labkit::Lab;
+
+const ENV: &str = "LAB_HERD";
+
+/// What one herd process does.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    /// The parent lab's private space (`LabExt::space_name`).
+    pub space: String,
+    /// Which read the threads run; the child's binary resolves the name.
+    pub read: String,
+    pub user_id: i32,
+    pub threads: usize,
+    /// Every statement is slowed this much: a window for the stampede, as
+    /// against a busy database.
+    pub slow_ms: u64,
+    /// How long a reader may take before it counts as stuck.
+    pub bound_ms: u64,
+}
+
+/// What one reader got.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reading {
+    User(User),
+    Missing,
+    Error(String),
+    Panicked(String),
+    /// It had not returned within the spec's bound.
+    Stuck,
+}
+
+/// One process's count and readings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    pub statements: u64,
+    pub readings: Vec<Reading>,
+}
+
+/// A line from a herd process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Message {
+    /// All threads wait at the barrier.
+    Ready,
+    Report(Report),
+    /// It could not take part (it could not join the lab, say).
+    Failed(String),
+}
+
+/// The spec this process was started with, if it is a herd process.
+pub fn spec_from_env() -> Option<Spec> {
+    let text = std::env::var(ENV).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+        say(&Message::Failed(format!("bad {ENV}: {e}")));
+        std::process::exit(2)
+    }))
+}
+
+fn say(message: &Message) {
+    let line = serde_json::to_string(message).expect("messages serialize");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The child's side: runs `spec` with `read` and exits.
+pub fn serve(
+    spec: &Spec,
+    read: impl Fn(&Lab, i32) -> crate::labkit::Result<Option<User>> + Send + Sync + 'static,
+) -> ! {
+    panics::install_quiet_hook();
+    let lab = match super::attach(&spec.space) {
+        Ok(lab) => Arc::new(lab),
+        Err(e) => {
+            say(&Message::Failed(format!("could not join the lab: {e}")));
+            std::process::exit(1)
+        }
+    };
+    lab.hooks()
+        .slow_statements(Duration::from_millis(spec.slow_ms));
+    let gate = Arc::new(Barrier::new(spec.threads + 1));
+    let read = Arc::new(read);
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..spec.threads {
+        let (lab, gate, read, tx) = (lab.clone(), gate.clone(), read.clone(), tx.clone());
+        let user_id = spec.user_id;
+        std::thread::spawn(move || {
+            gate.wait();
+            let got =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab, user_id)));
+            let _ = tx.send(match got {
+                Ok(Ok(Some(user))) => Reading::User(user),
+                Ok(Ok(None)) => Reading::Missing,
+                Ok(Err(e)) => Reading::Error(e.to_string()),
+                Err(payload) => Reading::Panicked(Panic::from_payload(&*payload).to_string()),
+            });
+        });
+    }
+    drop(tx);
+    say(&Message::Ready);
+    let mut go = String::new();
+    let _ = std::io::stdin().read_line(&mut go);
+    gate.wait();
+    let deadline = Instant::now() + Duration::from_millis(spec.bound_ms);
+    let mut readings = Vec::with_capacity(spec.threads);
+    while readings.len() < spec.threads {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(reading) => readings.push(reading),
+            Err(_) => break,
+        }
+    }
+    readings.resize(spec.threads, Reading::Stuck);
+    say(&Message::Report(Report {
+        statements: lab.db.query_count(),
+        readings,
+    }));
+    super::finish();
+    std::process::exit(0)
+}
+
+/// The parent's side: starts `processes` herd processes from this
+/// executable, releases all their readers at once, and returns their
+/// reports. Waits at most the spec's bound plus start-up time.
+pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let json = serde_json::to_string(spec).expect("specs serialize");
+    let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
+    let mut children: Vec<Child> = Vec::new();
+    for i in 0..processes {
+        let mut child = Command::new(&exe)
+            .env(ENV, &json)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a herd process: {e}"))?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                    let _ = tx.send((i, Some(message)));
+                }
+            }
+            // End of output: the child has exited (or closed stdout).
+            let _ = tx.send((i, None));
+        });
+        children.push(child);
+    }
+    drop(tx);
+    let outcome = conduct(&mut children, &rx, spec);
+    for child in &mut children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    outcome.map_err(|(i, why)| {
+        let mut stderr = String::new();
+        if let Some(mut err) = children.get_mut(i).and_then(|c| c.stderr.take()) {
+            let _ = err.read_to_string(&mut stderr);
+        }
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        if tail.is_empty() {
+            why
+        } else {
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            format!("{why}; its stderr ended with: {}", tail.join(" | "))
+        }
+    })
+}
+
+/// Ready, go, reports. Err carries the index of the process at fault.
+fn conduct(
+    children: &mut [Child],
+    rx: &mpsc::Receiver<(usize, Option<Message>)>,
+    spec: &Spec,
+) -> Result<Vec<Report>, (usize, String)> {
+    let n = children.len();
+    let start_up = Duration::from_secs(10);
+    let mut deadline = Instant::now() + start_up;
+    let mut ready = 0;
+    let mut reports: Vec<Option<Report>> = vec![None; n];
+    while reports.iter().any(Option::is_none) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (i, message) = rx.recv_timeout(left).map_err(|_| {
+            let late = reports.iter().position(Option::is_none).unwrap_or(0);
+            (
+                late,
+                format!("herd process {late} did not report within {left:?}"),
+            )
+        })?;
+        match message {
+            Some(Message::Ready) => {
+                ready += 1;
+                if ready == n {
+                    // Every thread of every process waits at its barrier: go.
+                    for child in children.iter_mut() {
+                        let _ = child.stdin.as_mut().expect("piped").write_all(b"go\n");
+                    }
+                    deadline = Instant::now()
+                        + Duration::from_millis(spec.bound_ms)
+                        + Duration::from_secs(2);
+                }
+            }
+            Some(Message::Report(report)) => reports[i] = Some(report),
+            Some(Message::Failed(why)) => return Err((i, format!("herd process {i}: {why}"))),
+            None if reports[i].is_none() => {
+                let status = children[i]
+                    .wait()
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|e| e.to_string());
+                return Err((
+                    i,
+                    format!("herd process {i} exited ({status}) without a report"),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(reports.into_iter().flatten().collect())
+}

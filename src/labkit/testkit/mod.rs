@@ -1,0 +1,166 @@
+//! Tools for the grader, the benchmark and the `solution` binary. An answer
+//! never needs them, so they are hidden from the documentation, and the
+//! methods they add to `Lab`, `Db` and `Cache` exist only where these
+//! extension traits are imported.
+//!
+//! # Layout
+//!
+//! - `hooks.rs`: slowed and parked statements, a failing cache, a lab that
+//!   can be closed under a stuck thread. They make races deterministic.
+//! - `answers.rs`: one set of the lab's TODO functions as a value (yours,
+//!   the reference, or a catalogue entry).
+//! - `herd.rs`: a herd of readers across several processes, with one JSON
+//!   report per process.
+//! - `panics.rs`: a learner's panic, caught quietly and told in one line.
+//! - here: raw access to pooled clients, a lab's private space, and the
+//!   process-level housekeeping of isolated labs.
+
+pub mod answers;
+pub mod herd;
+pub mod hooks;
+pub mod panics;
+
+use std::time::Duration;
+
+pub use answers::{Answers, Read, Update};
+pub use hooks::{Hooks, PARK_LIMIT, Parked, Trap};
+
+use super::{Cache, Db, Lab, Result, config, isolation};
+
+/// Connections idle longer than this are checked before use.
+pub const IDLE_CHECK: Duration = super::pool::IDLE_CHECK;
+
+/// `DATABASE_URL`, or the default.
+pub fn database_url() -> String {
+    config::database_url()
+}
+
+/// `REDIS_URL`, or the default.
+pub fn redis_url() -> String {
+    config::redis_url()
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn mask_password(url: &str) -> String {
+    super::error::mask_password(url)
+}
+
+/// Pool sizes. Connections open lazily, so a lab holds only what it uses.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSizes {
+    pub postgres: u32,
+    pub redis: u32,
+}
+
+impl PoolSizes {
+    /// Enough for every check (a parked reader plus a writer plus spares)
+    /// while parallel checks stay far below Postgres' 100 connections.
+    pub const ISOLATED: PoolSizes = PoolSizes {
+        postgres: 4,
+        redis: 8,
+    };
+    pub const SHARED: PoolSizes = PoolSizes {
+        postgres: 8,
+        redis: 16,
+    };
+}
+
+/// [`Lab::isolated`] with other pool sizes (the benchmark's threads).
+pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
+    Lab::isolated_sized(sizes)
+}
+
+/// Joins the private space of a lab in another process, by its
+/// [`LabExt::space_name`]. The space is left in place when this lab drops.
+pub fn attach(space_name: &str) -> Result<Lab> {
+    Lab::build(
+        Some(isolation::Space::attach(space_name)?),
+        PoolSizes::ISOLATED,
+    )
+}
+
+/// A lab's hooks and private space.
+pub trait LabExt {
+    /// The lab's test hooks; see [`hooks`].
+    fn hooks(&self) -> &Hooks;
+    /// The private schema's name, for [`attach`]; `None` when shared.
+    fn space_name(&self) -> Option<&str>;
+}
+
+impl LabExt for Lab {
+    fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+    fn space_name(&self) -> Option<&str> {
+        Lab::space_name(self)
+    }
+}
+
+/// Raw access to `Db`'s pooled connections, bypassing labkit (not counted,
+/// no hooks): the benchmark's floors, and killing a session on purpose.
+pub trait DbExt {
+    fn with_raw_client<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> Result<T>;
+    /// Connections this pool has open right now (idle and in use).
+    fn open_connections(&self) -> u32;
+}
+
+impl DbExt for Db {
+    fn with_raw_client<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> Result<T> {
+        self.pool().with_conn(|conn| f(&mut conn.client))
+    }
+    fn open_connections(&self) -> u32 {
+        self.pool().open_connections()
+    }
+}
+
+/// Raw access to `Cache`'s pooled connections and real key names.
+pub trait CacheExt {
+    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T>;
+    /// Connections this pool has open right now (idle and in use).
+    fn open_connections(&self) -> u32;
+    /// The name `key` really has in Redis (with this lab's private prefix).
+    fn storage_key(&self, key: &str) -> String;
+}
+
+impl CacheExt for Cache {
+    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T> {
+        self.pool().with_conn(f)
+    }
+    fn open_connections(&self) -> u32 {
+        self.pool().open_connections()
+    }
+    fn storage_key(&self, key: &str) -> String {
+        Cache::storage_key(self, key)
+    }
+}
+
+/// How many entries of the `key_lock` map have a key matching `pred`, and
+/// how many of those are finished.
+pub fn key_lock_entries(pred: impl Fn(&str) -> bool) -> (usize, usize) {
+    super::KeyLocks::global().count(pred)
+}
+
+/// From now on, isolated labs keep their data when dropped, until
+/// [`release_kept`] (for `LAB_KEEP_FAILED`).
+pub fn keep_spaces() {
+    isolation::keep_spaces();
+}
+
+/// The spaces kept since [`keep_spaces`], as (schema, key prefix). With
+/// `drop: true` they are dropped now; otherwise they stay, and the first run
+/// after this process has exited sweeps them.
+pub fn release_kept(drop: bool) -> Vec<(String, String)> {
+    isolation::release_kept(drop)
+}
+
+/// Call before a process that used isolated labs exits: it forgets the
+/// process's run, so nobody has to sweep it.
+pub fn finish() {
+    isolation::finish();
+}
+
+/// Waits until the run that owns space `space_name` is dead and no sweep of
+/// it is in progress, for at most `timeout`; false on timeout.
+pub fn wait_for_sweepers(space_name: &str, timeout: Duration) -> Result<bool> {
+    isolation::wait_for_run_lock(&config::database_url(), space_name, timeout)
+}

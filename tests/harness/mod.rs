@@ -1,0 +1,531 @@
+//! The teaching harness behind `cargo test`: libtest's command line and
+//! output (through libtest-mimic), with three things libtest cannot do.
+//!
+//! - **A fresh process per check** (`jobs.rs`): every check that runs
+//!   answers runs in its own child process, so global state in an answer
+//!   never leaks from one check into another.
+//! - **Lab order**: all selected checks start at once on a pool of workers,
+//!   and results are reported in the order of the lab (Part 1 first, by
+//!   difficulty), not in the order they finish.
+//! - **Teaching output**: a failure reads as what happened / what should
+//!   have / hint, never with a panic backtrace, and the run ends with a
+//!   progress board (`board.rs`) and the one next step.
+//!
+//! libtest-mimic was chosen because it parses exactly libtest's arguments
+//! (filters, `--exact`, `--skip`, `--list`, `--ignored`, `--include-ignored`,
+//! `--test-threads`, `--format`), prints libtest's output, and is what
+//! `cargo nextest` documents as compatible; it leaves running the trials to
+//! us, which is what the three points above need.
+
+mod board;
+pub mod jobs;
+
+use std::sync::{Arc, Mutex};
+
+use cache_aside_lab::labkit::testkit::{Answers, herd};
+use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
+
+use crate::checks::{CheckFn, Failure};
+use jobs::{Done, Job, Pool, Ticket};
+
+/// One part of the lab.
+pub struct Part {
+    pub number: u8,
+    pub title: &'static str,
+    /// Opt-in: its checks are `#[ignore]`d until asked for.
+    pub optional: bool,
+}
+
+impl Part {
+    pub fn label(&self) -> String {
+        if self.optional {
+            format!("{} (optional)", self.title)
+        } else {
+            self.title.to_string()
+        }
+    }
+
+    /// How a learner runs this part's checks.
+    pub fn command(&self) -> String {
+        if self.optional {
+            format!("cargo test part{} -- --ignored", self.number)
+        } else {
+            format!("cargo test part{}", self.number)
+        }
+    }
+}
+
+/// One graded check: its test name and the function behind it.
+pub struct Check {
+    pub name: &'static str,
+    pub part: u8,
+    pub run: CheckFn,
+}
+
+/// A catalogue entry or a maintainer check: what it must show.
+#[cfg_attr(not(feature = "solution"), allow(dead_code))] // maintainer mode only
+pub enum Entry {
+    /// A correct design: passes every check of its part.
+    Design {
+        name: &'static str,
+        part: u8,
+        answers: &'static Answers,
+    },
+    /// A classic mistake: each check in `caught_by` rejects it by behaviour,
+    /// with a message that contains `hint`.
+    Mistake {
+        name: &'static str,
+        answers: &'static Answers,
+        caught_by: &'static [&'static str],
+        hint: &'static str,
+    },
+    /// `src/lib.rs` as shipped: every check fails with the stub's own
+    /// `todo!()` (the reverse check).
+    Stubs,
+    /// A check that runs no answers, in this process.
+    Plain {
+        name: &'static str,
+        run: fn() -> Result<(), String>,
+    },
+}
+
+/// Everything one grader binary knows.
+pub struct Suite {
+    /// Said above the results and on the board: whose answers are graded.
+    pub title: String,
+    pub parts: &'static [Part],
+    pub checks: &'static [Check],
+    /// The answers that the graded checks run.
+    pub subject: &'static Answers,
+    /// Every set of answers a child may be asked to run, by name.
+    pub answers: Vec<&'static Answers>,
+    pub entries: Vec<Entry>,
+}
+
+/// How many times each check runs: `LAB_REPEAT=100` for the determinism
+/// run, each time in a fresh process.
+pub fn repeat() -> usize {
+    std::env::var("LAB_REPEAT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Graded,
+    Design,
+    Mistake,
+    Maintainer,
+}
+
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    Passed,
+    Failed { observed: String, hint: String },
+}
+
+/// What the board needs to know of one trial.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub name: String,
+    pub role: Role,
+    pub part: Option<u8>,
+    pub verdict: Option<Verdict>,
+}
+
+impl Record {
+    fn ran(&self) -> bool {
+        self.verdict.is_some()
+    }
+    fn passed(&self) -> bool {
+        matches!(self.verdict, Some(Verdict::Passed))
+    }
+}
+
+/// The grader's `main`.
+pub fn main(suite: Suite) -> std::process::ExitCode {
+    if let Some(spec) = herd::spec_from_env() {
+        let answers = find(&suite.answers, &spec.read);
+        herd::serve(&spec, answers.get_user_profile_leased);
+    }
+    if let Some(job) = jobs::job_from_env() {
+        let answers = find(&suite.answers, &job.answers);
+        let check = suite
+            .checks
+            .iter()
+            .find(|c| c.name == job.check)
+            .unwrap_or_else(|| panic!("no check named {}", job.check));
+        jobs::serve(|| (check.run)(answers));
+    }
+    run(suite)
+}
+
+fn find(all: &[&'static Answers], name: &str) -> &'static Answers {
+    all.iter()
+        .copied()
+        .find(|a| a.name == name)
+        .unwrap_or_else(|| panic!("no answers named {name}"))
+}
+
+fn run(suite: Suite) -> std::process::ExitCode {
+    let mut args = Arguments::from_args();
+    // libtest-mimic reports trials in the order it runs them, so it runs
+    // them one at a time, in lab order; the checks themselves run in
+    // parallel, in the pool's child processes.
+    let workers = args
+        .test_threads
+        .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    args.test_threads = Some(1);
+    let pool = Pool::start(workers, args.nocapture);
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let mut planned: Vec<(Trial, Vec<Job>, Tickets)> = Vec::new();
+    for (trial, jobs, record) in plan(&suite) {
+        let index = {
+            let mut records = records.lock().unwrap();
+            records.push(record);
+            records.len() - 1
+        };
+        let tickets: Tickets = Arc::default();
+        let (judge, pool, records, mine, jobs_for_run) = (
+            trial.judge,
+            pool.clone(),
+            records.clone(),
+            tickets.clone(),
+            jobs.clone(),
+        );
+        let runner = move || {
+            let mut tickets = mine.lock().unwrap().clone();
+            if tickets.is_empty() {
+                tickets = jobs_for_run
+                    .iter()
+                    .cloned()
+                    .map(|j| pool.submit(j))
+                    .collect();
+            }
+            let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
+            let verdict = judge(&done);
+            records.lock().unwrap()[index].verdict = Some(match &verdict {
+                Ok(()) => Verdict::Passed,
+                Err(failure) => Verdict::Failed {
+                    observed: failure.observed.clone(),
+                    hint: failure.hint.clone(),
+                },
+            });
+            verdict
+                .map(|()| Completion::Completed)
+                .map_err(|f| Failed::from(f.message))
+        };
+        let mimic = Trial::ignorable_test(trial.name, runner).with_ignored_flag(trial.ignored);
+        planned.push((mimic, jobs, tickets));
+    }
+    // Start every selected check now, in lab order, so that they run in
+    // parallel while the trials are reported one by one.
+    if !args.list {
+        for (trial, jobs, tickets) in &planned {
+            if !args.is_filtered_out(trial) && !args.is_ignored(trial) {
+                *tickets.lock().unwrap() = jobs.iter().cloned().map(|j| pool.submit(j)).collect();
+            }
+        }
+    }
+    let talk = !args.list && !matches!(args.format, Some(FormatSetting::Json));
+    if talk {
+        println!("\n{}", suite.title);
+    }
+    let trials: Vec<Trial> = planned.into_iter().map(|(t, _, _)| t).collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    let records = records.lock().unwrap().clone();
+    let ran = records.iter().filter(|r| r.ran()).count();
+    if talk && ran > 1 {
+        let board = board::Board {
+            title: format!("Progress: {}", suite.title),
+            parts: suite.parts,
+            records: &records,
+        };
+        print!("{}", board.render());
+    }
+    conclusion.exit_code()
+}
+
+/// Why a trial failed: the full message, and the board's short version.
+struct Rejection {
+    message: String,
+    observed: String,
+    hint: String,
+}
+
+impl Rejection {
+    fn of(failure: &Failure, done: &Done, context: &str) -> Rejection {
+        let mut message = String::new();
+        if !context.is_empty() {
+            message += context;
+            message += "\n";
+        }
+        message += &failure.to_string();
+        message += &details(done);
+        Rejection {
+            message,
+            observed: failure.observed(),
+            hint: failure.hint(),
+        }
+    }
+
+    fn plain(message: String) -> Rejection {
+        Rejection {
+            observed: message.lines().next().unwrap_or_default().to_string(),
+            hint: "see the message above".into(),
+            message,
+        }
+    }
+}
+
+/// What a child printed, and what it kept, after the verdict.
+fn details(done: &Done) -> String {
+    let mut text = String::new();
+    if let Ok(report) = &done.report {
+        for (schema, prefix) in &report.kept {
+            text += &format!(
+                "\nkept for inspection (LAB_KEEP_FAILED): schema {schema}, keys {prefix}*"
+            );
+        }
+    }
+    let lines: Vec<&str> = done.output.lines().collect();
+    if !lines.is_empty() {
+        let shown = &lines[lines.len().saturating_sub(30)..];
+        text += "\noutput of the check's process";
+        if shown.len() < lines.len() {
+            text += &format!(" (last {} of {} lines)", shown.len(), lines.len());
+        }
+        text += ":\n    ";
+        text += &shown.join("\n    ");
+    }
+    text
+}
+
+/// The jobs of one trial, once submitted.
+type Tickets = Arc<Mutex<Vec<Arc<Ticket>>>>;
+
+type Judge = Box<dyn Fn(&[Done]) -> Result<(), Rejection> + Send + Sync>;
+
+struct Planned {
+    name: String,
+    /// Part of an optional part: run only when asked for.
+    ignored: bool,
+    judge: Judge,
+}
+
+/// Every trial in lab order: the graded checks, then the catalogues and the
+/// maintainer checks. Each with the jobs it needs and its board record.
+fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
+    let part_of = |number: u8| suite.parts.iter().find(|p| p.number == number);
+    let ignored = |number: u8| part_of(number).is_some_and(|p| p.optional);
+    let runs = repeat();
+    let repeated = |answers: &Answers, check: &str| -> Vec<Job> {
+        (0..runs)
+            .map(|_| Job {
+                answers: answers.name.into(),
+                check: check.into(),
+            })
+            .collect()
+    };
+    let run_of = move |i: usize| {
+        if runs > 1 {
+            format!(" (run {} of {runs})", i % runs + 1)
+        } else {
+            String::new()
+        }
+    };
+    let mut out = Vec::new();
+    for check in suite.checks {
+        let record = Record {
+            name: check.name.into(),
+            role: Role::Graded,
+            part: Some(check.part),
+            verdict: None,
+        };
+        let judge: Judge = Box::new(move |done| {
+            for (i, d) in done.iter().enumerate() {
+                if let Err(failure) = d.outcome() {
+                    let context = if runs > 1 {
+                        format!("failed in run {} of {runs}:", i + 1)
+                    } else {
+                        String::new()
+                    };
+                    return Err(Rejection::of(&failure, d, &context));
+                }
+            }
+            Ok(())
+        });
+        out.push((
+            Planned {
+                name: check.name.into(),
+                ignored: ignored(check.part),
+                judge,
+            },
+            repeated(suite.subject, check.name),
+            record,
+        ));
+    }
+    for entry in &suite.entries {
+        match *entry {
+            Entry::Design {
+                name,
+                part,
+                answers,
+            } => {
+                let checks: Vec<&'static str> = suite
+                    .checks
+                    .iter()
+                    .filter(|c| c.part == part)
+                    .map(|c| c.name)
+                    .collect();
+                let jobs: Vec<Job> = checks.iter().flat_map(|c| repeated(answers, c)).collect();
+                let judge: Judge = Box::new(move |done| {
+                    for (i, d) in done.iter().enumerate() {
+                        if let Err(failure) = d.outcome() {
+                            let check = checks[i / runs];
+                            return Err(Rejection::of(
+                                &failure,
+                                d,
+                                &format!("{check} rejected this correct design{}:", run_of(i)),
+                            ));
+                        }
+                    }
+                    Ok(())
+                });
+                let trial = format!("designs::part{part}::{name}");
+                out.push((
+                    Planned {
+                        name: trial.clone(),
+                        ignored: ignored(part),
+                        judge,
+                    },
+                    jobs,
+                    Record {
+                        name: trial,
+                        role: Role::Design,
+                        part: Some(part),
+                        verdict: None,
+                    },
+                ));
+            }
+            Entry::Mistake {
+                name,
+                answers,
+                caught_by,
+                hint,
+            } => {
+                let part = caught_by
+                    .first()
+                    .and_then(|c| suite.checks.iter().find(|k| k.name == *c))
+                    .map_or(0, |c| c.part);
+                let jobs: Vec<Job> = caught_by
+                    .iter()
+                    .flat_map(|c| repeated(answers, c))
+                    .collect();
+                let judge: Judge = Box::new(move |done| {
+                    for (i, d) in done.iter().enumerate() {
+                        let check = caught_by[i / runs];
+                        let run = run_of(i);
+                        match d.outcome() {
+                            Ok(()) => {
+                                return Err(Rejection::plain(format!(
+                                    "{check} passed{run}; it must reject this mistake"
+                                )));
+                            }
+                            Err(failure @ Failure::Wrong { .. }) => {
+                                let message = failure.to_string();
+                                if !message.contains(hint) {
+                                    return Err(Rejection::plain(format!(
+                                        "{check} rejected it{run}, but its message lacks the hint {hint:?}:\n{message}"
+                                    )));
+                                }
+                            }
+                            Err(other) => {
+                                return Err(Rejection::plain(format!(
+                                    "{check} failed it{run} by something other than behaviour:\n{other}{}",
+                                    details(d)
+                                )));
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                let trial = format!("mistakes::part{part}::{name}");
+                out.push((
+                    Planned {
+                        name: trial.clone(),
+                        ignored: ignored(part),
+                        judge,
+                    },
+                    jobs,
+                    Record {
+                        name: trial,
+                        role: Role::Mistake,
+                        part: Some(part),
+                        verdict: None,
+                    },
+                ));
+            }
+            Entry::Stubs => {
+                let checks: Vec<&'static str> = suite.checks.iter().map(|c| c.name).collect();
+                let jobs: Vec<Job> = checks
+                    .iter()
+                    .map(|c| Job {
+                        answers: Answers::LEARNER.name.into(),
+                        check: (*c).into(),
+                    })
+                    .collect();
+                let judge: Judge = Box::new(move |done| {
+                    for (check, d) in checks.iter().zip(done) {
+                        match d.outcome() {
+                            Err(Failure::Panicked { panic, .. }) if panic.is_todo() => {}
+                            other => {
+                                return Err(Rejection::plain(format!(
+                                    "{check} on src/lib.rs did not fail with a stub's todo!() (is src/lib.rs the stubs as shipped?): {other:?}"
+                                )));
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                let trial = "maintainers::the_stubs_as_shipped_fail_every_check_with_their_todo";
+                out.push((
+                    Planned {
+                        name: trial.into(),
+                        ignored: false,
+                        judge,
+                    },
+                    jobs,
+                    Record {
+                        name: trial.into(),
+                        role: Role::Maintainer,
+                        part: None,
+                        verdict: None,
+                    },
+                ));
+            }
+            Entry::Plain { name, run } => {
+                let trial = format!("maintainers::{name}");
+                let judge: Judge = Box::new(move |_| run().map_err(Rejection::plain));
+                out.push((
+                    Planned {
+                        name: trial.clone(),
+                        ignored: false,
+                        judge,
+                    },
+                    Vec::new(),
+                    Record {
+                        name: trial,
+                        role: Role::Maintainer,
+                        part: None,
+                        verdict: None,
+                    },
+                ));
+            }
+        }
+    }
+    out
+}
