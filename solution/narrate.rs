@@ -1,130 +1,88 @@
-//! The narration behind the `solution` binary.
+//! What the `solution` binary prints: the reference answers narrated step
+//! by step, or (`--compare`) your answers beside the reference.
 
-use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use cache_aside_lab::labkit::testkit::{
-    LabExt, Read, Trap, Update, database_url, herd, mask_password, redis_url,
-};
-use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::labkit::testkit::{Answers, database_url, mask_password, redis_url};
 
-/// What the narration can fail with: labkit's errors, or a herd that did
-/// not run.
+use crate::reference;
+use crate::scenario::{self, HERD, PROCESSES, SLOW, Seen, State, Step, THREADS};
+
+/// What the narration can fail with: labkit's errors (services down), or
+/// a herd that could not start.
 pub type Outcome<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-use cache_aside_lab::{User, user_key};
 
-use crate::reference as answers;
-
-/// Statements are slowed this much in the herds, so that a stampede has a
-/// window to happen in, as it would against a busy database.
-const SLOW: Duration = Duration::from_millis(20);
-const HERD: usize = 50;
-const PROCESSES: usize = 3;
-const THREADS: usize = 16;
-
-fn step(n: &str, what: &str, outcome: impl std::fmt::Display, statements: u64) {
-    println!(
-        "{n:>2}. {what:<46} {outcome:<34} {statements:>3} statement{}",
-        if statements == 1 { "" } else { "s" }
-    );
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
-fn show(user: &Option<User>) -> String {
-    match user {
-        Some(u) => format!("{} (plan {:?})", u.name, u.plan),
-        None => "None".into(),
+fn part_header(part: u8) -> String {
+    match part {
+        1 => "Part 1: cache-aside".into(),
+        2 => format!("Part 2: single-flight ({HERD} threads, statements slowed by {SLOW:?})"),
+        _ => "Part 3: leases".into(),
     }
 }
 
-/// Runs `f` and returns its value and the statements it sent.
-fn counted<T>(lab: &Lab, f: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
-    lab.db.reset_counters();
-    let value = f()?;
-    Ok((value, lab.db.query_count()))
+/// The subheadings of the steps that come in pairs.
+fn group_header(number: &str) -> Option<String> {
+    match number {
+        "7" => Some(
+            "7. the stale-set race: a reader reads user 4, an update lands, then the reader fills"
+                .into(),
+        ),
+        "8" => Some(format!(
+            "8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5"
+        )),
+        _ => None,
+    }
 }
 
-pub fn run() -> Outcome<()> {
-    let started = Instant::now();
-    let lab = Arc::new(Lab::isolated()?);
-    println!("Cache-aside with Postgres + Redis: the reference answers, narrated.");
-    println!(
-        "Postgres {}, Redis {}; a private copy of the seed data ({}).\n",
+fn services_line(space: &str) -> String {
+    format!(
+        "Postgres {}, Redis {}; a private copy of the seed data ({space}).",
         mask_password(&database_url()),
         mask_password(&redis_url()),
-        lab.space_name().unwrap_or("shared")
-    );
+    )
+}
 
-    println!("Part 1: cache-aside");
-    let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
-    let ttl = lab
-        .cache
-        .ttl(&user_key(1))?
-        .map(|t| format!("{}s", t.as_secs()))
-        .unwrap_or("-".into());
-    step(
-        "1",
-        "cold read of user 1 (miss: Postgres, then fill)",
-        format!("{} ttl {ttl}", show(&user)),
-        n,
-    );
-    let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
-    step("2", "read user 1 again (hit)", show(&user), n);
-    let (_, n) = counted(&lab, || answers::update_user_plan(&lab, 1, "enterprise"))?;
-    let present = lab.cache.exists(&user_key(1))?;
-    step(
-        "3",
-        "update_user_plan(1, \"enterprise\")",
-        format!("user:1 cached: {present}"),
-        n,
-    );
-    let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 1))?;
-    step("4", "read user 1 after the update", show(&user), n);
-    let (user, n) = counted(&lab, || answers::get_user_profile(&lab, 999))?;
-    step("5", "read missing user 999", show(&user), n);
-
-    println!("\nPart 2: single-flight ({HERD} threads, statements slowed by {SLOW:?})");
-    lab.hooks().slow_statements(SLOW);
-    let (got, n) = herd(&lab, 2, answers::get_user_profile_singleflight)?;
-    step(
-        "6a",
-        &format!("{HERD} concurrent cold reads, single-flight"),
-        format!("{got}/{HERD} got user 2"),
-        n,
-    );
-    let (got, n) = herd(&lab, 3, answers::get_user_profile)?;
-    step(
-        "6b",
-        &format!("{HERD} concurrent cold reads, plain Part 1"),
-        format!("{got}/{HERD} got user 3"),
-        n,
-    );
-    lab.hooks().slow_statements(Duration::ZERO);
-
-    println!("\nPart 3: leases");
-    println!(
-        "7. the stale-set race: a reader reads user 4, an update lands, then the reader fills"
-    );
-    race(
-        &lab,
-        "plain",
-        answers::get_user_profile,
-        answers::update_user_plan,
-    )?;
-    race(
-        &lab,
-        "leased",
-        answers::get_user_profile_leased,
-        answers::update_user_plan_leased,
-    )?;
-    println!("8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5");
-    let single = processes(&lab, 5, HERD_SINGLEFLIGHT)?;
-    lab.cache.delete(&user_key(5))?;
-    let leased = processes(&lab, 5, HERD_LEASED)?;
-    println!("     single-flight (a per-process lock) ...... {single} statements");
-    println!(
-        "     leases (one holder across processes) .... {leased} statement{}",
-        if leased == 1 { "" } else { "s" }
-    );
+/// `cargo run --bin solution`: the reference, narrated.
+pub fn run() -> Outcome<()> {
+    let started = Instant::now();
+    let (space, steps) = scenario::observe(&reference::ANSWERS)?;
+    println!("Cache-aside with Postgres + Redis: the reference answers, narrated.");
+    println!("{}\n", services_line(&space));
+    let mut part = 0;
+    let mut group = "";
+    for step in &steps {
+        if step.part != part {
+            if part != 0 {
+                println!();
+            }
+            part = step.part;
+            println!("{}", part_header(part));
+        }
+        if let Some(header) = group_header(step.number) {
+            if group != step.number {
+                println!("{header}");
+            }
+            group = step.number;
+            println!("     {}", narrated_pair(step));
+            continue;
+        }
+        let (outcome, statements) = match &step.seen {
+            Seen::Got {
+                shown, statements, ..
+            } => (shown.clone(), *statements),
+            other => (other.behaviour(), 0),
+        };
+        println!(
+            "{:>2}. {:<46} {outcome:<34} {statements:>3} statement{}",
+            step.number,
+            step.label,
+            plural(statements)
+        );
+    }
     println!(
         "\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.",
         started.elapsed()
@@ -132,95 +90,97 @@ pub fn run() -> Outcome<()> {
     Ok(())
 }
 
-/// `n` reader threads that start together when `gate` opens.
-fn readers(
-    lab: &Arc<Lab>,
-    n: usize,
-    gate: &Arc<Barrier>,
-    user_id: i32,
-    read: Read,
-) -> Vec<std::thread::JoinHandle<Result<Option<User>>>> {
-    (0..n)
-        .map(|_| {
-            let (lab, gate) = (lab.clone(), gate.clone());
-            std::thread::spawn(move || {
-                gate.wait();
-                read(&lab, user_id)
-            })
-        })
-        .collect()
-}
-
-/// `HERD` threads released together on a cold user: how many got the user,
-/// and the statements sent.
-fn herd(lab: &Arc<Lab>, user_id: i32, read: Read) -> Result<(usize, u64)> {
-    lab.db.reset_counters();
-    let gate = Arc::new(Barrier::new(HERD));
-    let threads = readers(lab, HERD, &gate, user_id, read);
-    let mut got = 0;
-    for t in threads {
-        got += usize::from(
-            t.join()
-                .expect("reader panicked")?
-                .is_some_and(|u| u.id == user_id),
-        );
-    }
-    Ok((got, lab.db.query_count()))
-}
-
-/// The stale-set race, arranged with a parked statement instead of luck.
-fn race(lab: &Arc<Lab>, label: &str, read: Read, update: Update) -> Result<()> {
-    lab.cache.invalidate(&user_key(4))?;
-    let row = lab
-        .db
-        .query_opt("SELECT plan FROM users WHERE id = 4", &[])?;
-    let before: String = row.map(|r| r.get(0)).unwrap_or_default();
-    let plan = if before == "pro" { "free" } else { "pro" };
-    let parked = lab.hooks().park(Trap::after_read());
-    let reader = {
-        let lab = lab.clone();
-        std::thread::spawn(move || read(&lab, 4))
-    };
-    parked.wait(Duration::from_secs(5));
-    update(lab, 4, plan)?;
-    drop(parked);
-    reader.join().expect("reader panicked")?;
-    let cached: Option<Option<User>> = lab.cache.get_json(&user_key(4))?;
-    let verdict = match cached {
-        Some(Some(u)) if u.plan != plan => {
-            format!("STALE: cache holds {:?}, Postgres {plan:?}", u.plan)
+/// The lines under "7." and "8.", as the narration has always shown them.
+fn narrated_pair(step: &Step) -> String {
+    match (&step.seen, step.number) {
+        (Seen::Got { shown, .. }, "7") => format!("{:<7} {shown}", step.label),
+        (Seen::Got { statements, .. }, _) => {
+            let dots = ".".repeat(40usize.saturating_sub(step.label.len()));
+            format!(
+                "{} {dots} {statements} statement{}",
+                step.label,
+                plural(*statements)
+            )
         }
-        Some(Some(u)) => format!("fresh: cache holds {:?}", u.plan),
-        _ => "fresh: the late fill was refused, cache empty".into(),
-    };
-    println!("     {label:<7} {before:?} -> {plan:?} ...... {verdict}");
+        (other, _) => format!("{:<7} {}", step.label, other.behaviour()),
+    }
+}
+
+/// `cargo run --bin solution -- --compare`: every step with your answers,
+/// then with the reference, side by side.
+pub fn compare() -> Outcome<()> {
+    let started = Instant::now();
+    let (space, yours) = scenario::observe(&Answers::LEARNER)?;
+    let (_, theirs) = scenario::observe(&reference::ANSWERS)?;
+    println!("Cache-aside with Postgres + Redis: your answers (src/lib.rs) beside the reference.");
+    println!("{}", services_line(&space));
+    println!(
+        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's.\n"
+    );
+    let mut part = 0;
+    let mut group = "";
+    let mut differing = 0;
+    for (mine, reference) in yours.iter().zip(&theirs) {
+        if mine.part != part {
+            if part != 0 {
+                println!();
+            }
+            part = mine.part;
+            println!("{}", part_header(part));
+        }
+        match group_header(mine.number) {
+            Some(header) => {
+                if group != mine.number {
+                    println!("{header}");
+                }
+                group = mine.number;
+                println!("   {}", mine.label);
+            }
+            None => println!("{:>2}. {}", mine.number, mine.label),
+        }
+        let differs = mine.seen.behaviour() != reference.seen.behaviour();
+        differing += usize::from(differs);
+        println!(
+            "    yours      {}{}",
+            cell(&mine.seen),
+            if differs { "   <- differs" } else { "" }
+        );
+        println!("    reference  {}", cell(&reference.seen));
+    }
+    println!(
+        "\n{differing} of {} steps differ from the reference. Done in {:.1?}; `cargo test` says which checks they fail, and why.",
+        yours.len(),
+        started.elapsed()
+    );
     Ok(())
 }
 
-/// The reads a herd process of this binary can run, by name.
-pub const HERD_SINGLEFLIGHT: &str = "reference singleflight";
-pub const HERD_LEASED: &str = "reference leased";
-
-pub fn herd_read(name: &str) -> Option<Read> {
-    match name {
-        HERD_SINGLEFLIGHT => Some(answers::get_user_profile_singleflight),
-        HERD_LEASED => Some(answers::get_user_profile_leased),
-        _ => None,
+/// One answers' row of a step: returned · statements · fresh/stale · time.
+fn cell(seen: &Seen) -> String {
+    match seen {
+        Seen::Got {
+            shown,
+            statements,
+            state,
+            wall,
+        } => {
+            let state = match state {
+                Some(State::Fresh) => "fresh",
+                Some(State::Stale) => "STALE",
+                None => "-",
+            };
+            format!(
+                "{shown:<44} {statements:>3} statement{:<1}  {state:<5}  {:>8.1?}",
+                plural(*statements),
+                wall
+            )
+        }
+        // The first sentence of the todo!() message: which function, and
+        // that it is not written yet.
+        Seen::NotWritten(message) => match message.split_once(". ") {
+            Some((first, _)) => format!("{first}."),
+            None => message.clone(),
+        },
+        Seen::Failed(message) => format!("failed: {message}"),
     }
-}
-
-/// Starts `PROCESSES` herd processes of this binary on `user_id`: the
-/// statements they sent in all.
-fn processes(lab: &Lab, user_id: i32, read: &str) -> Outcome<u64> {
-    let spec = herd::Spec {
-        space: lab.space_name().expect("isolated").to_string(),
-        read: read.to_string(),
-        user_id,
-        threads: THREADS,
-        slow_ms: SLOW.as_millis() as u64,
-        bound_ms: 10_000,
-    };
-    let reports =
-        herd::run(&spec, PROCESSES).map_err(|why| format!("the herd did not run: {why}"))?;
-    Ok(reports.iter().map(|r| r.statements).sum())
 }

@@ -10,8 +10,10 @@ use std::sync::PoisonError;
 use std::time::Duration;
 
 use cache_aside_lab::labkit::testkit::Answers;
-use cache_aside_lab::labkit::{Lab, Result};
-use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, User, key_lock, user_key};
+use cache_aside_lab::labkit::{Db, Lab, Result};
+use cache_aside_lab::{
+    ABSENT_TTL, CACHE_TTL, LEASE_TTL, MARKER_TTL, User, key_lock, marker_key, user_key,
+};
 
 /// The reference answers, for the grader and the catalogues (whose entries
 /// take every function they do not replace from here).
@@ -22,6 +24,8 @@ pub const ANSWERS: Answers = Answers {
     get_user_profile_singleflight,
     get_user_profile_leased,
     update_user_plan_leased,
+    get_user_profile_replicated,
+    update_user_plan_replicated,
 };
 
 const SELECT_USER: &str = "SELECT id, name, email, plan FROM users WHERE id = $1";
@@ -31,8 +35,11 @@ const UPDATE_PLAN: &str = "UPDATE users SET plan = $1, updated_at = now() WHERE 
 const LEASE_POLL: Duration = Duration::from_millis(5);
 
 fn load(lab: &Lab, user_id: i32) -> Result<Option<User>> {
-    Ok(lab
-        .db
+    load_from(&lab.db, user_id)
+}
+
+fn load_from(db: &Db, user_id: i32) -> Result<Option<User>> {
+    Ok(db
         .query_opt(SELECT_USER, &[&user_id])?
         .map(|row| User::from_row(&row)))
 }
@@ -151,4 +158,41 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
     // read the old row before our write can no longer fill it. If it fails,
     // the cache may hold the old row: say so instead of pretending success.
     lab.cache.invalidate(&user_key(user_id))
+}
+
+// Part 4 -----------------------------------------------------------------------
+
+pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    // A remote marker ("Scaling Memcache at Facebook", section 5): this user
+    // was written less than MARKER_TTL ago, so the replica may not have the
+    // write yet. Read the primary then, and the replica otherwise.
+    let db = if lab.cache.exists(&marker_key(user_id))? {
+        &lab.db
+    } else {
+        &lab.replica
+    };
+    // Whatever we read is what we cache: a row from the primary is fresh,
+    // and a row from the replica is fresh too when no write is recent.
+    let Some(user) = load_from(db, user_id)? else {
+        return Ok(None);
+    };
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}
+
+pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    // The marker goes up *before* the cached copy goes: a reader that misses
+    // at any moment after the invalidation finds it, and reads the primary.
+    // Set after the invalidation instead, a reader could miss in between,
+    // read the lagging replica and cache the old row. The marker outlives
+    // any replica lag the lab tolerates (MARKER_TTL), then expires by itself.
+    lab.cache
+        .set_json(&marker_key(user_id), &true, MARKER_TTL)?;
+    lab.db.execute(UPDATE_PLAN, &[&plan, &user_id])?;
+    lab.cache.delete(&user_key(user_id))?;
+    Ok(())
 }

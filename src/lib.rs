@@ -14,10 +14,12 @@
 //!
 //! # Layout
 //! - `src/lib.rs` (this file): the given types and helpers, and the TODOs:
-//!   Part 1 cache-aside, Part 2 single-flight, Part 3 (optional) leases.
+//!   Part 1 cache-aside, Part 2 single-flight, Part 3 (optional) leases,
+//!   Part 4 (optional) a read replica.
 //! - `src/labkit/`: the platform. [`labkit::Lab`] hands you a pooled
-//!   Postgres ([`labkit::Db`], with a statement counter) and Redis
-//!   ([`labkit::Cache`]). You never open a connection.
+//!   Postgres ([`labkit::Db`], with a statement counter), its read replica
+//!   (another `Db`, Part 4) and Redis ([`labkit::Cache`]). You never open a
+//!   connection.
 //! - `tests/`: the grader. Each failure says what happened, what should have
 //!   happened, and a hint.
 //! - `solution/`: the reference answers, and a catalogue of classic mistakes
@@ -39,6 +41,9 @@ pub const LEASE_TTL: Duration = Duration::from_secs(2);
 /// Part 3: how long "this user does not exist" is cached. Short, so a user
 /// created later shows up soon.
 pub const ABSENT_TTL: Duration = Duration::from_secs(5);
+/// Part 4: how long reads of a user just written go to the primary: longer
+/// than any replica lag the lab tolerates.
+pub const MARKER_TTL: Duration = Duration::from_secs(3);
 
 /// A row of the `users` table, as cached (JSON) and returned.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -65,6 +70,12 @@ impl User {
 /// The cache key of a user: `user:{user_id}`.
 pub fn user_key(user_id: i32) -> String {
     format!("user:{user_id}")
+}
+
+/// Part 4: the key of a user's remote marker, `marker:user:{user_id}`: "this
+/// user was just written; the replica may not have it yet".
+pub fn marker_key(user_id: i32) -> String {
+    format!("marker:user:{user_id}")
 }
 
 /// The lock for one cache key, shared by every thread that asks for the same
@@ -147,5 +158,37 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
     // just before your write. Question: what if the invalidation fails?
     todo!(
         "Part 3: update_user_plan_leased(user {user_id}, {plan:?}) is not written yet. Goal: a fill already in flight with the old row is refused. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Part 4 (optional): a read replica. `cargo test part4 -- --ignored` grades
+// it, once a replica runs (`scripts/services up --replica`).
+// ---------------------------------------------------------------------------
+
+/// Like [`get_user_profile`], but a miss reads `lab.replica` when it can be
+/// trusted (no recent write of this user), and `lab.db` (the primary)
+/// otherwise. The replica lags: it may not have a write yet.
+pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    // TODO: Part 4. Goal: with no recent write, a cold read is served by the
+    // replica (0 statements on lab.db); right after a write, every read has
+    // the new plan, even while the replica still lags, and nothing stale
+    // gets cached.
+    // Question: how can a reader in another process know that this user was
+    // written a moment ago?
+    todo!(
+        "Part 4: get_user_profile_replicated(user {user_id}) is not written yet. Goal: the replica serves reads, except just after a write, when it may lag. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+    )
+}
+
+/// Like [`update_user_plan`], with replicas: once it returns, no reader sees
+/// the old plan, although the replica may still have it for a while.
+pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    // TODO: Part 4. Goal: after this returns, every read has the new plan,
+    // even a read that misses while the replica still lags.
+    // Question: a reader may miss at any moment of your update; what must
+    // already be in place when the cached copy goes?
+    todo!(
+        "Part 4: update_user_plan_replicated(user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan, however far the replica lags. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
     )
 }

@@ -1,5 +1,6 @@
 //! The grader. `cargo test` grades your `src/lib.rs`, Part 1 first, then
-//! Part 2; Part 3 is optional (`cargo test part3 -- --ignored`).
+//! Part 2; Parts 3 and 4 are optional (`cargo test part3 -- --ignored`;
+//! Part 4 needs a read replica: `scripts/services up --replica`).
 //! `cargo test part1` runs Part 1 only, and so on.
 //!
 //! `cargo test --features solution -- --include-ignored` is the maintainer
@@ -20,7 +21,7 @@ mod harness;
 mod solution;
 
 use cache_aside_lab::labkit::testkit::Answers;
-use checks::{part1, part2, part3};
+use checks::{part1, part2, part3, part4};
 use harness::{Check, Part, Suite};
 
 const PARTS: &[Part] = &[
@@ -28,16 +29,25 @@ const PARTS: &[Part] = &[
         number: 1,
         title: "cache-aside",
         optional: false,
+        needs_replica: false,
     },
     Part {
         number: 2,
         title: "single-flight",
         optional: false,
+        needs_replica: false,
     },
     Part {
         number: 3,
         title: "leases",
         optional: true,
+        needs_replica: false,
+    },
+    Part {
+        number: 4,
+        title: "a read replica",
+        optional: true,
+        needs_replica: true,
     },
 ];
 
@@ -68,6 +78,11 @@ checks! {
     3: part3_a_dead_lease_holder_delays_readers_by_at_most_lease_ttl = part3::dead_holder_delays_at_most_lease_ttl;
     3: part3_with_redis_failing_a_read_is_served_from_postgres = part3::redis_failing_read_uses_postgres;
     3: part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error = part3::redis_failing_update_is_an_error;
+    4: part4_a_cold_read_with_no_recent_write_is_served_by_the_replica = part4::cold_read_is_served_by_the_replica;
+    4: part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags = part4::reads_after_an_update_have_the_new_plan;
+    4: part4_a_read_during_an_update_leaves_nothing_stale = part4::read_during_an_update_leaves_nothing_stale;
+    4: part4_reads_return_to_the_replica_within_marker_ttl_of_a_write = part4::reads_return_to_the_replica;
+    4: part4_missing_users_read_as_none_and_bad_plans_change_nothing = part4::missing_users_and_bad_plans;
 }
 
 /// `cargo test`: your answers.

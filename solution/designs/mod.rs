@@ -26,6 +26,8 @@ pub struct Design {
 mod condvar_waiters;
 mod go_style_inflight_map;
 mod lease_backoff_local_lock;
+mod lsn_check;
+mod marker_after_the_write;
 mod negative_caching;
 mod python_lock_map;
 mod returning_and_jitter;
@@ -55,4 +57,6 @@ catalogue! {
     part 2: condvar_waiters { get_user_profile_singleflight };
     part 2: try_lock_polling { get_user_profile_singleflight };
     part 3: lease_backoff_local_lock { get_user_profile_leased };
+    part 4: lsn_check { get_user_profile_replicated, update_user_plan_replicated };
+    part 4: marker_after_the_write { update_user_plan_replicated };
 }

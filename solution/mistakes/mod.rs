@@ -28,13 +28,18 @@ pub struct Mistake {
 
 mod absence_cached_for_cache_ttl;
 mod absence_never_cached;
+mod always_reads_the_primary;
+mod always_reads_the_replica;
 mod fill_ignores_lease;
 mod fills_a_different_key;
+mod fills_from_the_replica_despite_the_marker;
 mod invalidates_before_writing;
 mod invalidates_the_wrong_key;
 mod leader_never_fills;
 mod lock_dropped_before_query;
 mod lock_without_double_check;
+mod marker_set_after_invalidating;
+mod marker_ttl_shorter_than_the_lag;
 mod missing_user_placeholder;
 mod never_fills_cache;
 mod never_reads_cache;
@@ -120,4 +125,14 @@ catalogue! {
         "when a cache call fails, read Postgres";
     update_swallows_failed_invalidation::update_user_plan_leased => [part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error],
         "propagate the error of lab.cache.invalidate";
+    always_reads_the_replica::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
+        "read the primary meanwhile";
+    always_reads_the_primary::get_user_profile_replicated => [part4_a_cold_read_with_no_recent_write_is_served_by_the_replica, part4_reads_return_to_the_replica_within_marker_ttl_of_a_write],
+        "the replica is up to date";
+    marker_set_after_invalidating::update_user_plan_replicated => [part4_a_read_during_an_update_leaves_nothing_stale],
+        "what must already be in place before the cached copy goes";
+    marker_ttl_shorter_than_the_lag::update_user_plan_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
+        "must last longer than the replica's lag";
+    fills_from_the_replica_despite_the_marker::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
+        "cache what you return";
 }

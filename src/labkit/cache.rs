@@ -142,6 +142,7 @@ impl Cache {
     pub fn delete(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
         let n: i64 = self.command(|c| redis::cmd("DEL").arg(&full).query(c))?;
+        self.hooks.after_delete(key);
         Ok(n > 0)
     }
 
@@ -174,6 +175,10 @@ impl Cache {
             return Err(Error::InvalidInput("empty cache key".into()));
         }
         Ok(self.storage_key(key))
+    }
+
+    pub(crate) fn hooks(&self) -> &Hooks {
+        &self.hooks
     }
 
     /// Runs one command on a pooled connection. Every command labkit sends is

@@ -1,6 +1,17 @@
 //! Where the services are: `DATABASE_URL` and `REDIS_URL`, with defaults
 //! that work unchanged against the compose services and a stock local
-//! install (trust or password auth for user `postgres`).
+//! install (trust or password auth for user `postgres`); and, for Part 4,
+//! `DATABASE_REPLICA_URL`.
+//!
+//! A replica must stream from the very server `DATABASE_URL` names, and a
+//! stock install does not allow replication connections. So
+//! `scripts/services up --replica` starts a throwaway primary and replica
+//! pair on spare ports and writes their URLs to `target/services/replica.env`;
+//! when `DATABASE_REPLICA_URL` is not set, labkit finds the pair there and
+//! uses both (as long as `DATABASE_URL` is unset or names the same primary).
+//! `DATABASE_REPLICA_URL=` (set, empty) means "no replica".
+
+use std::sync::OnceLock;
 
 use super::connect::CONNECT_TIMEOUT;
 use super::error::{Error, mask_password};
@@ -8,10 +19,69 @@ use super::error::{Error, mask_password};
 pub(crate) const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres:postgres@127.0.0.1:5432/postgres";
 pub(crate) const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// Written by `scripts/services up --replica`, removed by `down`.
+const REPLICA_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/target/services/replica.env");
 
-/// `DATABASE_URL`, or the default.
+struct Urls {
+    database: String,
+    replica: Result<String, String>,
+}
+
+fn urls() -> &'static Urls {
+    static URLS: OnceLock<Urls> = OnceLock::new();
+    URLS.get_or_init(|| {
+        let env = |name| std::env::var(name).ok();
+        let database = env("DATABASE_URL");
+        match env("DATABASE_REPLICA_URL") {
+            Some(replica) if replica.is_empty() => Urls {
+                database: database.unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+                replica: Err("DATABASE_REPLICA_URL is set to nothing".into()),
+            },
+            Some(replica) => Urls {
+                database: database.unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+                replica: Ok(replica),
+            },
+            None => from_services_file(database),
+        }
+    })
+}
+
+/// The pair `scripts/services up --replica` started, if any.
+fn from_services_file(database: Option<String>) -> Urls {
+    let text = std::fs::read_to_string(REPLICA_FILE).unwrap_or_default();
+    let value = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
+            .map(|v| v.trim().to_string())
+    };
+    let no_pair = "DATABASE_REPLICA_URL is not set, and no replica was started";
+    match (value("DATABASE_URL"), value("DATABASE_REPLICA_URL")) {
+        (Some(primary), Some(replica)) if database.as_ref().is_none_or(|d| *d == primary) => Urls {
+            database: primary,
+            replica: Ok(replica),
+        },
+        (Some(primary), Some(_)) => Urls {
+            database: database.unwrap_or_default(),
+            replica: Err(format!(
+                "a replica runs, but of the primary at {}, while DATABASE_URL names another server",
+                mask_password(&primary)
+            )),
+        },
+        _ => Urls {
+            database: database.unwrap_or_else(|| DEFAULT_DATABASE_URL.into()),
+            replica: Err(no_pair.into()),
+        },
+    }
+}
+
+/// `DATABASE_URL`, the default, or the primary of a replica pair.
 pub(crate) fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_DATABASE_URL.to_string())
+    urls().database.clone()
+}
+
+/// The replica's URL, or why there is none.
+pub(crate) fn replica_url() -> Result<String, String> {
+    urls().replica.clone()
 }
 
 /// `REDIS_URL`, or the default.

@@ -7,8 +7,9 @@
 //! `pool.rs` (no ping per call).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Statement};
@@ -16,7 +17,7 @@ use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::connect::bounded;
-use super::error::{Error, Service, is_io};
+use super::error::{Cause, Error, Problem, Service, is_io};
 use super::pool::{Attempt, Connector, Pool};
 use super::testkit::hooks::Hooks;
 use super::{Result, Row};
@@ -48,13 +49,15 @@ impl PgConn {
 pub(crate) struct PgConnector {
     manager: Arc<PostgresConnectionManager<NoTls>>,
     url: String,
+    service: Service,
 }
 
 impl PgConnector {
-    pub(crate) fn new(config: postgres::Config, url: &str) -> PgConnector {
+    pub(crate) fn new(config: postgres::Config, url: &str, service: Service) -> PgConnector {
         PgConnector {
             manager: Arc::new(PostgresConnectionManager::new(config, NoTls)),
             url: url.to_string(),
+            service,
         }
     }
 }
@@ -64,12 +67,12 @@ impl Connector for PgConnector {
 
     fn connect(&self) -> Result<PgConn> {
         let manager = self.manager.clone();
-        let url = self.url.clone();
+        let (url, service) = (self.url.clone(), self.service);
         let client = bounded(
-            Service::Postgres,
+            self.service,
             &self.url,
             move || manager.connect(),
-            move |e| Error::postgres(&url, e),
+            move |e| Error::pg(service, &url, e),
         )?;
         Ok(PgConn {
             client,
@@ -86,24 +89,83 @@ impl Connector for PgConnector {
     }
 }
 
-/// Pooled access to Postgres. Every statement is counted.
+/// Pooled access to Postgres, or to its read replica. Every statement is
+/// counted.
 pub struct Db {
-    pool: Pool<PgConnector>,
+    backend: Backend,
     url: String,
+    service: Service,
     hooks: Arc<Hooks>,
     count: AtomicU64,
+    ready: Option<ReadyGate>,
 }
+
+enum Backend {
+    Pool(Pool<PgConnector>),
+    /// No server is configured (Part 4's replica, until one runs): every
+    /// call fails with this error, which says how to start one.
+    Missing(Error),
+}
+
+/// A replica is ready for a lab once it has replayed the lab's own setup
+/// (its private schema and seed): until then, the schema is not there yet.
+struct ReadyGate {
+    /// The primary's WAL position right after the setup.
+    lsn: String,
+    ready: AtomicBool,
+    /// One waiter polls; the others wait for it.
+    polling: Mutex<()>,
+}
+
+/// How long a replica may take to replay a lab's setup (its apply delay
+/// included) before labkit gives up.
+const READY_LIMIT: Duration = Duration::from_secs(15);
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Db {
     pub(crate) fn new(connector: PgConnector, max_size: u32, hooks: Arc<Hooks>) -> Db {
-        let url = connector.url.clone();
+        let (url, service) = (connector.url.clone(), connector.service);
         Db {
-            pool: Pool::new(connector, max_size, Service::Postgres, &url),
+            backend: Backend::Pool(Pool::new(connector, max_size, service, &url)),
             url,
+            service,
             hooks,
             count: AtomicU64::new(0),
+            ready: None,
+        }
+    }
+
+    /// A replica, usable once it has replayed the primary up to `lsn`.
+    pub(crate) fn replica(
+        connector: PgConnector,
+        max_size: u32,
+        hooks: Arc<Hooks>,
+        lsn: Option<String>,
+    ) -> Db {
+        let mut db = Db::new(connector, max_size, hooks);
+        db.ready = lsn.map(|lsn| ReadyGate {
+            lsn,
+            ready: AtomicBool::new(false),
+            polling: Mutex::new(()),
+        });
+        db
+    }
+
+    /// A `Db` with nothing behind it: every call fails with `why`.
+    pub(crate) fn missing(service: Service, why: &str, hooks: Arc<Hooks>) -> Db {
+        Db {
+            backend: Backend::Missing(Error::unreachable(
+                service,
+                "(none)",
+                Problem::NotConfigured,
+                Cause::text(why),
+            )),
+            url: String::new(),
+            service,
+            hooks,
+            count: AtomicU64::new(0),
+            ready: None,
         }
     }
 
@@ -134,8 +196,65 @@ impl Db {
     }
 
     /// The pool, for the grader's and the benchmark's raw access.
-    pub(crate) fn pool(&self) -> &Pool<PgConnector> {
-        &self.pool
+    pub(crate) fn pool(&self) -> Result<&Pool<PgConnector>> {
+        match &self.backend {
+            Backend::Pool(pool) => Ok(pool),
+            Backend::Missing(why) => Err(why.clone()),
+        }
+    }
+
+    /// Waits, once, until a replica has replayed the lab's setup.
+    fn wait_ready(&self, pool: &Pool<PgConnector>) -> Result<()> {
+        let Some(gate) = &self.ready else {
+            return Ok(());
+        };
+        if gate.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = gate.polling.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + READY_LIMIT;
+        while !gate.ready.load(Ordering::Acquire) {
+            let replayed: Option<bool> = pool.run(|conn| {
+                match conn.client.query_one(
+                    "SELECT pg_last_wal_replay_lsn() >= $1::text::pg_lsn",
+                    &[&gate.lsn],
+                ) {
+                    Ok(row) => Attempt::Done(row.get(0)),
+                    Err(err) => Attempt::Failed {
+                        lost: conn.client.is_closed() || is_connection_loss(&err),
+                        retry_safe: true,
+                        error: Error::pg(self.service, &self.url, err),
+                    },
+                }
+            })?;
+            match replayed {
+                Some(true) => gate.ready.store(true, Ordering::Release),
+                Some(false) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Some(false) => {
+                    return Err(Error::unreachable(
+                        self.service,
+                        &self.url,
+                        Problem::Down,
+                        Cause::text(format!(
+                            "it had not replayed this lab's setup after {READY_LIMIT:?}; does it stream from the server DATABASE_URL names?"
+                        )),
+                    ));
+                }
+                None => {
+                    return Err(Error::unreachable(
+                        self.service,
+                        &self.url,
+                        Problem::Down,
+                        Cause::text(
+                            "the server there is not a standby (pg_last_wal_replay_lsn() is NULL)",
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn run<T>(
@@ -148,9 +267,11 @@ impl Db {
         if sql.trim().is_empty() {
             return Err(Error::InvalidInput("empty SQL statement".into()));
         }
+        let pool = self.pool()?;
+        self.wait_ready(pool)?;
         self.count.fetch_add(1, Ordering::SeqCst);
         self.hooks.before_statement(sql);
-        let result = self.pool.run(|conn| {
+        let result = pool.run(|conn| {
             let mut prepared = false;
             let result = conn.statement(sql).and_then(|st| {
                 prepared = true;
@@ -166,7 +287,7 @@ impl Db {
                     // this session).
                     let retry_safe = !write || !prepared || is_shutdown_notice(&err);
                     Attempt::Failed {
-                        error: Error::postgres(&self.url, err),
+                        error: Error::pg(self.service, &self.url, err),
                         lost,
                         retry_safe,
                     }

@@ -17,6 +17,8 @@ use std::sync::Arc;
 #[non_exhaustive]
 pub enum Service {
     Postgres,
+    /// Part 4: the read replica of the Postgres primary.
+    Replica,
     Redis,
 }
 
@@ -24,6 +26,7 @@ impl Service {
     fn env_var(self) -> &'static str {
         match self {
             Service::Postgres => "DATABASE_URL",
+            Service::Replica => "DATABASE_REPLICA_URL",
             Service::Redis => "REDIS_URL",
         }
     }
@@ -33,6 +36,7 @@ impl fmt::Display for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Service::Postgres => "Postgres",
+            Service::Replica => "the Postgres replica",
             Service::Redis => "Redis",
         })
     }
@@ -50,6 +54,8 @@ pub enum Problem {
     Credentials,
     /// The database named in the URL does not exist.
     NoDatabase,
+    /// Nothing is configured for it (Part 4's replica, until one runs).
+    NotConfigured,
 }
 
 /// The underlying error, shared so that [`Error`] stays `Clone`.
@@ -151,6 +157,11 @@ impl Error {
     /// Classifies a `postgres` error: connection problems become
     /// `Unreachable`, anything the server refused becomes `Rejected`.
     pub(crate) fn postgres(url: &str, err: postgres::Error) -> Error {
+        Error::pg(Service::Postgres, url, err)
+    }
+
+    /// [`Error::postgres`], for the primary or the replica.
+    pub(crate) fn pg(service: Service, url: &str, err: postgres::Error) -> Error {
         let code = err.code().map(|c| c.code().to_string());
         let problem = match code.as_deref() {
             // 28xxx: authentication (bad password, unknown role).
@@ -163,9 +174,9 @@ impl Error {
             None => None,
         };
         match problem {
-            Some(problem) => Error::unreachable(Service::Postgres, url, problem, Cause::new(err)),
+            Some(problem) => Error::unreachable(service, url, problem, Cause::new(err)),
             None => Error::Rejected {
-                service: Service::Postgres,
+                service,
                 url: mask_password(url),
                 code,
                 cause: Cause::new(err),
@@ -221,8 +232,15 @@ impl fmt::Display for Error {
                 cause,
             } => {
                 let var = service.env_var();
+                if *problem == Problem::NotConfigured {
+                    return write!(
+                        f,
+                        "{service}: none is configured ({cause}): start one with `scripts/services up --replica` (or the compose profile `replica`), or set {var}; see README, Part 4"
+                    );
+                }
                 write!(f, "cannot reach {service} at {url} ({cause}): ")?;
                 match problem {
+                    Problem::NotConfigured => unreachable!("handled above"),
                     Problem::Credentials => write!(f, "check the user and password in {var}"),
                     Problem::NoDatabase => write!(
                         f,

@@ -34,6 +34,9 @@ pub(crate) const SEED_SQL: &str = include_str!("../../seed.sql");
 pub(crate) struct Space {
     pub(crate) name: String,
     pub(crate) prefix: String,
+    /// The primary's WAL position once the space was created: a replica
+    /// has the space once it has replayed this far.
+    pub(crate) lsn: Option<String>,
     owner: bool,
 }
 
@@ -147,17 +150,24 @@ impl Run {
         Error::redis(&self.redis.url, e)
     }
 
-    /// Runs housekeeping SQL. If the server restarted (or killed our
-    /// session) since the last use, reconnects once, takes this run's
-    /// advisory lock again (a restart released it), and retries.
-    fn housekeeping(&self, sql: &str) -> Result<()> {
+    /// Runs housekeeping SQL, and returns the primary's WAL position right
+    /// after it. If the server restarted (or killed our session) since the
+    /// last use, reconnects once, takes this run's advisory lock again (a
+    /// restart released it), and retries.
+    fn housekeeping(&self, sql: &str) -> Result<String> {
         let mut admin = self.admin();
-        match admin.batch_execute(sql) {
+        let run = |admin: &mut Client| -> std::result::Result<String, postgres::Error> {
+            admin.batch_execute(sql)?;
+            Ok(admin
+                .query_one("SELECT pg_current_wal_lsn()::text", &[])?
+                .get(0))
+        };
+        match run(&mut admin) {
             Err(e) if super::db::is_connection_loss(&e) => {
                 let mut fresh = connect_admin(&self.db_url)?;
                 run_lock(&mut fresh, self.id, RunLock::Try).map_err(|e| self.pg(e))?;
                 *admin = fresh;
-                admin.batch_execute(sql).map_err(|e| self.pg(e))
+                run(&mut admin).map_err(|e| self.pg(e))
             }
             other => other.map_err(|e| self.pg(e)),
         }
@@ -242,12 +252,13 @@ impl Space {
         let n = run.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("lab_{}_{n}", run_name(run.id));
         let prefix = format!("lab:{}:{n}:", run_name(run.id));
-        run.housekeeping(&format!(
+        let lsn = run.housekeeping(&format!(
             "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
         ))?;
         Ok(Space {
             name,
             prefix,
+            lsn: Some(lsn),
             owner: true,
         })
     }
@@ -269,6 +280,7 @@ impl Space {
         Ok(Space {
             name: name.to_string(),
             prefix: format!("lab:{id}:{n}:"),
+            lsn: None,
             owner: false,
         })
     }
@@ -358,8 +370,9 @@ pub(crate) fn wait_for_run_lock(db_url: &str, name: &str, timeout: Duration) -> 
     }
 }
 
-/// Applies `seed.sql` to the shared database when `users` is missing.
-pub(crate) fn seed_shared(db_url: &str) -> Result<()> {
+/// Applies `seed.sql` to the shared database when `users` is missing, and
+/// returns the primary's WAL position after it (see [`Space::lsn`]).
+pub(crate) fn seed_shared(db_url: &str) -> Result<String> {
     let mut client = connect_admin(db_url)?;
     let pg = |e| Error::postgres(db_url, e);
     let mut tx = client.transaction().map_err(pg)?;
@@ -373,5 +386,9 @@ pub(crate) fn seed_shared(db_url: &str) -> Result<()> {
     if missing {
         tx.batch_execute(SEED_SQL).map_err(pg)?;
     }
-    tx.commit().map_err(pg)
+    tx.commit().map_err(pg)?;
+    Ok(client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .map_err(pg)?
+        .get(0))
 }

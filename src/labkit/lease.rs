@@ -128,6 +128,7 @@ impl Cache {
                 .arg(lease_key(&full))
                 .query::<i64>(c)
         })?;
+        self.hooks().after_delete(key);
         Ok(())
     }
 }

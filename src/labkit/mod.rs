@@ -52,10 +52,14 @@ pub type Row = postgres::Row;
 /// labkit's result: every error is an [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// A database and a cache, ready to use.
+/// A database, its read replica and a cache, ready to use.
 pub struct Lab {
-    /// Postgres, with a statement counter.
+    /// Postgres (the primary), with a statement counter.
     pub db: Db,
+    /// Part 4: a read-only streaming replica of `db`, with its own statement
+    /// counter. It lags the primary. Without a replica configured, every
+    /// call fails with an error that says how to start one.
+    pub replica: Db,
     /// Redis, holding JSON values.
     pub cache: Cache,
     hooks: Arc<Hooks>,
@@ -66,8 +70,8 @@ pub struct Lab {
 impl Lab {
     /// The shared data. Seeds the `users` table from `seed.sql` if missing.
     pub fn connect() -> Result<Lab> {
-        isolation::seed_shared(&config::database_url())?;
-        Lab::build(None, PoolSizes::SHARED)
+        let lsn = isolation::seed_shared(&config::database_url())?;
+        Lab::build(None, Some(lsn), PoolSizes::SHARED)
     }
 
     /// A private, seeded copy of the data and a private key space, removed
@@ -79,20 +83,39 @@ impl Lab {
 
     pub(crate) fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
         let space = isolation::Space::create(&config::database_url(), &config::redis_url())?;
-        Lab::build(Some(space), sizes)
+        let lsn = space.lsn.clone();
+        Lab::build(Some(space), lsn, sizes)
     }
 
-    pub(crate) fn build(space: Option<isolation::Space>, sizes: PoolSizes) -> Result<Lab> {
+    /// `lsn`: where the replica must have replayed to before it is used.
+    pub(crate) fn build(
+        space: Option<isolation::Space>,
+        lsn: Option<String>,
+        sizes: PoolSizes,
+    ) -> Result<Lab> {
         let (db_url, redis_url) = (config::database_url(), config::redis_url());
         let hooks = Arc::new(Hooks::default());
         let schema = space.as_ref().map(|s| s.name.as_str());
-        let pg = db::PgConnector::new(config::pg_config(&db_url, schema)?, &db_url);
+        let pg = db::PgConnector::new(
+            config::pg_config(&db_url, schema)?,
+            &db_url,
+            Service::Postgres,
+        );
         let db = Db::new(pg, sizes.postgres, hooks.clone());
+        let replica = match config::replica_url() {
+            Ok(url) => {
+                let pg =
+                    db::PgConnector::new(config::pg_config(&url, schema)?, &url, Service::Replica);
+                Db::replica(pg, sizes.postgres, hooks.clone(), lsn)
+            }
+            Err(why) => Db::missing(Service::Replica, &why, hooks.clone()),
+        };
         let prefix = space.as_ref().map(|s| s.prefix.clone()).unwrap_or_default();
         let redis = cache::RedisConnector::new(&redis_url)?;
         let cache = Cache::new(redis, prefix, sizes.redis, hooks.clone());
         Ok(Lab {
             db,
+            replica,
             cache,
             hooks,
             space,

@@ -17,15 +17,16 @@
 pub mod part1;
 pub mod part2;
 pub mod part3;
+pub mod part4;
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::User;
 use cache_aside_lab::labkit::testkit::panics::Panic;
-use cache_aside_lab::labkit::testkit::{Answers, LabExt, Parked, Trap};
+use cache_aside_lab::labkit::testkit::{Answers, LabExt, Parked, Trap, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use serde::{Deserialize, Serialize};
 
@@ -285,8 +286,8 @@ pub fn ok<T>(what: &str, result: Result<T>, hint: &str) -> std::result::Result<T
 /// `what` in messages). While they run, `conduct` runs on the calling thread
 /// (to release parked statements). Returns the results that arrived within
 /// `limit`, in no particular order; if some did not, the lab is closed so
-/// they exit. A panicking reader fails the check at once.
-pub fn herd<T: Send + 'static>(
+/// they exit. A panicking reader fails the check.
+pub fn readers<T: Send + 'static>(
     lab: &Arc<Lab>,
     what: &str,
     n: usize,
@@ -294,31 +295,18 @@ pub fn herd<T: Send + 'static>(
     read: impl Fn(&Lab) -> T + Send + Sync + 'static,
     conduct: impl FnOnce(),
 ) -> std::result::Result<Vec<T>, Failure> {
-    let barrier = Arc::new(Barrier::new(n));
-    let read = Arc::new(read);
-    let (tx, rx) = mpsc::channel();
-    let deadline = Instant::now() + limit;
-    for _ in 0..n {
-        let (lab, barrier, read, tx) = (lab.clone(), barrier.clone(), read.clone(), tx.clone());
-        std::thread::spawn(move || {
-            barrier.wait();
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab)));
-            let _ = tx.send(result);
-        });
+    let herd_lab = lab.clone();
+    let runs = herd::release(n, limit, move || read(&herd_lab), || {}, conduct);
+    if runs.len() < n {
+        lab.hooks().close();
     }
-    drop(tx);
-    conduct();
-    let mut results = Vec::with_capacity(n);
-    while results.len() < n {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(Ok(value)) => results.push(value),
-            Ok(Err(payload)) => {
+    let mut results = Vec::with_capacity(runs.len());
+    for run in runs {
+        match run.outcome {
+            Ok(value) => results.push(value),
+            Err(payload) => {
                 lab.hooks().close();
                 return Err(panicked(what, &*payload));
-            }
-            Err(_) => {
-                lab.hooks().close();
-                break;
             }
         }
     }

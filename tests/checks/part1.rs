@@ -1,6 +1,6 @@
 //! Part 1: cache-aside reads and invalidating writes.
 
-use cache_aside_lab::labkit::testkit::Trap;
+use cache_aside_lab::labkit::testkit::{Read, Trap, Update};
 use cache_aside_lab::{CACHE_TTL, user_key};
 
 use super::*;
@@ -24,7 +24,7 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     ensure(got.as_ref() == Some(&expected), || {
         fail(
             format!("a cold read of user 1 returned {got:?}"),
-            format!("expected Some({expected:?}), the row in Postgres"),
+            format!("Some({expected:?}), the row in Postgres"),
             "select id, name, email and plan, and build the user with User::from_row",
         )
     })?;
@@ -57,7 +57,7 @@ pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     ensure(ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL), || {
         fail(
             format!("{key} was cached with TTL {ttl:?} (None = never expires)"),
-            format!("expected a TTL in (0, CACHE_TTL = {CACHE_TTL:?}]"),
+            format!("a TTL in (0, CACHE_TTL = {CACHE_TTL:?}]"),
             "pass CACHE_TTL to set_json; a TTL bounds how long a missed invalidation can serve stale data",
         )
     })
@@ -140,7 +140,7 @@ pub fn update_invalidates(a: Subject) -> Outcome {
     ensure(!present, || {
         fail(
             format!("{key} was still cached after update_user_plan(user 1, {plan:?}) returned"),
-            format!("expected {key} to be absent"),
+            format!("{key} is gone"),
             "after the write, the cached copy must go: remove the user's key (and do not overwrite it with a new value)",
         )
     })?;
@@ -155,7 +155,7 @@ pub fn update_invalidates(a: Subject) -> Outcome {
                 format!(
                     "after update_user_plan(user 1, {plan:?}) the next read returned {after:?}"
                 ),
-                format!("expected plan {plan:?}"),
+                format!("plan {plan:?}"),
                 "write the new plan to Postgres with lab.db.execute, then invalidate",
             )
         },
@@ -216,7 +216,7 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
                 before.plan,
                 if present { "still cached" } else { "absent" }
             ),
-            format!("expected {key} absent and plan {plan:?}"),
+            format!("{key} gone, and plan {plan:?}"),
             "a reader that ran between your two steps found the cache empty and cached the old row: which order of UPDATE and invalidation leaves no such window?",
         )
     })
@@ -225,28 +225,52 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
 /// A plan the CHECK constraint rejects is an `Err`, and the stored plan
 /// survives, in Postgres and through the cache.
 pub fn rejected_plan_is_an_error(a: Subject) -> Outcome {
-    bad_plans_change_nothing(a, &["platinum"])
+    bad_plans_change_nothing(Functions::part1(a), &["platinum"])
 }
 
 /// Hostile plans (empty, 10 kB, NUL, quotes, SQL) are rejected or stored
 /// verbatim, never executed: no other row changes.
 pub fn hostile_plans_are_never_executed(a: Subject) -> Outcome {
-    let long = "x".repeat(10_000);
-    let long: &'static str = Box::leak(long.into_boxed_str());
-    bad_plans_change_nothing(
-        a,
-        &[
-            "",
-            long,
-            "pro\0",
-            "O'Brien",
-            "enterprise' --",
-            "pro'; DROP TABLE users; --",
-        ],
-    )
+    bad_plans_change_nothing(Functions::part1(a), &hostile_plans())
 }
 
-fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
+/// Plans that must never execute as SQL.
+pub fn hostile_plans() -> Vec<&'static str> {
+    let long = "x".repeat(10_000);
+    let long: &'static str = Box::leak(long.into_boxed_str());
+    vec![
+        "",
+        long,
+        "pro\0",
+        "O'Brien",
+        "enterprise' --",
+        "pro'; DROP TABLE users; --",
+    ]
+}
+
+/// A read and an update of one part, with their names for messages.
+#[derive(Clone, Copy)]
+pub struct Functions {
+    pub read: Read,
+    pub read_name: &'static str,
+    pub update: Update,
+    pub update_name: &'static str,
+}
+
+impl Functions {
+    fn part1(a: Subject) -> Functions {
+        Functions {
+            read: a.get_user_profile,
+            read_name: "get_user_profile",
+            update: a.update_user_plan,
+            update_name: "update_user_plan",
+        }
+    }
+}
+
+/// Each plan in `plans` is refused with an `Err` or stored verbatim, no
+/// other row changes, and a read afterwards has what Postgres has.
+pub fn bad_plans_change_nothing(f: Functions, plans: &[&'static str]) -> Outcome {
     let lab = lab()?;
     let everyone = |lab: &Lab| -> std::result::Result<Vec<Option<User>>, Failure> {
         (1..=5).map(|id| stored(lab, id)).collect()
@@ -261,15 +285,12 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
         } else {
             format!("{plan:?}")
         };
-        let warm = call(&lab, "get_user_profile(user 3)", move |lab| {
-            (a.get_user_profile)(lab, 3)
-        })?;
-        ok("get_user_profile(user 3)", warm, HINT_FILL)?;
-        let result = call(
-            &lab,
-            format!("update_user_plan(user 3, {shown})"),
-            move |lab| (a.update_user_plan)(lab, 3, plan),
-        )?;
+        let (read, update) = (f.read, f.update);
+        let reading = format!("{}(user 3)", f.read_name);
+        let warm = call(&lab, reading.clone(), move |lab| read(lab, 3))?;
+        ok(&reading, warm, HINT_FILL)?;
+        let updating = format!("{}(user 3, {shown})", f.update_name);
+        let result = call(&lab, updating.clone(), move |lab| update(lab, 3, plan))?;
         let now = everyone(&lab)?;
         let stored_plan = now[2].as_ref().map(|u| u.plan.clone());
         ensure(
@@ -279,7 +300,7 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
                 .all(|(i, (n, r))| i == 2 || n == r),
             || {
                 fail(
-                    format!("update_user_plan(user 3, {shown}) changed other users' rows"),
+                    format!("{updating} changed other users' rows"),
                     "only user 3 may change",
                     "pass the plan as a parameter ($1), never format! it into the SQL",
                 )
@@ -290,9 +311,7 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
                 || stored_plan.as_deref() == Some(plan),
             || {
                 fail(
-                    format!(
-                        "after update_user_plan(user 3, {shown}) Postgres holds plan {stored_plan:?}"
-                    ),
+                    format!("after {updating} Postgres holds plan {stored_plan:?}"),
                     format!("the plan verbatim, or the old {:?}", before.plan),
                     "pass the plan as a parameter ($1), never format! it into the SQL",
                 )
@@ -301,25 +320,19 @@ fn bad_plans_change_nothing(a: Subject, plans: &[&'static str]) -> Outcome {
         if stored_plan.as_deref() != Some(plan) {
             ensure(result.is_err(), || {
                 fail(
-                    format!(
-                        "update_user_plan(user 3, {shown}) returned Ok, but Postgres refused it"
-                    ),
+                    format!("{updating} returned Ok, but Postgres refused it"),
                     "Err when the write fails",
                     "propagate lab.db.execute's error with `?` instead of ignoring it",
                 )
             })?;
         }
-        let read = call(&lab, "get_user_profile(user 3)", move |lab| {
-            (a.get_user_profile)(lab, 3)
-        })?;
-        let read = ok("get_user_profile(user 3)", read, HINT_FILL)?;
+        let after = call(&lab, reading.clone(), move |lab| read(lab, 3))?;
+        let after = ok(&reading, after, HINT_FILL)?;
         ensure(
-            read.as_ref().map(|u| &u.plan) == stored_plan.as_ref(),
+            after.as_ref().map(|u| &u.plan) == stored_plan.as_ref(),
             || {
                 fail(
-                    format!(
-                        "after update_user_plan(user 3, {shown}) failed, a read returned {read:?}"
-                    ),
+                    format!("after {updating} failed, a read returned {after:?}"),
                     format!("the stored plan {stored_plan:?}"),
                     "touch the cache only after the write succeeded",
                 )

@@ -44,7 +44,7 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
     let base = lab.hooks().statements_started();
     let parked = lab.hooks().park(Trap::after_read());
     let hooks_lab = lab.clone();
-    let results = herd(
+    let results = readers(
         &lab,
         "get_user_profile_singleflight(user 1)",
         HERD,

@@ -148,7 +148,7 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     // Waiters may wait for the holder, but no longer than LEASE_TTL (plus
     // slack): whatever has been sent by then is what the herd cost.
     let limit = LEASE_TTL + Duration::from_secs(1);
-    let results = herd(
+    let results = readers(
         &lab,
         "get_user_profile_leased(user 999)",
         50,

@@ -24,7 +24,10 @@ impl Board<'_> {
             let ran: Vec<&Record> = graded.iter().copied().filter(|r| r.ran()).collect();
             let passed = ran.iter().filter(|r| r.passed()).count();
             let label = format!("Part {}  {}", part.number, part.label());
-            let state = if ran.is_empty() {
+            let skipped = graded.iter().find_map(|r| r.skipped.as_deref());
+            let state = if let (true, Some(why)) = (ran.is_empty(), skipped) {
+                format!("skipped: {why}")
+            } else if ran.is_empty() {
                 format!("not run: {}", part.command())
             } else {
                 let mut s = format!("{passed}/{}", ran.len());
@@ -76,7 +79,7 @@ impl Board<'_> {
                 part.label(),
                 part.command()
             ),
-            None => "Every part passes. See the reference narrated step by step: cargo run --bin solution\n".into(),
+            None => "Every part passes. Compare your answers with the reference, step by step: cargo run --bin solution -- --compare\n".into(),
         }
     }
 }

@@ -19,14 +19,15 @@
 
 mod board;
 pub mod jobs;
+mod report;
 
 use std::sync::{Arc, Mutex};
 
-use cache_aside_lab::labkit::testkit::{Answers, herd};
+use cache_aside_lab::labkit::testkit::{self, Answers, herd};
 use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
 
 use crate::checks::{CheckFn, Failure};
-use jobs::{Done, Job, Pool, Ticket};
+use jobs::{Done, Job, Pool};
 
 /// One part of the lab.
 pub struct Part {
@@ -34,6 +35,8 @@ pub struct Part {
     pub title: &'static str,
     /// Opt-in: its checks are `#[ignore]`d until asked for.
     pub optional: bool,
+    /// Its checks need a read replica; without one they are skipped.
+    pub needs_replica: bool,
 }
 
 impl Part {
@@ -133,6 +136,8 @@ pub struct Record {
     pub role: Role,
     pub part: Option<u8>,
     pub verdict: Option<Verdict>,
+    /// Why it was skipped at run time (Part 4 without a replica).
+    pub skipped: Option<String>,
 }
 
 impl Record {
@@ -170,75 +175,129 @@ fn find(all: &[&'static Answers], name: &str) -> &'static Answers {
 }
 
 fn run(suite: Suite) -> std::process::ExitCode {
-    let mut args = Arguments::from_args();
-    // libtest-mimic reports trials in the order it runs them, so it runs
-    // them one at a time, in lab order; the checks themselves run in
-    // parallel, in the pool's child processes.
+    let args = Arguments::from_args();
     let workers = args
         .test_threads
         .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    args.test_threads = Some(1);
     let pool = Pool::start(workers, args.nocapture);
-    let records = Arc::new(Mutex::new(Vec::new()));
-    let mut planned: Vec<(Trial, Vec<Job>, Tickets)> = Vec::new();
-    for (trial, jobs, record) in plan(&suite) {
-        let index = {
-            let mut records = records.lock().unwrap();
-            records.push(record);
-            records.len() - 1
-        };
-        let tickets: Tickets = Arc::default();
-        let (judge, pool, records, mine, jobs_for_run) = (
-            trial.judge,
-            pool.clone(),
-            records.clone(),
-            tickets.clone(),
-            jobs.clone(),
-        );
-        let runner = move || {
-            let mut tickets = mine.lock().unwrap().clone();
-            if tickets.is_empty() {
-                tickets = jobs_for_run
-                    .iter()
-                    .cloned()
-                    .map(|j| pool.submit(j))
-                    .collect();
-            }
-            let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
-            let verdict = judge(&done);
-            records.lock().unwrap()[index].verdict = Some(match &verdict {
-                Ok(()) => Verdict::Passed,
-                Err(failure) => Verdict::Failed {
-                    observed: failure.observed.clone(),
-                    hint: failure.hint.clone(),
-                },
-            });
-            verdict
-                .map(|()| Completion::Completed)
-                .map_err(|f| Failed::from(f.message))
-        };
-        let mimic = Trial::ignorable_test(trial.name, runner).with_ignored_flag(trial.ignored);
-        planned.push((mimic, jobs, tickets));
+    let mut records = Vec::new();
+    let mut trials = Vec::new();
+    for (planned, jobs, record) in plan(&suite) {
+        records.push(record);
+        // libtest-mimic decides what is selected, exactly as libtest would.
+        let probe = Trial::test(planned.name.clone(), || Ok(())).with_ignored_flag(planned.ignored);
+        let selected = !args.is_filtered_out(&probe);
+        let run = selected && !args.is_ignored(&probe);
+        trials.push((planned, jobs, selected, run, Vec::new()));
     }
-    // Start every selected check now, in lab order, so that they run in
-    // parallel while the trials are reported one by one.
-    if !args.list {
-        for (trial, jobs, tickets) in &planned {
-            if !args.is_filtered_out(trial) && !args.is_ignored(trial) {
-                *tickets.lock().unwrap() = jobs.iter().cloned().map(|j| pool.submit(j)).collect();
-            }
+    if args.list {
+        let probes = trials
+            .iter()
+            .map(|(p, ..)| Trial::test(p.name.clone(), || Ok(())).with_ignored_flag(p.ignored))
+            .collect();
+        return libtest_mimic::run(&args, probes).exit_code();
+    }
+    // Start every selected check now, in lab order: they run in parallel
+    // (in the pool's child processes) while the trials are reported one by
+    // one, in order.
+    for (planned, jobs, _, run, tickets) in &mut trials {
+        if *run && planned.skip.is_none() {
+            *tickets = jobs.iter().cloned().map(|j| pool.submit(j)).collect();
         }
     }
-    let talk = !args.list && !matches!(args.format, Some(FormatSetting::Json));
-    if talk {
+    let names: Vec<String> = trials
+        .iter()
+        .filter(|(_, _, selected, ..)| *selected)
+        .map(|(p, ..)| p.name.clone())
+        .collect();
+    let filtered_out = trials.len() - names.len();
+    // Judged one by one, in lab order, as the jobs finish.
+    let outcomes =
+        trials
+            .into_iter()
+            .enumerate()
+            .map(|(i, (planned, _, selected, run, tickets))| {
+                let outcome = if !run {
+                    None
+                } else if let Some(reason) = &planned.skip {
+                    Some(Err(reason.clone()))
+                } else {
+                    let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
+                    Some(Ok((planned.judge)(&done)))
+                };
+                (i, planned.name, selected, outcome)
+            });
+    let json = matches!(args.format, Some(FormatSetting::Json));
+    if !json {
         println!("\n{}", suite.title);
     }
-    let trials: Vec<Trial> = planned.into_iter().map(|(t, _, _)| t).collect();
-    let conclusion = libtest_mimic::run(&args, trials);
+    let records = Arc::new(Mutex::new(records));
+    let record = |i: usize,
+                  outcome: &Option<
+        std::result::Result<std::result::Result<(), Rejection>, String>,
+    >| {
+        let mut records = records.lock().unwrap();
+        match outcome {
+            Some(Ok(Ok(()))) => records[i].verdict = Some(Verdict::Passed),
+            Some(Ok(Err(r))) => {
+                records[i].verdict = Some(Verdict::Failed {
+                    observed: r.observed.clone(),
+                    hint: r.hint.clone(),
+                })
+            }
+            Some(Err(reason)) => records[i].skipped = Some(reason.clone()),
+            None => {}
+        }
+    };
+    let ok = if json {
+        // Machine-readable output: libtest-mimic's, on outcomes judged in order.
+        let mut mimic = Vec::new();
+        for (i, name, _, outcome) in outcomes {
+            record(i, &outcome);
+            let ignored = outcome.is_none();
+            mimic.push(
+                Trial::ignorable_test(name, move || match outcome {
+                    None | Some(Err(_)) => Ok(Completion::ignored()),
+                    Some(Ok(Ok(()))) => Ok(Completion::Completed),
+                    Some(Ok(Err(r))) => Err(Failed::from(r.message)),
+                })
+                .with_ignored_flag(ignored),
+            );
+        }
+        let mut one = args.clone();
+        one.filter = None;
+        one.skip.clear();
+        one.ignored = false;
+        one.include_ignored = false;
+        !libtest_mimic::run(&one, mimic).has_failed()
+    } else {
+        let shown: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut printer = report::Printer::start(&args, &shown);
+        for (i, name, selected, outcome) in outcomes {
+            if !selected {
+                continue;
+            }
+            printer.begin(&name);
+            record(i, &outcome);
+            printer.outcome(
+                &name,
+                match outcome {
+                    None => report::Outcome::Ignored(None),
+                    Some(Err(reason)) => report::Outcome::Ignored(Some(reason)),
+                    Some(Ok(Ok(()))) => report::Outcome::Passed,
+                    Some(Ok(Err(r))) => report::Outcome::Failed(r.message),
+                },
+            );
+        }
+        printer.finish(filtered_out)
+    };
     let records = records.lock().unwrap().clone();
-    let ran = records.iter().filter(|r| r.ran()).count();
-    if talk && ran > 1 {
+    let ran = records
+        .iter()
+        .filter(|r| r.ran() || r.skipped.is_some())
+        .count();
+    if !json && ran > 1 {
         let board = board::Board {
             title: format!("Progress: {}", suite.title),
             parts: suite.parts,
@@ -246,7 +305,11 @@ fn run(suite: Suite) -> std::process::ExitCode {
         };
         print!("{}", board.render());
     }
-    conclusion.exit_code()
+    if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(101)
+    }
 }
 
 /// Why a trial failed: the full message, and the board's short version.
@@ -304,15 +367,15 @@ fn details(done: &Done) -> String {
     text
 }
 
-/// The jobs of one trial, once submitted.
-type Tickets = Arc<Mutex<Vec<Arc<Ticket>>>>;
-
 type Judge = Box<dyn Fn(&[Done]) -> Result<(), Rejection> + Send + Sync>;
 
 struct Planned {
     name: String,
     /// Part of an optional part: run only when asked for.
     ignored: bool,
+    /// Why it cannot run here (Part 4 without a replica): reported as
+    /// skipped, never as a failure.
+    skip: Option<String>,
     judge: Judge,
 }
 
@@ -321,6 +384,13 @@ struct Planned {
 fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
     let part_of = |number: u8| suite.parts.iter().find(|p| p.number == number);
     let ignored = |number: u8| part_of(number).is_some_and(|p| p.optional);
+    let no_replica = testkit::replica_url().err();
+    let skip = |number: u8| {
+        part_of(number)
+            .filter(|p| p.needs_replica)
+            .and(no_replica.as_ref())
+            .map(|why| format!("no read replica ({why}): scripts/services up --replica"))
+    };
     let runs = repeat();
     let repeated = |answers: &Answers, check: &str| -> Vec<Job> {
         (0..runs)
@@ -344,6 +414,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
             role: Role::Graded,
             part: Some(check.part),
             verdict: None,
+            skipped: None,
         };
         let judge: Judge = Box::new(move |done| {
             for (i, d) in done.iter().enumerate() {
@@ -362,6 +433,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
             Planned {
                 name: check.name.into(),
                 ignored: ignored(check.part),
+                skip: skip(check.part),
                 judge,
             },
             repeated(suite.subject, check.name),
@@ -400,6 +472,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Planned {
                         name: trial.clone(),
                         ignored: ignored(part),
+                        skip: skip(part),
                         judge,
                     },
                     jobs,
@@ -408,6 +481,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                         role: Role::Design,
                         part: Some(part),
                         verdict: None,
+                        skipped: None,
                     },
                 ));
             }
@@ -458,6 +532,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Planned {
                         name: trial.clone(),
                         ignored: ignored(part),
+                        skip: skip(part),
                         judge,
                     },
                     jobs,
@@ -466,11 +541,18 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                         role: Role::Mistake,
                         part: Some(part),
                         verdict: None,
+                        skipped: None,
                     },
                 ));
             }
             Entry::Stubs => {
-                let checks: Vec<&'static str> = suite.checks.iter().map(|c| c.name).collect();
+                // Every check that can run here (Part 4's need a replica).
+                let checks: Vec<&'static str> = suite
+                    .checks
+                    .iter()
+                    .filter(|c| skip(c.part).is_none())
+                    .map(|c| c.name)
+                    .collect();
                 let jobs: Vec<Job> = checks
                     .iter()
                     .map(|c| Job {
@@ -496,6 +578,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Planned {
                         name: trial.into(),
                         ignored: false,
+                        skip: None,
                         judge,
                     },
                     jobs,
@@ -504,6 +587,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                         role: Role::Maintainer,
                         part: None,
                         verdict: None,
+                        skipped: None,
                     },
                 ));
             }
@@ -514,6 +598,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Planned {
                         name: trial.clone(),
                         ignored: false,
+                        skip: None,
                         judge,
                     },
                     Vec::new(),
@@ -522,6 +607,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                         role: Role::Maintainer,
                         part: None,
                         verdict: None,
+                        skipped: None,
                     },
                 ));
             }

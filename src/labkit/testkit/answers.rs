@@ -15,8 +15,8 @@ pub type Read = fn(&Lab, i32) -> Result<Option<User>>;
 /// An update: `update_user_plan` and its variants.
 pub type Update = fn(&Lab, i32, &str) -> Result<()>;
 
-/// The five TODO functions of `src/lib.rs`, and a name to find them by (a
-/// child process is told the name, not the functions).
+/// The TODO functions of `src/lib.rs`, and a name to find them by (a child
+/// process is told the name, not the functions).
 #[derive(Clone, Copy)]
 pub struct Answers {
     pub name: &'static str,
@@ -25,6 +25,8 @@ pub struct Answers {
     pub get_user_profile_singleflight: Read,
     pub get_user_profile_leased: Read,
     pub update_user_plan_leased: Update,
+    pub get_user_profile_replicated: Read,
+    pub update_user_plan_replicated: Update,
 }
 
 impl Answers {
@@ -36,6 +38,8 @@ impl Answers {
         get_user_profile_singleflight: crate::get_user_profile_singleflight,
         get_user_profile_leased: crate::get_user_profile_leased,
         update_user_plan_leased: crate::update_user_plan_leased,
+        get_user_profile_replicated: crate::get_user_profile_replicated,
+        update_user_plan_replicated: crate::update_user_plan_replicated,
     };
 }
 

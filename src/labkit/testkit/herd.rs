@@ -1,7 +1,8 @@
-//! A herd of readers across several processes: what a process-local lock
-//! cannot stop, and a lease can.
+//! Herds of readers: threads released together ([`release`], used by the
+//! grader's checks, the narration and the benchmark), and a herd across
+//! several processes: what a process-local lock cannot stop, and a lease can.
 //!
-//! The parent starts N copies of its own executable with `LAB_HERD` set to
+//! Across processes, the parent starts N copies of its own executable with `LAB_HERD` set to
 //! a JSON [`Spec`]. Each child joins the parent's private lab, lines its
 //! threads up behind a barrier and says [`Message::Ready`]; once every child
 //! is ready the parent writes `go` to all of them at once, and each child
@@ -25,6 +26,63 @@ use crate::User;
 use crate::labkit::Lab;
 
 const ENV: &str = "LAB_HERD";
+
+/// What one thread of a [`release`]d herd did.
+pub struct Run<T> {
+    /// Its result, or the panic it raised.
+    pub outcome: std::thread::Result<T>,
+    pub started: Instant,
+    pub finished: Instant,
+}
+
+/// Runs `body` on `n` threads released together by a barrier. `before`
+/// runs on the calling thread once all of them wait at the barrier (to say
+/// "ready", say); `during` runs right after the release (to let parked
+/// statements go, say). Waits at most `bound` for the threads; the result
+/// holds those that returned in time, in no particular order, and the others
+/// keep running. A panic is caught and returned, and prints nothing beyond
+/// what the panic hook prints.
+pub fn release<T: Send + 'static>(
+    n: usize,
+    bound: Duration,
+    body: impl Fn() -> T + Send + Sync + 'static,
+    before: impl FnOnce(),
+    during: impl FnOnce(),
+) -> Vec<Run<T>> {
+    let gate = Arc::new(Barrier::new(n + 1));
+    let body = Arc::new(body);
+    let (tx, rx) = mpsc::channel();
+    for _ in 0..n {
+        let (gate, body, tx) = (gate.clone(), body.clone(), tx.clone());
+        // Small stacks: the benchmark releases a thousand of these.
+        let spawned = std::thread::Builder::new()
+            .stack_size(512 * 1024)
+            .spawn(move || {
+                gate.wait();
+                let started = Instant::now();
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body()));
+                let _ = tx.send(Run {
+                    outcome,
+                    started,
+                    finished: Instant::now(),
+                });
+            });
+        spawned.expect("cannot start a herd thread");
+    }
+    drop(tx);
+    before();
+    gate.wait();
+    let deadline = Instant::now() + bound;
+    during();
+    let mut runs = Vec::with_capacity(n);
+    while runs.len() < n {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(run) => runs.push(run),
+            Err(_) => break,
+        }
+    }
+    runs
+}
 
 /// What one herd process does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,37 +159,28 @@ pub fn serve(
     };
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
-    let gate = Arc::new(Barrier::new(spec.threads + 1));
-    let read = Arc::new(read);
-    let (tx, rx) = mpsc::channel();
-    for _ in 0..spec.threads {
-        let (lab, gate, read, tx) = (lab.clone(), gate.clone(), read.clone(), tx.clone());
-        let user_id = spec.user_id;
-        std::thread::spawn(move || {
-            gate.wait();
-            let got =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab, user_id)));
-            let _ = tx.send(match got {
-                Ok(Ok(Some(user))) => Reading::User(user),
-                Ok(Ok(None)) => Reading::Missing,
-                Ok(Err(e)) => Reading::Error(e.to_string()),
-                Err(payload) => Reading::Panicked(Panic::from_payload(&*payload).to_string()),
-            });
-        });
-    }
-    drop(tx);
-    say(&Message::Ready);
-    let mut go = String::new();
-    let _ = std::io::stdin().read_line(&mut go);
-    gate.wait();
-    let deadline = Instant::now() + Duration::from_millis(spec.bound_ms);
-    let mut readings = Vec::with_capacity(spec.threads);
-    while readings.len() < spec.threads {
-        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Ok(reading) => readings.push(reading),
-            Err(_) => break,
-        }
-    }
+    let (user_id, herd_lab) = (spec.user_id, lab.clone());
+    let runs = release(
+        spec.threads,
+        Duration::from_millis(spec.bound_ms),
+        move || read(&herd_lab, user_id),
+        || {
+            // Every thread waits at the barrier: say so, and wait for go.
+            say(&Message::Ready);
+            let mut go = String::new();
+            let _ = std::io::stdin().read_line(&mut go);
+        },
+        || {},
+    );
+    let mut readings: Vec<Reading> = runs
+        .into_iter()
+        .map(|run| match run.outcome {
+            Ok(Ok(Some(user))) => Reading::User(user),
+            Ok(Ok(None)) => Reading::Missing,
+            Ok(Err(e)) => Reading::Error(e.to_string()),
+            Err(payload) => Reading::Panicked(Panic::from_payload(&*payload).to_string()),
+        })
+        .collect();
     readings.resize(spec.threads, Reading::Stuck);
     say(&Message::Report(Report {
         statements: lab.db.query_count(),

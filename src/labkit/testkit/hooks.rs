@@ -25,7 +25,7 @@ pub enum Phase {
     After,
 }
 
-/// Which statements a trap catches.
+/// Which calls a trap catches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Matcher {
     /// Statements whose SQL starts with this word (case-insensitive).
@@ -34,6 +34,15 @@ pub enum Matcher {
     Read,
     /// Everything else (UPDATE, INSERT, DELETE, …), whatever SQL it uses.
     Write,
+    /// A cache call that removed this key (`delete` or `invalidate`), as
+    /// the learner names it.
+    Delete(String),
+}
+
+/// What a trap is offered: a statement, or a cache key being removed.
+enum Action<'a> {
+    Statement(&'a str),
+    Delete(&'a str),
 }
 
 /// Which statement to park: the next one that matches, in the given phase.
@@ -72,7 +81,21 @@ impl Trap {
             matcher: Matcher::Read,
         }
     }
-    fn matches(&self, phase: Phase, sql: &str) -> bool {
+    /// The next cache call that removes `key`, once it has.
+    pub fn after_delete(key: &str) -> Trap {
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Delete(key.to_string()),
+        }
+    }
+    fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
+        let sql = match (action, &self.matcher) {
+            (Action::Delete(key), Matcher::Delete(wanted)) => {
+                return self.phase == phase && key == wanted;
+            }
+            (Action::Delete(_), _) | (Action::Statement(_), Matcher::Delete(_)) => return false,
+            (Action::Statement(sql), _) => *sql,
+        };
         let starts = |verb: &str| {
             let sql = sql.trim_start();
             sql.len() >= verb.len()
@@ -89,6 +112,7 @@ impl Trap {
                 Matcher::Verb(verb) => starts(verb),
                 Matcher::Read => is_read(),
                 Matcher::Write => !is_read(),
+                Matcher::Delete(_) => false,
             }
     }
 }
@@ -217,7 +241,7 @@ impl Hooks {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(Phase::Before, sql);
+            self.maybe_park(Phase::Before, &Action::Statement(sql));
         }
         let delay = self.delay_us.load(Ordering::Relaxed);
         if delay > 0 {
@@ -233,14 +257,21 @@ impl Hooks {
     /// Called by `Db` after a statement's result came back.
     pub(crate) fn after_statement(&self, sql: &str) {
         if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(Phase::After, sql);
+            self.maybe_park(Phase::After, &Action::Statement(sql));
         }
     }
 
-    fn maybe_park(&self, phase: Phase, sql: &str) {
+    /// Called by `Cache` after it removed `key` (the learner's name for it).
+    pub(crate) fn after_delete(&self, key: &str) {
+        if self.watched.load(Ordering::SeqCst) {
+            self.maybe_park(Phase::After, &Action::Delete(key));
+        }
+    }
+
+    fn maybe_park(&self, phase: Phase, action: &Action<'_>) {
         let mut state = self.lock();
         let id = match &state.armed {
-            Some((id, trap)) if trap.matches(phase, sql) => *id,
+            Some((id, trap)) if trap.matches(phase, action) => *id,
             _ => {
                 // Wake `wait_for_statements` callers under the lock, so no
                 // notification is lost between their check and their wait.

@@ -40,6 +40,12 @@ pub fn redis_url() -> String {
     config::redis_url()
 }
 
+/// Part 4's replica URL, or why there is none (the command that starts one
+/// is in the error labkit gives for calls on `lab.replica`).
+pub fn replica_url() -> std::result::Result<String, String> {
+    config::replica_url()
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn mask_password(url: &str) -> String {
     super::error::mask_password(url)
@@ -75,6 +81,7 @@ pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
 pub fn attach(space_name: &str) -> Result<Lab> {
     Lab::build(
         Some(isolation::Space::attach(space_name)?),
+        None,
         PoolSizes::ISOLATED,
     )
 }
@@ -106,10 +113,10 @@ pub trait DbExt {
 
 impl DbExt for Db {
     fn with_raw_client<T>(&self, f: impl FnOnce(&mut postgres::Client) -> T) -> Result<T> {
-        self.pool().with_conn(|conn| f(&mut conn.client))
+        self.pool()?.with_conn(|conn| f(&mut conn.client))
     }
     fn open_connections(&self) -> u32 {
-        self.pool().open_connections()
+        self.pool().map_or(0, |p| p.open_connections())
     }
 }
 

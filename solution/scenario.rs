@@ -1,0 +1,466 @@
+//! The narrated scenario, step by step, observed for one set of answers:
+//! what each step returned, the statements it sent, whether what it left
+//! behind is fresh or stale, and how long it took.
+//!
+//! Answers under observation may be unfinished or wrong: every call runs on
+//! its own thread, bounded, and a `todo!()`, a panic, an `Err` or a hang is
+//! observed like any other outcome, never a crash. A step that hung leaves
+//! its lab closed (so the stuck thread exits), and the next step starts on a
+//! fresh lab.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use cache_aside_lab::labkit::testkit::panics::Panic;
+use cache_aside_lab::labkit::testkit::{Answers, LabExt, Read, Trap, Update, herd};
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{User, user_key};
+
+use crate::narrate::Outcome;
+
+/// Statements are slowed this much in the herds, so that a stampede has a
+/// window to happen in, as it would against a busy database.
+pub const SLOW: Duration = Duration::from_millis(20);
+pub const HERD: usize = 50;
+pub const PROCESSES: usize = 3;
+pub const THREADS: usize = 16;
+/// No call of the answers is waited for longer than this.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// Whether what a step left behind agrees with Postgres.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Fresh,
+    Stale,
+}
+
+/// What one step observed.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    Got {
+        shown: String,
+        statements: u64,
+        state: Option<State>,
+        wall: Duration,
+    },
+    /// The function behind the step still has its `todo!()`.
+    NotWritten(String),
+    /// It panicked, hung, or the lab itself failed.
+    Failed(String),
+}
+
+impl Seen {
+    /// What two sets of answers can differ in (not the time taken).
+    pub fn behaviour(&self) -> String {
+        match self {
+            Seen::Got {
+                shown,
+                statements,
+                state,
+                ..
+            } => format!("{shown} {statements} {state:?}"),
+            Seen::NotWritten(m) | Seen::Failed(m) => m.clone(),
+        }
+    }
+}
+
+/// One step of the scenario.
+pub struct Step {
+    /// "1", "6a", …
+    pub number: &'static str,
+    pub part: u8,
+    pub label: String,
+    pub seen: Seen,
+}
+
+/// The lab a scenario runs on; replaced when a step had to close it.
+struct Env {
+    lab: Arc<Lab>,
+}
+
+impl Env {
+    fn lab(&self) -> &Arc<Lab> {
+        &self.lab
+    }
+
+    /// Closes the lab (so that a stuck thread's next call fails and it
+    /// exits) and goes on with a fresh one.
+    fn replace(&mut self) -> Option<Seen> {
+        self.lab.hooks().close();
+        match Lab::isolated() {
+            Ok(fresh) => {
+                self.lab = Arc::new(fresh);
+                None
+            }
+            Err(e) => Some(Seen::Failed(format!("no fresh lab: {e}"))),
+        }
+    }
+}
+
+/// Runs `f` on its own thread: its value, or what went wrong instead.
+fn bounded<T: Send + 'static>(
+    env: &mut Env,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> std::result::Result<(T, Duration), Seen> {
+    let (tx, rx) = mpsc::channel();
+    let lab = env.lab.clone();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
+        let _ = tx.send((out, started.elapsed()));
+    });
+    match rx.recv_timeout(BOUND) {
+        Ok((Ok(value), wall)) => Ok((value, wall)),
+        Ok((Err(payload), _)) => Err(panicked(&*payload)),
+        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+            Err(env.replace().unwrap_or_else(hung))
+        }
+    }
+}
+
+fn hung() -> Seen {
+    Seen::Failed(format!(
+        "did not return within {BOUND:?} (the next step starts on a fresh lab)"
+    ))
+}
+
+fn panicked(payload: &(dyn std::any::Any + Send)) -> Seen {
+    let panic = Panic::from_payload(payload);
+    if panic.is_todo() {
+        Seen::NotWritten(format!(
+            "not yet implemented: {}",
+            trim_todo(&panic.message)
+        ))
+    } else {
+        Seen::Failed(panic.to_string())
+    }
+}
+
+fn trim_todo(message: &str) -> &str {
+    message.trim_start_matches("not yet implemented: ")
+}
+
+pub fn show(user: &Option<User>) -> String {
+    match user {
+        Some(u) => format!("{} (plan {:?})", u.name, u.plan),
+        None => "None".into(),
+    }
+}
+
+/// A read or an update, counted and timed.
+fn counted<T: Send + 'static>(
+    env: &mut Env,
+    f: impl FnOnce(&Lab) -> Result<T> + Send + 'static,
+    shown: impl FnOnce(&Lab, T) -> Result<(String, Option<State>)>,
+) -> Seen {
+    env.lab().db.reset_counters();
+    match bounded(env, f) {
+        Err(seen) => seen,
+        Ok((Err(e), _)) => Seen::Failed(format!("Err({e})")),
+        Ok((Ok(value), wall)) => {
+            let statements = env.lab().db.query_count();
+            match shown(env.lab(), value) {
+                Ok((shown, state)) => Seen::Got {
+                    shown,
+                    statements,
+                    state,
+                    wall,
+                },
+                Err(e) => Seen::Failed(format!("the lab failed: {e}")),
+            }
+        }
+    }
+}
+
+/// Postgres' plan for a user, read by the scenario itself (not counted).
+fn stored_plan(lab: &Lab, user_id: i32) -> Result<Option<String>> {
+    let row = lab
+        .db
+        .query_opt("SELECT plan FROM users WHERE id = $1", &[&user_id])?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Runs every step with `answers`, each set of answers on a lab of its own.
+pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
+    let mut env = Env {
+        lab: Arc::new(Lab::isolated()?),
+    };
+    let space = env.lab().space_name().unwrap_or("shared").to_string();
+    let a = answers;
+    let mut steps = Vec::new();
+    let mut step = |number, part, label: &str, seen| {
+        steps.push(Step {
+            number,
+            part,
+            label: label.to_string(),
+            seen,
+        })
+    };
+
+    let seen = counted(
+        &mut env,
+        move |lab| (a.get_user_profile)(lab, 1),
+        |lab, user| {
+            let ttl = lab
+                .cache
+                .ttl(&user_key(1))?
+                .map(|t| format!("{}s", t.as_millis().div_ceil(1000)))
+                .unwrap_or("-".into());
+            Ok((format!("{} ttl {ttl}", show(&user)), None))
+        },
+    );
+    step(
+        "1",
+        1,
+        "cold read of user 1 (miss: Postgres, then fill)",
+        seen,
+    );
+    let seen = counted(
+        &mut env,
+        move |lab| (a.get_user_profile)(lab, 1),
+        |_, user| Ok((show(&user), None)),
+    );
+    step("2", 1, "read user 1 again (hit)", seen);
+    let seen = counted(
+        &mut env,
+        move |lab| (a.update_user_plan)(lab, 1, "enterprise"),
+        |lab, ()| {
+            let present = lab.cache.exists(&user_key(1))?;
+            Ok((format!("user:1 cached: {present}"), None))
+        },
+    );
+    step("3", 1, "update_user_plan(1, \"enterprise\")", seen);
+    let seen = counted(
+        &mut env,
+        move |lab| (a.get_user_profile)(lab, 1),
+        |lab, user| {
+            let truth = stored_plan(lab, 1)?;
+            let fresh = user.as_ref().map(|u| &u.plan) == truth.as_ref();
+            let state = if fresh { State::Fresh } else { State::Stale };
+            Ok((show(&user), Some(state)))
+        },
+    );
+    step("4", 1, "read user 1 after the update", seen);
+    let seen = counted(
+        &mut env,
+        move |lab| (a.get_user_profile)(lab, 999),
+        |_, user| Ok((show(&user), None)),
+    );
+    step("5", 1, "read missing user 999", seen);
+
+    env.lab().hooks().slow_statements(SLOW);
+    let seen = herd_of(&mut env, 2, a.get_user_profile_singleflight);
+    step(
+        "6a",
+        2,
+        &format!("{HERD} concurrent cold reads, single-flight"),
+        seen,
+    );
+    let seen = herd_of(&mut env, 3, a.get_user_profile);
+    step(
+        "6b",
+        2,
+        &format!("{HERD} concurrent cold reads, plain Part 1"),
+        seen,
+    );
+    env.lab().hooks().slow_statements(Duration::ZERO);
+
+    let seen = race(&mut env, a.get_user_profile, a.update_user_plan);
+    step("7", 3, "plain", seen);
+    let seen = race(
+        &mut env,
+        a.get_user_profile_leased,
+        a.update_user_plan_leased,
+    );
+    step("7", 3, "leased", seen);
+    let seen = processes(&env, 5, &herd_read_name(a, "singleflight"));
+    step("8", 3, "single-flight (a per-process lock)", seen);
+    let _ = env.lab().cache.delete(&user_key(5));
+    let seen = processes(&env, 5, &herd_read_name(a, "leased"));
+    step("8", 3, "leases (one holder across processes)", seen);
+    Ok((space, steps))
+}
+
+/// `HERD` threads released together on a cold user.
+fn herd_of(env: &mut Env, user_id: i32, read: Read) -> Seen {
+    let lab = env.lab().clone();
+    lab.db.reset_counters();
+    let started = Instant::now();
+    let herd_lab = lab.clone();
+    let runs = herd::release(HERD, BOUND, move || read(&herd_lab, user_id), || {}, || {});
+    let wall = started.elapsed();
+    if runs.len() < HERD {
+        return env.replace().unwrap_or_else(|| {
+            Seen::Failed(format!(
+                "{} of {HERD} readers had not returned after {BOUND:?} (the next step starts on a fresh lab)",
+                HERD - runs.len()
+            ))
+        });
+    }
+    let mut got = 0;
+    for run in runs {
+        match run.outcome {
+            Ok(Ok(user)) => got += usize::from(user.is_some_and(|u| u.id == user_id)),
+            Ok(Err(e)) => return Seen::Failed(format!("a reader got Err({e})")),
+            Err(payload) => return panicked(&*payload),
+        }
+    }
+    Seen::Got {
+        shown: format!("{got}/{HERD} got user {user_id}"),
+        statements: lab.db.query_count(),
+        state: None,
+        wall,
+    }
+}
+
+/// The stale-set race, arranged with a parked statement instead of luck: a
+/// reader reads user 4 and is held right after its SELECT, an update lands,
+/// then the reader fills.
+fn race(env: &mut Env, read: Read, update: Update) -> Seen {
+    let lab = env.lab().clone();
+    let setup = || -> Result<(String, &'static str)> {
+        lab.cache.invalidate(&user_key(4))?;
+        let before = stored_plan(&lab, 4)?.unwrap_or_default();
+        let plan = if before == "pro" { "free" } else { "pro" };
+        Ok((before, plan))
+    };
+    let (before, plan) = match setup() {
+        Ok(x) => x,
+        Err(e) => return Seen::Failed(format!("the lab failed: {e}")),
+    };
+    lab.db.reset_counters();
+    let started = Instant::now();
+    let parked = lab.hooks().park(Trap::after_read());
+    let (tx, rx) = mpsc::channel();
+    {
+        let lab = lab.clone();
+        std::thread::spawn(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab, 4)));
+            let _ = tx.send(out);
+        });
+    }
+    // Wait until the reader is held after its SELECT, or has finished
+    // without one (an unfinished answer, say).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut early = None;
+    while !parked.wait(Duration::from_millis(10)) && Instant::now() < deadline {
+        if let Ok(out) = rx.try_recv() {
+            early = Some(out);
+            break;
+        }
+    }
+    if let Some(out) = early {
+        drop(parked);
+        return match out {
+            Err(payload) => panicked(&*payload),
+            Ok(Err(e)) => Seen::Failed(format!("the read returned Err({e})")),
+            Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
+        };
+    }
+    let updated = {
+        let lab = lab.clone();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let out =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| update(&lab, 4, plan)));
+            let _ = tx.send(out);
+        });
+        rx.recv_timeout(BOUND)
+    };
+    drop(parked);
+    let read = rx.recv_timeout(BOUND);
+    let wall = started.elapsed();
+    match (updated, read) {
+        (Ok(Err(payload)), _) | (_, Ok(Err(payload))) => return panicked(&*payload),
+        (Ok(Ok(Err(e))), _) => return Seen::Failed(format!("the update returned Err({e})")),
+        (Err(_), _) | (_, Err(_)) => return env.replace().unwrap_or_else(hung),
+        _ => {}
+    }
+    let statements = lab.db.query_count();
+    let cached: Result<Option<Option<User>>> = lab.cache.get_json(&user_key(4));
+    let (verdict, state) = match cached {
+        Ok(Some(Some(u))) if u.plan != plan => (
+            format!("STALE: cache holds {:?}, Postgres {plan:?}", u.plan),
+            State::Stale,
+        ),
+        Ok(Some(Some(u))) => (format!("fresh: cache holds {:?}", u.plan), State::Fresh),
+        Ok(_) => (
+            "fresh: the late fill was refused, cache empty".into(),
+            State::Fresh,
+        ),
+        Err(e) => return Seen::Failed(format!("the lab failed: {e}")),
+    };
+    Seen::Got {
+        shown: format!("{before:?} -> {plan:?} ...... {verdict}"),
+        statements,
+        state: Some(state),
+        wall,
+    }
+}
+
+/// The name a herd process of this binary resolves with [`herd_read`].
+fn herd_read_name(answers: &Answers, read: &str) -> String {
+    format!("{} {read}", answers.name)
+}
+
+/// The read a herd process runs: "<answers> singleflight|leased".
+pub fn herd_read(name: &str, all: &[&'static Answers]) -> Option<Read> {
+    let (answers, read) = name.rsplit_once(' ')?;
+    let answers = all.iter().find(|a| a.name == answers)?;
+    match read {
+        "singleflight" => Some(answers.get_user_profile_singleflight),
+        "leased" => Some(answers.get_user_profile_leased),
+        _ => None,
+    }
+}
+
+/// `PROCESSES` herd processes of this binary on a cold user: the statements
+/// they sent in all.
+fn processes(env: &Env, user_id: i32, read: &str) -> Seen {
+    let lab = env.lab();
+    let spec = herd::Spec {
+        space: lab.space_name().expect("isolated").to_string(),
+        read: read.to_string(),
+        user_id,
+        threads: THREADS,
+        slow_ms: SLOW.as_millis() as u64,
+        bound_ms: BOUND.as_millis() as u64,
+    };
+    let started = Instant::now();
+    let reports = match herd::run(&spec, PROCESSES) {
+        Ok(reports) => reports,
+        Err(why) => return Seen::Failed(format!("the herd did not run: {why}")),
+    };
+    let wall = started.elapsed();
+    let readings: Vec<&herd::Reading> = reports.iter().flat_map(|r| &r.readings).collect();
+    if let Some(herd::Reading::Panicked(p)) = readings
+        .iter()
+        .find(|r| matches!(r, herd::Reading::Panicked(_)))
+    {
+        return if p.contains("not yet implemented") {
+            Seen::NotWritten(format!(
+                "not yet implemented: {}",
+                p.split_once("not yet implemented: ")
+                    .map_or(p.as_str(), |x| x.1)
+            ))
+        } else {
+            Seen::Failed(format!("a reader {p}"))
+        };
+    }
+    let got = readings
+        .iter()
+        .filter(|r| matches!(r, herd::Reading::User(u) if u.id == user_id))
+        .count();
+    let statements: u64 = reports.iter().map(|r| r.statements).sum();
+    Seen::Got {
+        shown: format!(
+            "{statements} statement{}, {got}/{} got user {user_id}",
+            if statements == 1 { "" } else { "s" },
+            readings.len()
+        ),
+        statements,
+        state: None,
+        wall,
+    }
+}

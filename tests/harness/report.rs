@@ -1,0 +1,128 @@
+//! libtest's human output, written here rather than by libtest-mimic.
+//!
+//! libtest-mimic prints a failure under `---- name ----`, where libtest
+//! itself prints `---- name stdout ----`, and tools that read test output
+//! (bacon, the watch loop the README suggests) look for exactly libtest's
+//! line. So the pretty and terse formats are printed here, line for line as
+//! libtest prints them; listing and `--format json` stay libtest-mimic's.
+
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
+
+/// How one trial came out.
+pub enum Outcome {
+    Passed,
+    Failed(String),
+    Ignored(Option<String>),
+}
+
+pub struct Printer {
+    terse: bool,
+    color: bool,
+    width: usize,
+    started: Instant,
+    failures: Vec<(String, String)>,
+    counts: [usize; 3],
+}
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+impl Printer {
+    /// Starts a run of `names` (those selected, ignored ones included).
+    pub fn start(args: &Arguments, names: &[&str]) -> Printer {
+        let color = match args.color.unwrap_or(ColorSetting::Auto) {
+            ColorSetting::Always => true,
+            ColorSetting::Never => false,
+            ColorSetting::Auto => std::io::stdout().is_terminal(),
+        };
+        let terse = args.quiet || matches!(args.format, Some(FormatSetting::Terse));
+        let n = names.len();
+        println!("\nrunning {n} test{}", if n == 1 { "" } else { "s" });
+        Printer {
+            terse,
+            color,
+            width: names.iter().map(|n| n.chars().count()).max().unwrap_or(0),
+            started: Instant::now(),
+            failures: Vec::new(),
+            counts: [0; 3],
+        }
+    }
+
+    fn paint(&self, color: &str, text: &str) -> String {
+        if self.color {
+            format!("{color}{text}{RESET}")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Before a trial's outcome is known ("test name ... ").
+    pub fn begin(&self, name: &str) {
+        if !self.terse {
+            print!("test {name:<0$} ... ", self.width);
+            let _ = std::io::stdout().flush();
+        }
+    }
+
+    pub fn outcome(&mut self, name: &str, outcome: Outcome) {
+        let (mark, word) = match &outcome {
+            Outcome::Passed => {
+                self.counts[0] += 1;
+                (self.paint(GREEN, "."), self.paint(GREEN, "ok"))
+            }
+            Outcome::Failed(message) => {
+                self.counts[1] += 1;
+                self.failures.push((name.to_string(), message.clone()));
+                (self.paint(RED, "F"), self.paint(RED, "FAILED"))
+            }
+            Outcome::Ignored(reason) => {
+                self.counts[2] += 1;
+                let word = match reason {
+                    Some(reason) => format!("ignored, {reason}"),
+                    None => "ignored".into(),
+                };
+                (self.paint(YELLOW, "i"), self.paint(YELLOW, &word))
+            }
+        };
+        if self.terse {
+            print!("{mark}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{word}");
+        }
+    }
+
+    /// The failures, then the result line; true if all passed.
+    pub fn finish(self, filtered_out: usize) -> bool {
+        if self.terse {
+            println!();
+        }
+        if !self.failures.is_empty() {
+            println!("\nfailures:\n");
+            for (name, message) in &self.failures {
+                println!("---- {name} stdout ----\n{message}\n");
+            }
+            println!("\nfailures:");
+            for (name, _) in &self.failures {
+                println!("    {name}");
+            }
+        }
+        let ok = self.failures.is_empty();
+        let verdict = if ok {
+            self.paint(GREEN, "ok")
+        } else {
+            self.paint(RED, "FAILED")
+        };
+        let [passed, failed, ignored] = self.counts;
+        println!(
+            "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n",
+            self.started.elapsed().as_secs_f64()
+        );
+        ok
+    }
+}
