@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::Lab;
 use cache_aside_lab::labkit::testkit::{
-    CacheExt, DbExt, LabExt, PoolSizes, Read, database_url, herd, isolated_sized, redis_url,
+    self, CacheExt, DbExt, LabExt, PoolSizes, Read, database_url, herd, isolated_sized, redis_url,
 };
 use cache_aside_lab::{User, user_key};
 
@@ -518,6 +518,8 @@ fn main() {
         plain.failed,
     );
 
+    let lag = replica_lag(&lab, if quick { 10 } else { 100 });
+
     let summary = format!(
         "{{\"hit_vs_raw_get\":{:.3},\"db_read_vs_raw_select\":{:.3},\"hit_throughput_16_vs_raw\":{:.3},\"herd_1000_statements\":{},\"herd_1000_wall_vs_warm\":{:.3}}}",
         ratio_of("cache.get_json hit", GET_FLOOR),
@@ -526,6 +528,13 @@ fn main() {
         statements,
         single_ms / warm_ms
     );
+    let summary = match lag {
+        Some((p50, max)) => format!(
+            "{},\"replica_lag_p50_ms\":{p50:.1},\"replica_lag_max_ms\":{max:.1}}}",
+            summary.trim_end_matches('}')
+        ),
+        None => summary,
+    };
     println!("\nsummary: {summary}");
     if json {
         let latency: Vec<String> = lines
@@ -542,4 +551,51 @@ fn main() {
             latency.join(",")
         );
     }
+}
+
+/// Part 4: how far the replica lags a write, over `writes` writes (median
+/// and max, ms): a write on the primary, then the replica polled until it
+/// has it. `None` without a replica.
+fn replica_lag(lab: &Lab, writes: usize) -> Option<(f64, f64)> {
+    if testkit::replica_url().is_err() {
+        println!("\nreplica lag: no read replica (scripts/services up --replica)");
+        return None;
+    }
+    lab.replica.query_opt("SELECT 1", &[]).ok()?;
+    let mut lags = Vec::with_capacity(writes);
+    for i in 0..writes {
+        let plan = ["free", "pro"][i % 2];
+        lab.db
+            .with_raw_client(|c| c.execute("UPDATE users SET plan = $1 WHERE id = 5", &[&plan]))
+            .ok()?
+            .ok()?;
+        let written = Instant::now();
+        loop {
+            let seen: Option<String> = lab
+                .replica
+                .with_raw_client(|c| c.query_opt("SELECT plan FROM users WHERE id = 5", &[]))
+                .ok()?
+                .ok()?
+                .map(|row| row.get(0));
+            if seen.as_deref() == Some(plan) {
+                break;
+            }
+            if written.elapsed() > Duration::from_secs(30) {
+                println!("\nreplica lag: the replica had not caught up after 30 s");
+                return None;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        lags.push(written.elapsed().as_secs_f64() * 1e3);
+    }
+    let max = lags.iter().copied().fold(0.0, f64::max);
+    let p50 = median(lags);
+    println!(
+        "\n{:<42} {:>10.1} {:>10.1}",
+        format!("replica lag over {writes} writes (ms)"),
+        p50,
+        max
+    );
+    println!("{:<42} {:>10} {:>10}", "", "median", "max");
+    Some((p50, max))
 }

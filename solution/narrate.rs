@@ -20,7 +20,8 @@ fn part_header(part: u8) -> String {
     match part {
         1 => "Part 1: cache-aside".into(),
         2 => format!("Part 2: single-flight ({HERD} threads, statements slowed by {SLOW:?})"),
-        _ => "Part 3: leases".into(),
+        3 => "Part 3: leases".into(),
+        _ => "Part 4: a read replica that lags".into(),
     }
 }
 
@@ -34,6 +35,10 @@ fn group_header(number: &str) -> Option<String> {
         "8" => Some(format!(
             "8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5"
         )),
+        "9" => Some(
+            "9. an update of user 1, then at once a read, while the replica still has the old row"
+                .into(),
+        ),
         _ => None,
     }
 }
@@ -83,6 +88,12 @@ pub fn run() -> Outcome<()> {
             plural(statements)
         );
     }
+    if !steps.iter().any(|s| s.part == 4) {
+        println!(
+            "\n{}\n   (not shown: no read replica; `scripts/services up --replica` starts one)",
+            part_header(4)
+        );
+    }
     println!(
         "\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.",
         started.elapsed()
@@ -94,6 +105,14 @@ pub fn run() -> Outcome<()> {
 fn narrated_pair(step: &Step) -> String {
     match (&step.seen, step.number) {
         (Seen::Got { shown, .. }, "7") => format!("{:<7} {shown}", step.label),
+        (Seen::Got { shown, state, .. }, "9") => {
+            let verdict = if *state == Some(State::Stale) {
+                "STALE"
+            } else {
+                "fresh"
+            };
+            format!("{:<44} {shown}: {verdict}", step.label)
+        }
         (Seen::Got { statements, .. }, _) => {
             let dots = ".".repeat(40usize.saturating_sub(step.label.len()));
             format!(

@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
-use cache_aside_lab::labkit::testkit::{Answers, LabExt, Read, Trap, Update, herd};
+use cache_aside_lab::labkit::testkit::{self, Answers, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{User, user_key};
 
@@ -279,7 +279,80 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
     let _ = env.lab().cache.delete(&user_key(5));
     let seen = processes(&env, 5, &herd_read_name(a, "leased"));
     step("8", 3, "leases (one holder across processes)", seen);
+    if testkit::replica_url().is_ok() {
+        let seen = replica_step(&mut env, a.update_user_plan, replica_only);
+        step("9", 4, "plain: write, invalidate, read the replica", seen);
+        let seen = replica_step(
+            &mut env,
+            a.update_user_plan_replicated,
+            a.get_user_profile_replicated,
+        );
+        step("9", 4, "with a marker", seen);
+    }
     Ok((space, steps))
+}
+
+/// Plain cache-aside whose misses always read the replica: what the
+/// narration shows first in Part 4 (it is nobody's answer).
+fn replica_only(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let user = lab
+        .replica
+        .query_opt(
+            "SELECT id, name, email, plan FROM users WHERE id = $1",
+            &[&user_id],
+        )?
+        .map(|row| User::from_row(&row));
+    if let Some(user) = &user {
+        lab.cache.set_json(&key, user, cache_aside_lab::CACHE_TTL)?;
+    }
+    Ok(user)
+}
+
+/// Part 4: update user 1's plan, then read it at once, while the replica
+/// still lags: what was returned and what got cached.
+fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
+    let lab = env.lab().clone();
+    let before = match stored_plan(&lab, 1) {
+        Ok(plan) => plan.unwrap_or_default(),
+        Err(e) => return Seen::Failed(format!("the lab failed: {e}")),
+    };
+    let plan = if before == "pro" { "free" } else { "pro" };
+    let _ = lab.cache.delete(&user_key(1));
+    lab.db.reset_counters();
+    lab.replica.reset_counters();
+    let started = Instant::now();
+    let done = bounded(env, move |lab| {
+        update(lab, 1, plan).and_then(|()| read(lab, 1))
+    });
+    let wall = started.elapsed();
+    let user = match done {
+        Err(seen) => return seen,
+        Ok((Err(e), _)) => return Seen::Failed(format!("Err({e})")),
+        Ok((Ok(user), _)) => user,
+    };
+    let cached: Option<User> = lab.cache.get_json(&user_key(1)).unwrap_or(None);
+    let returned = user
+        .as_ref()
+        .map_or("None".into(), |u| format!("{:?}", u.plan));
+    let kept = cached
+        .as_ref()
+        .map_or("nothing".into(), |u| format!("{:?}", u.plan));
+    let stale = user.as_ref().is_some_and(|u| u.plan != plan)
+        || cached.as_ref().is_some_and(|u| u.plan != plan);
+    Seen::Got {
+        shown: format!(
+            "{before:?} -> {plan:?}: read {returned}, cached {kept} ({} primary, {} replica)",
+            lab.db.query_count(),
+            lab.replica.query_count()
+        ),
+        statements: lab.db.query_count() + lab.replica.query_count(),
+        state: Some(if stale { State::Stale } else { State::Fresh }),
+        wall,
+    }
 }
 
 /// `HERD` threads released together on a cold user.
