@@ -1,15 +1,15 @@
 //! A second correct answer, written from the learner-facing API alone (the
 //! README's table and the docs, not `reference.rs`), in a different style:
 //! `SELECT *` through `query`, a single-flight that takes the lock before
-//! even looking at the cache, and a lease loop with backoff. CI grades it
-//! with `scripts/grade-answers`, as if a learner had typed it into
-//! `src/lib.rs`: the grader must accept any correct answer, not just the
-//! reference's shape.
+//! even looking at the cache, a lease loop with backoff, and a marker read
+//! back as a string. CI grades it with `scripts/grade-answers`, as if a
+//! learner had typed it into `src/lib.rs`: the grader must accept any
+//! correct answer, not just the reference's shape.
 
 use std::time::{Duration, Instant};
 
 use crate::labkit::{Lab, Result};
-use crate::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, User, key_lock, user_key};
+use crate::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, MARKER_TTL, User, key_lock, marker_key, user_key};
 
 fn fetch(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     let rows = lab.db.query("SELECT * FROM users WHERE id = $1 LIMIT 1", &[&user_id])?;
@@ -73,3 +73,25 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
     lab.db.execute("UPDATE users SET plan = $2 WHERE id = $1", &[&user_id, &plan])?;
     lab.cache.invalidate(&user_key(user_id))
 }
+
+pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(hit) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(hit));
+    }
+    let recently_written = lab.cache.get_json::<String>(&marker_key(user_id))?.is_some();
+    let source = if recently_written { &lab.db } else { &lab.replica };
+    let rows = source.query("SELECT * FROM users WHERE id = $1 LIMIT 1", &[&user_id])?;
+    let found = rows.first().map(User::from_row);
+    if let Some(user) = &found {
+        lab.cache.set_json(&key, user, CACHE_TTL)?;
+    }
+    Ok(found)
+}
+
+pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
+    lab.cache.set_json(&marker_key(user_id), "recently written", MARKER_TTL)?;
+    lab.db.execute("UPDATE users SET plan = $2 WHERE id = $1", &[&user_id, &plan])?;
+    lab.cache.delete(&user_key(user_id)).map(|_| ())
+}
+
