@@ -519,6 +519,7 @@ fn main() {
     );
 
     let lag = replica_lag(&lab, if quick { 10 } else { 100 });
+    let cluster = cluster_section(&lab, &user1, rounds, per_round, time, reps);
 
     let summary = format!(
         "{{\"hit_vs_raw_get\":{:.3},\"db_read_vs_raw_select\":{:.3},\"hit_throughput_16_vs_raw\":{:.3},\"herd_1000_statements\":{},\"herd_1000_wall_vs_warm\":{:.3}}}",
@@ -528,6 +529,17 @@ fn main() {
         statements,
         single_ms / warm_ms
     );
+    let summary = match cluster {
+        Some(c) => format!(
+            "{},\"cluster_hit_vs_single\":{:.3},\"cluster_hit_vs_raw_cluster_get\":{:.3},\"cluster_throughput_16_vs_single\":{:.3},\"cluster_throughput_16_vs_raw\":{:.3}}}",
+            summary.trim_end_matches('}'),
+            c.hit_vs_single,
+            c.hit_vs_raw,
+            c.throughput_vs_single,
+            c.throughput_vs_raw
+        ),
+        None => summary,
+    };
     let summary = match lag {
         Some((p50, max)) => format!(
             "{},\"replica_lag_p50_ms\":{p50:.1},\"replica_lag_max_ms\":{max:.1}}}",
@@ -598,4 +610,207 @@ fn replica_lag(lab: &Lab, writes: usize) -> Option<(f64, f64)> {
     );
     println!("{:<42} {:>10} {:>10}", "", "median", "max");
     Some((p50, max))
+}
+
+/// The Redis Cluster to compare with: `REDIS_CLUSTER_URL`, or the one
+/// `scripts/services up --cluster` started.
+fn cluster_url() -> Option<String> {
+    if let Ok(url) = std::env::var("REDIS_CLUSTER_URL") {
+        return (!url.is_empty()).then_some(url);
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/target/services/cluster.env");
+    std::fs::read_to_string(file)
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("REDIS_CLUSTER_URL=").map(str::to_string))
+}
+
+struct ClusterRatios {
+    hit_vs_single: f64,
+    hit_vs_raw: f64,
+    throughput_vs_single: f64,
+    throughput_vs_raw: f64,
+}
+
+/// The cache path on a Redis Cluster, in the same run: hit latency against
+/// the single node's and against a raw cluster client's GET, and 16-thread
+/// hit throughput against both.
+fn cluster_section(
+    single: &Arc<Lab>,
+    user1: &User,
+    rounds: usize,
+    per_round: usize,
+    time: Duration,
+    reps: usize,
+) -> Option<ClusterRatios> {
+    let Some(url) = cluster_url() else {
+        println!("\ncluster: none (scripts/services up --cluster, or REDIS_CLUSTER_URL)");
+        return None;
+    };
+    let lab = match testkit::isolated_on(
+        &url,
+        PoolSizes {
+            postgres: 2,
+            redis: 64,
+        },
+    ) {
+        Ok(lab) => Arc::new(lab),
+        Err(e) => {
+            println!("\ncluster: cannot use {url}: {e}");
+            return None;
+        }
+    };
+    let client = redis::cluster::ClusterClient::new(vec![url.as_str()]).ok()?;
+    let raw = RefCell::new(client.get_connection().ok()?);
+    let key = lab.cache.storage_key(&user_key(1));
+    let prepare = || {
+        warm(single, user1);
+        warm(&lab, user1);
+    };
+    let raw_get = || {
+        let _: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query(&mut *raw.borrow_mut())
+            .expect("cluster GET");
+    };
+    let cluster_hit = || {
+        lab.cache
+            .get_json::<User>("user:1")
+            .expect("get")
+            .expect("hit");
+    };
+    let single_hit = || {
+        single
+            .cache
+            .get_json::<User>("user:1")
+            .expect("get")
+            .expect("hit");
+    };
+    let mut pairs = vec![
+        pair(
+            "cluster: cache.get_json hit",
+            "single node: cache.get_json hit",
+            single_hit,
+            cluster_hit,
+        ),
+        pair(
+            "cluster: cache.get_json hit",
+            "raw cluster GET (ClusterConnection)",
+            raw_get,
+            cluster_hit,
+        ),
+    ];
+    measure(&mut pairs, rounds, per_round, &prepare);
+    println!(
+        "\n{:<34} {:>7} {:>7} {:>7}   {:<40} {:>7} {:>7}   {:>6}",
+        format!("Redis Cluster at {}", testkit::mask_password(&url)),
+        "mean",
+        "p50",
+        "p99",
+        "floor, measured alternately",
+        "mean",
+        "p50",
+        "ratio"
+    );
+    let mut ratios = Vec::new();
+    for mut p in pairs {
+        let (r, f, ratio) = (
+            stats(&mut p.samples.1),
+            stats(&mut p.samples.0),
+            median(p.ratios),
+        );
+        println!(
+            "{:<34} {:>7.1} {:>7.1} {:>7.1}   {:<40} {:>7.1} {:>7.1}   {ratio:>5.2}x",
+            p.row, r.mean, r.p50, r.p99, p.floor, f.mean, f.p50
+        );
+        ratios.push(ratio);
+    }
+    // 16 threads: the single node, the cluster, and a raw cluster client,
+    // in rotating order so that order effects cancel.
+    let threads = 16;
+    let (mut vs_single, mut vs_raw) = (Vec::new(), Vec::new());
+    let (mut singles, mut clusters, mut raws) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..reps {
+        prepare();
+        let run_single = || {
+            let lab = single.clone();
+            throughput(
+                threads,
+                time,
+                || (),
+                move |_: &mut ()| {
+                    lab.cache
+                        .get_json::<User>("user:1")
+                        .expect("get")
+                        .expect("hit");
+                },
+            )
+        };
+        let run_cluster = || {
+            let lab = lab.clone();
+            throughput(
+                threads,
+                time,
+                || (),
+                move |_: &mut ()| {
+                    lab.cache
+                        .get_json::<User>("user:1")
+                        .expect("get")
+                        .expect("hit");
+                },
+            )
+        };
+        let run_raw = || {
+            let key = key.clone();
+            let client = client.clone();
+            throughput(
+                threads,
+                time,
+                move || client.get_connection().expect("cluster connection"),
+                move |c: &mut redis::cluster::ClusterConnection| {
+                    let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
+                },
+            )
+        };
+        let (s, c, r) = match rep % 3 {
+            0 => (run_single(), run_cluster(), run_raw()),
+            1 => {
+                let c = run_cluster();
+                let r = run_raw();
+                (run_single(), c, r)
+            }
+            _ => {
+                let r = run_raw();
+                let s = run_single();
+                (s, run_cluster(), r)
+            }
+        };
+        singles.push(s);
+        clusters.push(c);
+        raws.push(r);
+        vs_single.push(c / s);
+        vs_raw.push(c / r);
+    }
+    let (throughput_vs_single, throughput_vs_raw) = (median(vs_single), median(vs_raw));
+    println!(
+        "\n{:<42} {:>12} {:>12} {:>12}",
+        "hit throughput, 16 threads (ops/s, median)", "single node", "cluster", "raw cluster"
+    );
+    println!(
+        "{:<42} {:>12.0} {:>12.0} {:>12.0}",
+        "",
+        median(singles),
+        median(clusters),
+        median(raws)
+    );
+    println!(
+        "{:<42} cluster / single node {throughput_vs_single:.2}x, cluster / raw cluster client {throughput_vs_raw:.2}x",
+        ""
+    );
+    Some(ClusterRatios {
+        hit_vs_single: ratios[0],
+        hit_vs_raw: ratios[1],
+        throughput_vs_single,
+        throughput_vs_raw,
+    })
 }

@@ -321,6 +321,23 @@ fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
         Err(e) => return Seen::Failed(format!("the lab failed: {e}")),
     };
     let plan = if before == "pro" { "free" } else { "pro" };
+    // The replica must first have caught up with the earlier steps' writes:
+    // the demonstration is about the write made here.
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let replica_has = lab
+            .replica
+            .query_opt("SELECT plan FROM users WHERE id = 1", &[])
+            .map(|row| row.map(|r| r.get::<_, String>(0)));
+        match replica_has {
+            Ok(Some(p)) if p == before => break,
+            Err(e) => return Seen::Failed(format!("the replica: {e}")),
+            _ if Instant::now() > deadline => {
+                return Seen::Failed("the replica did not catch up with the primary".into());
+            }
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
     let _ = lab.cache.delete(&user_key(1));
     lab.db.reset_counters();
     lab.replica.reset_counters();

@@ -1,16 +1,23 @@
-//! Restart scenarios: a server restarts (or kills our sessions) between two
-//! calls, and the next call must still succeed, without a ping per call.
+//! Chaos scenarios: a server restarts (or kills our sessions) between two
+//! calls, and the next call must still succeed, without a ping per call; and
+//! a Redis Cluster loses a master in the middle of the Part 3 answers' work.
 //!
-//! They restart servers, so they are behind the `chaos` feature and run only
-//! through `scripts/chaos`, which starts throwaway servers on spare ports and
-//! sets `LAB_CHAOS=1`. They refuse to run otherwise: the shared services are
-//! never restarted.
+//! They restart or kill servers, so `cargo test` never runs them (this
+//! target has `test = false`): only `scripts/chaos` does, against throwaway
+//! servers on spare ports, with `LAB_CHAOS=1`. They refuse to run otherwise:
+//! the shared services are never restarted.
+
+#[allow(dead_code)] // the failover scenario needs the Part 3 answers only
+#[path = "../solution/reference.rs"]
+mod reference;
 
 use std::process::Command;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::Lab;
-use cache_aside_lab::labkit::testkit::{IDLE_CHECK, database_url};
+use cache_aside_lab::labkit::testkit::{IDLE_CHECK, database_url, redis_url};
 use cache_aside_lab::{User, user_key};
 
 fn lab() -> Lab {
@@ -119,5 +126,234 @@ fn terminated_pooled_connections_are_replaced() {
     assert_eq!(
         changed.unwrap_or_else(|e| panic!("write after terminate: {e}")),
         1
+    );
+}
+
+/// One call of the scenario: when it started (since the kill, ms; negative
+/// before), how long it took, and whether it worked.
+#[derive(Debug, Clone)]
+struct Call {
+    at_ms: f64,
+    took: Duration,
+    ok: bool,
+    /// A read served from the cache (0 statements) rather than Postgres.
+    cached: bool,
+}
+
+/// The cluster's nodes, as "host:port", from the node `REDIS_URL` names.
+fn nodes() -> Vec<String> {
+    let mut conn = redis::Client::open(redis_url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let listing: String = redis::cmd("CLUSTER").arg("NODES").query(&mut conn).unwrap();
+    listing
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(1)?
+                .split('@')
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs `cmd` on the first of `nodes` that answers (a dead one does not).
+fn ask_any<T: redis::FromRedisValue>(nodes: &[String], cmd: &redis::Cmd) -> Option<T> {
+    nodes.iter().find_map(|node| {
+        let client = redis::Client::open(format!("redis://{node}")).ok()?;
+        let mut conn = client
+            .get_connection_with_timeout(Duration::from_millis(300))
+            .ok()?;
+        cmd.query(&mut conn).ok()
+    })
+}
+
+/// The master of `key`'s slot, as "host:port", as any live node sees it.
+fn master_of(nodes: &[String], key: &str) -> Option<String> {
+    let slot: i64 = ask_any(nodes, redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))?;
+    let shards: Vec<redis::Value> = ask_any(nodes, redis::cmd("CLUSTER").arg("SLOTS"))?;
+    shards.into_iter().find_map(|shard| {
+        let redis::Value::Array(fields) = shard else {
+            return None;
+        };
+        let from: i64 = redis::from_redis_value(fields.first()?.clone()).ok()?;
+        let to: i64 = redis::from_redis_value(fields.get(1)?.clone()).ok()?;
+        let redis::Value::Array(node) = fields.get(2)? else {
+            return None;
+        };
+        let host: String = redis::from_redis_value(node.first()?.clone()).ok()?;
+        let port: i64 = redis::from_redis_value(node.get(1)?.clone()).ok()?;
+        (from..=to)
+            .contains(&slot)
+            .then(|| format!("{host}:{port}"))
+    })
+}
+
+/// Kill the master of user:1's slot with SIGKILL, in the middle of leased
+/// reads and updates. The reads keep answering (from Postgres while the
+/// slot is down: fail-open), the updates say they could not invalidate, no
+/// call hangs, and once a replica has taken over everything works again.
+#[test]
+fn cluster_a_killed_master_fails_over_and_the_leased_answers_carry_on() {
+    let lab = Arc::new(lab());
+    let dir = std::env::var("LAB_CHAOS_CLUSTER_DIR")
+        .expect("run this through scripts/chaos --cluster: it kills a cluster master");
+    let key = cache_aside_lab::labkit::testkit::CacheExt::storage_key(&lab.cache, &user_key(1));
+    let nodes = nodes();
+    let victim = master_of(&nodes, &key).expect("the slot's master");
+    let port = victim.rsplit_once(':').unwrap().1;
+    let pid: i32 = std::fs::read_to_string(format!("{dir}/{port}/redis.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        reference::get_user_profile_leased(&lab, 1)
+            .unwrap()
+            .is_some()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let at_ms = |killed: &Mutex<Option<Instant>>, t: Instant| match *killed.lock().unwrap() {
+        Some(k) if t >= k => (t - k).as_secs_f64() * 1e3,
+        Some(k) => -((k - t).as_secs_f64() * 1e3),
+        None => -1.0,
+    };
+    let worker = |update: bool| {
+        let (lab, stop, killed_at) = (lab.clone(), stop.clone(), killed_at.clone());
+        std::thread::spawn(move || {
+            let mut calls = Vec::new();
+            let mut flip = false;
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                lab.db.reset_counters();
+                let ok = if update {
+                    flip = !flip;
+                    let plan = if flip { "free" } else { "pro" };
+                    reference::update_user_plan_leased(&lab, 1, plan).is_ok()
+                } else {
+                    matches!(reference::get_user_profile_leased(&lab, 1), Ok(Some(u)) if u.id == 1)
+                };
+                let cached = !update && lab.db.query_count() == 0;
+                calls.push(Call {
+                    at_ms: at_ms(&killed_at, started),
+                    took: started.elapsed(),
+                    ok,
+                    cached,
+                });
+                std::thread::sleep(Duration::from_millis(if update { 100 } else { 20 }));
+            }
+            calls
+        })
+    };
+    let (readers, updater) = (worker(false), worker(true));
+    std::thread::sleep(Duration::from_millis(500));
+    *killed_at.lock().unwrap() = Some(Instant::now());
+    let status = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "SIGKILL to the master at {victim}");
+    let killed = killed_at.lock().unwrap().unwrap();
+    // Failover: the slot is served by another node, and the cluster is ok.
+    let deadline = killed + Duration::from_secs(30);
+    let others: Vec<String> = nodes.iter().filter(|n| **n != victim).cloned().collect();
+    let failed_over = loop {
+        let info: Option<String> = ask_any(&others, redis::cmd("CLUSTER").arg("INFO"));
+        let ok = info.is_some_and(|i| i.lines().any(|l| l.trim() == "cluster_state:ok"));
+        if ok && master_of(&others, &key).is_some_and(|m| m != victim) {
+            break killed.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let reads = readers.join().unwrap();
+    let updates = updater.join().unwrap();
+
+    let after = |calls: &[Call], pred: fn(&Call) -> bool| {
+        calls
+            .iter()
+            .find(|c| c.at_ms >= 0.0 && pred(c))
+            .map(|c| c.at_ms)
+    };
+    let failed_over_ms = failed_over.as_secs_f64() * 1e3;
+    let first_failed_update = after(&updates, |c| !c.ok);
+    let first_cached_read_after = reads
+        .iter()
+        .find(|c| c.at_ms >= failed_over_ms && c.cached)
+        .map(|c| c.at_ms);
+    let first_update_after = updates
+        .iter()
+        .find(|c| c.at_ms >= failed_over_ms && c.ok)
+        .map(|c| c.at_ms);
+    let slowest = reads.iter().chain(&updates).map(|c| c.took).max().unwrap();
+    let mut events: Vec<(f64, String)> = vec![
+        (0.0, "the master is killed".into()),
+        (
+            failed_over_ms,
+            "failover complete: another node serves the slot, cluster_state:ok".into(),
+        ),
+    ];
+    let mut event = |at: Option<f64>, what: &str| {
+        if let Some(t) = at {
+            events.push((t, what.to_string()));
+        }
+    };
+    event(
+        first_failed_update,
+        "first update that reported an error (it could not invalidate)",
+    );
+    event(
+        first_update_after,
+        "first successful update after the failover",
+    );
+    event(
+        first_cached_read_after,
+        "first read served from the cache again",
+    );
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    println!("\nfailover timeline (ms after SIGKILL of the master {victim} of user:1's slot):");
+    for (t, what) in &events {
+        println!("  {t:>7.0}  {what}");
+    }
+    println!(
+        "  reads: {} in all, {} failed; updates: {} in all, {} failed; slowest call {slowest:?}",
+        reads.len(),
+        reads.iter().filter(|c| !c.ok).count(),
+        updates.len(),
+        updates.iter().filter(|c| !c.ok).count()
+    );
+
+    assert!(
+        reads.iter().all(|c| c.ok),
+        "a leased read failed: with the cache down, it must answer from Postgres"
+    );
+    assert!(
+        first_failed_update.is_some_and(|t| t < failed_over_ms),
+        "no update reported an error while the slot was down"
+    );
+    assert!(
+        slowest < Duration::from_secs(10),
+        "a call took {slowest:?}: nothing may hang past the lab's bounds"
+    );
+    assert!(
+        first_update_after.is_some(),
+        "no update worked after the failover"
+    );
+    assert!(
+        first_cached_read_after.is_some(),
+        "no read was served from the cache after the failover"
+    );
+    assert!(
+        updates
+            .iter()
+            .filter(|c| c.at_ms >= failed_over_ms + 1000.0)
+            .all(|c| c.ok),
+        "updates still failed a second after the failover"
     );
 }

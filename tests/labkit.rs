@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::{
-    self, CacheExt, DbExt, LabExt, Trap, attach, database_url, mask_password, redis_url,
+    self, CacheExt, DbExt, LabExt, RedisConn, Trap, attach, database_url, mask_password,
 };
 use cache_aside_lab::labkit::{Error, Lab};
 use cache_aside_lab::{User, key_lock, user_key};
@@ -18,12 +18,28 @@ fn lab() -> Lab {
     Lab::isolated().unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// Runs `cmd` on the node that holds `key`: on a cluster, the master of
+/// the key's slot.
+fn on_node_of<T: redis::FromRedisValue>(conn: &mut RedisConn, key: &str, cmd: &redis::Cmd) -> T {
+    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+    let value = match conn {
+        RedisConn::Single(c) => cmd.query(c).unwrap(),
+        RedisConn::Cluster(c) => {
+            let route = Route::with_key(key, SlotAddr::Master);
+            c.route_command(
+                cmd,
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
+            )
+            .unwrap()
+        }
+    };
+    redis::from_redis_value(value).unwrap()
+}
+
 /// Redis keys and Postgres schemas of one space, seen from outside labkit.
 fn leftovers(space: &str) -> (usize, bool) {
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    // On a cluster, KEYS goes to every master and the answers are combined.
+    let mut redis = testkit::raw_redis().unwrap();
     // Attaching leaves the space in place and opens no connection; it only
     // tells us the space's key prefix.
     let prefix = attach(space).unwrap().cache.storage_key("");
@@ -224,10 +240,7 @@ fn labkit_refuses_bad_input_and_runs_nothing() {
 fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
     let lab = lab();
     let key = user_key(1);
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let mut redis = testkit::raw_redis().unwrap();
     // The raw key is the one labkit reads: a valid value written there by
     // hand reads back.
     let valid = r#"{"id":1,"name":"n","email":"e","plan":"pro"}"#;
@@ -350,6 +363,43 @@ fn labkit_leases_grant_one_holder_and_invalidate_revokes() {
         lab.cache.get_json::<String>("user:1").unwrap().as_deref(),
         Some("fresh")
     );
+}
+
+/// A lease lives in its value's hash slot, so that the lease scripts and
+/// `invalidate` (two keys in one step) also run on a Redis Cluster, whatever
+/// the key looks like; a key whose lease could not share its slot is
+/// refused, before anything is sent.
+#[test]
+fn labkit_a_lease_shares_its_values_hash_slot() {
+    use redis::cluster_routing::{Route, SlotAddr};
+    let lab = lab();
+    for key in ["user:1", "marker:user:1", "{user}:1", "a{b}c", "a{b"] {
+        let value = lab.cache.storage_key(key);
+        let lease = testkit::lease_key(&lab.cache, key).unwrap();
+        assert_ne!(value, lease);
+        assert_eq!(
+            Route::with_key(&value, SlotAddr::Master),
+            Route::with_key(&lease, SlotAddr::Master),
+            "{key:?}: value {value:?} and lease {lease:?} in one slot"
+        );
+        let taken = lab.cache.try_lease(key, Duration::from_secs(2)).unwrap();
+        let taken = taken.expect("a cold key can be leased");
+        assert!(
+            lab.cache
+                .fill_with_lease(key, &taken, &1, Duration::from_secs(2))
+                .unwrap()
+        );
+        lab.cache.invalidate(key).unwrap();
+    }
+    for key in ["a}b", "{}x"] {
+        assert!(
+            matches!(
+                lab.cache.try_lease(key, Duration::from_secs(2)),
+                Err(Error::InvalidInput(_))
+            ),
+            "{key:?}"
+        );
+    }
 }
 
 /// After 10,000 distinct keys have been locked and released, the key-lock
@@ -493,23 +543,22 @@ fn labkit_a_killed_pooled_session_is_replaced_on_the_next_call() {
         "each call counts once, retry or not"
     );
 
-    let mut redis = redis::Client::open(redis_url())
-        .unwrap()
-        .get_connection()
-        .unwrap();
     lab.cache
         .set_json("k", &1, Duration::from_secs(60))
         .unwrap();
+    // The node that holds "k" (on a cluster, the master of its slot): the
+    // pooled connection's session there is the one to kill.
+    let key = lab.cache.storage_key("k");
     let id: i64 = lab
         .cache
-        .with_raw_connection(|c| redis::cmd("CLIENT").arg("ID").query(c).unwrap())
+        .with_raw_connection(|c| on_node_of(c, &key, redis::cmd("CLIENT").arg("ID")))
         .unwrap();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("ID")
-        .arg(id)
-        .query(&mut redis)
-        .unwrap();
+    let mut redis = testkit::raw_redis().unwrap();
+    let killed: i64 = on_node_of(
+        &mut redis,
+        &key,
+        redis::cmd("CLIENT").arg("KILL").arg("ID").arg(id),
+    );
     assert_eq!(killed, 1);
     assert_eq!(
         lab.cache.get_json::<i32>("k").unwrap(),

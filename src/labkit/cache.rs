@@ -5,7 +5,7 @@
 //! parallel tests never share an entry. The Part 3 lease commands live in
 //! `lease.rs`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use redis::ConnectionLike;
@@ -21,10 +21,74 @@ use super::testkit::hooks::Hooks;
 /// Any single Redis command that takes longer than this fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A connection to a single Redis, or to a Redis Cluster (which routes each
+/// command to the master that owns its key's slot, and follows MOVED).
+pub enum RedisConn {
+    Single(redis::Connection),
+    Cluster(Box<redis::cluster::ClusterConnection>),
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> redis::RedisResult<redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisResult<Vec<redis::Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn req_command(&mut self, cmd: &redis::Cmd) -> redis::RedisResult<redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_command(cmd),
+            RedisConn::Cluster(c) => c.req_command(cmd),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+    fn check_connection(&mut self) -> bool {
+        match self {
+            RedisConn::Single(c) => c.check_connection(),
+            RedisConn::Cluster(c) => c.check_connection(),
+        }
+    }
+    fn is_open(&self) -> bool {
+        match self {
+            RedisConn::Single(c) => c.is_open(),
+            RedisConn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
 /// Opens Redis connections, each bounded as a whole, with I/O timeouts.
+///
+/// Whether `REDIS_URL` names a single Redis or a node of a Redis Cluster is
+/// asked once (`INFO cluster` says `cluster_enabled:1`), on the first
+/// connect; the learner's code and keys are the same either way.
 pub(crate) struct RedisConnector {
     client: redis::Client,
     pub(crate) url: String,
+    cluster: OnceLock<Option<Cluster>>,
+}
+
+/// What labkit knows of a cluster once it has found one.
+struct Cluster {
+    client: redis::cluster::ClusterClient,
+    /// Every node it had then, as (host, port): if the node the URL names
+    /// dies, new connections start from the others.
+    nodes: Vec<(String, u16)>,
 }
 
 impl RedisConnector {
@@ -33,12 +97,23 @@ impl RedisConnector {
         Ok(RedisConnector {
             client,
             url: url.to_string(),
+            cluster: OnceLock::new(),
         })
     }
 
-    /// One connection outside any pool (labkit's own housekeeping).
-    pub(crate) fn open(&self) -> Result<redis::Connection> {
-        let client = self.client.clone();
+    /// A connection to the one node the URL names (or to `addr` instead).
+    fn node(&self, addr: Option<(String, u16)>) -> Result<redis::Connection> {
+        let client = match addr {
+            None => self.client.clone(),
+            Some((host, port)) => {
+                let info = self
+                    .client
+                    .get_connection_info()
+                    .clone()
+                    .set_addr(redis::ConnectionAddr::Tcp(host, port));
+                redis::Client::open(info).map_err(|e| Error::redis(&self.url, e))?
+            }
+        };
         let url = self.url.clone();
         bounded(
             Service::Redis,
@@ -52,20 +127,163 @@ impl RedisConnector {
             move |e| Error::redis(&url, e),
         )
     }
+
+    /// The cluster, if the URL names a cluster node (asked once).
+    fn cluster(&self) -> Result<Option<&Cluster>> {
+        if let Some(known) = self.cluster.get() {
+            return Ok(known.as_ref());
+        }
+        let redis = |e| Error::redis(&self.url, e);
+        let mut conn = self.node(None)?;
+        let info: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query(&mut conn)
+            .map_err(redis)?;
+        let cluster = if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            let listing: String = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query(&mut conn)
+                .map_err(redis)?;
+            let nodes: Vec<(String, u16)> = cluster_nodes(&listing)
+                .into_iter()
+                .map(|(addr, _)| addr)
+                .collect();
+            let info = self.client.get_connection_info().clone();
+            let mut seeds = vec![info.clone()];
+            seeds.extend(nodes.iter().map(|(host, port)| {
+                info.clone()
+                    .set_addr(redis::ConnectionAddr::Tcp(host.clone(), *port))
+            }));
+            let client = redis::cluster::ClusterClient::builder(seeds)
+                .connection_timeout(CONNECT_TIMEOUT)
+                .response_timeout(IO_TIMEOUT)
+                // A few quick retries (MOVED during a failover, a node
+                // reconnecting), never minutes of them: calls stay bounded.
+                .retries(3)
+                .min_retry_wait(10)
+                .max_retry_wait(200)
+                .build()
+                .map_err(redis)?;
+            Some(Cluster { client, nodes })
+        } else {
+            None
+        };
+        Ok(self.cluster.get_or_init(|| cluster).as_ref())
+    }
+
+    /// Whether the URL names a Redis Cluster node.
+    pub(crate) fn is_cluster(&self) -> Result<bool> {
+        Ok(self.cluster()?.is_some())
+    }
+
+    /// One connection outside any pool (labkit's own housekeeping).
+    pub(crate) fn open(&self) -> Result<RedisConn> {
+        match self.cluster()? {
+            None => Ok(RedisConn::Single(self.node(None)?)),
+            Some(cluster) => {
+                let cluster = cluster.client.clone();
+                let url = self.url.clone();
+                let conn = bounded(
+                    Service::Redis,
+                    &self.url,
+                    move || cluster.get_connection(),
+                    move |e| Error::redis(&url, e),
+                )?;
+                Ok(RedisConn::Cluster(Box::new(conn)))
+            }
+        }
+    }
+
+    /// Deletes every key matching `pattern`, on every master of a cluster
+    /// (SCAN, so Redis is never blocked).
+    pub(crate) fn delete_matching(&self, pattern: &str) -> Result<()> {
+        let redis = |e| Error::redis(&self.url, e);
+        let nodes = if self.is_cluster()? {
+            self.masters()?.into_iter().map(Some).collect()
+        } else {
+            vec![None]
+        };
+        for node in nodes {
+            let mut conn = self.node(node)?;
+            let options = redis::ScanOptions::default()
+                .with_pattern(pattern)
+                .with_count(1000);
+            let keys: Vec<String> = redis::Commands::scan_options::<String>(&mut conn, options)
+                .map_err(redis)?
+                .collect::<redis::RedisResult<_>>()
+                .map_err(redis)?;
+            // One DEL per key: in a cluster, one command may not span slots.
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("DEL").arg(key).ignore();
+            }
+            if !keys.is_empty() {
+                pipe.query::<()>(&mut conn).map_err(redis)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The cluster's masters that are not failing, as (host, port), asked
+    /// of the first node that answers.
+    pub(crate) fn masters(&self) -> Result<Vec<(String, u16)>> {
+        let known = self.cluster()?.map(|c| c.nodes.clone()).unwrap_or_default();
+        let mut last = None;
+        for node in std::iter::once(None).chain(known.into_iter().map(Some)) {
+            let listing = self.node(node).and_then(|mut conn| {
+                redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query::<String>(&mut conn)
+                    .map_err(|e| Error::redis(&self.url, e))
+            });
+            match listing {
+                Ok(listing) => {
+                    return Ok(cluster_nodes(&listing)
+                        .into_iter()
+                        .filter(|(_, master)| *master)
+                        .map(|(addr, _)| addr)
+                        .collect());
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least the URL's node was asked"))
+    }
+}
+
+/// The nodes of a `CLUSTER NODES` listing that are not failing, as
+/// ((host, port), is a master).
+fn cluster_nodes(listing: &str) -> Vec<((String, u16), bool)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            if flags.contains("fail") || flags.contains("noaddr") {
+                return None;
+            }
+            let addr = fields.get(1)?.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((
+                (host.to_string(), port.parse().ok()?),
+                flags.contains("master"),
+            ))
+        })
+        .collect()
 }
 
 impl Connector for RedisConnector {
-    type Conn = redis::Connection;
+    type Conn = RedisConn;
 
-    fn connect(&self) -> Result<redis::Connection> {
+    fn connect(&self) -> Result<RedisConn> {
         self.open()
     }
 
-    fn check(&self, conn: &mut redis::Connection) -> bool {
+    fn check(&self, conn: &mut RedisConn) -> bool {
         redis::cmd("PING").query::<String>(conn).is_ok()
     }
 
-    fn is_closed(&self, conn: &redis::Connection) -> bool {
+    fn is_closed(&self, conn: &RedisConn) -> bool {
         !conn.is_open()
     }
 }
@@ -185,7 +403,7 @@ impl Cache {
     /// idempotent, so one that failed on a dead connection is always retried.
     pub(crate) fn command<T>(
         &self,
-        op: impl Fn(&mut redis::Connection) -> redis::RedisResult<T>,
+        op: impl Fn(&mut RedisConn) -> redis::RedisResult<T>,
     ) -> Result<T> {
         self.hooks.check_cache()?;
         self.pool.run(|conn| match op(conn) {

@@ -20,7 +20,7 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 
 use super::Result;
-use super::cache::RedisConnector;
+use super::cache::{RedisConn, RedisConnector};
 use super::config::pg_config;
 use super::connect::bounded;
 use super::error::{Error, Service};
@@ -37,6 +37,9 @@ pub(crate) struct Space {
     /// The primary's WAL position once the space was created: a replica
     /// has the space once it has replayed this far.
     pub(crate) lsn: Option<String>,
+    /// The Redis holding the space's keys, when it is not the run's (the
+    /// benchmark's lab on a cluster).
+    keys_on: Option<String>,
     owner: bool,
 }
 
@@ -52,7 +55,7 @@ static RUN: Mutex<Option<&'static Run>> = Mutex::new(None);
 /// Set by the grader for `LAB_KEEP_FAILED`: spaces outlive their labs until
 /// the check's verdict is known.
 static KEEP: AtomicBool = AtomicBool::new(false);
-static KEPT: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+static KEPT: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
     let config = pg_config(db_url, None)?;
@@ -206,7 +209,7 @@ impl Run {
     }
 
     /// Drops every schema and key of run `id`, then forgets the run.
-    fn drop_run(&self, admin: &mut Client, redis: &mut redis::Connection, id: u32) -> Result<()> {
+    fn drop_run(&self, admin: &mut Client, redis: &mut RedisConn, id: u32) -> Result<()> {
         let name = run_name(id);
         let schemas = admin
             .query(
@@ -220,7 +223,7 @@ impl Run {
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .map_err(|e| self.pg(e))?;
         }
-        delete_matching(redis, &format!("lab:{name}:*")).map_err(|e| self.redis_err(e))?;
+        self.redis.delete_matching(&format!("lab:{name}:*"))?;
         redis::cmd("SREM")
             .arg(RUNS_KEY)
             .arg(&name)
@@ -230,24 +233,14 @@ impl Run {
     }
 }
 
-/// Deletes every key matching `pattern` (SCAN, so Redis is never blocked).
-fn delete_matching(conn: &mut redis::Connection, pattern: &str) -> redis::RedisResult<()> {
-    let keys: Vec<String> = {
-        let options = redis::ScanOptions::default()
-            .with_pattern(pattern)
-            .with_count(1000);
-        redis::Commands::scan_options::<String>(conn, options)?
-            .collect::<redis::RedisResult<_>>()?
-    };
-    for chunk in keys.chunks(1000) {
-        redis::cmd("DEL").arg(chunk).query::<i64>(conn)?;
-    }
-    Ok(())
-}
-
 impl Space {
     /// Creates a private schema, seeded from `seed.sql`, and a key prefix.
     pub(crate) fn create(db_url: &str, redis_url: &str) -> Result<Space> {
+        Space::create_on(db_url, redis_url, None)
+    }
+
+    /// [`Space::create`], with the keys on another Redis than the run's.
+    pub(crate) fn create_on(db_url: &str, redis_url: &str, keys_on: Option<&str>) -> Result<Space> {
         let run = run(db_url, redis_url)?;
         let n = run.seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("lab_{}_{n}", run_name(run.id));
@@ -259,6 +252,7 @@ impl Space {
             name,
             prefix,
             lsn: Some(lsn),
+            keys_on: keys_on.map(str::to_string),
             owner: true,
         })
     }
@@ -281,6 +275,7 @@ impl Space {
             name: name.to_string(),
             prefix: format!("lab:{id}:{n}:"),
             lsn: None,
+            keys_on: None,
             owner: false,
         })
     }
@@ -292,24 +287,29 @@ impl Drop for Space {
             return;
         }
         if KEEP.load(Ordering::SeqCst) {
-            KEPT.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((self.name.clone(), self.prefix.clone()));
+            KEPT.lock().unwrap_or_else(|e| e.into_inner()).push((
+                self.name.clone(),
+                self.prefix.clone(),
+                self.keys_on.clone(),
+            ));
             return;
         }
-        drop_space(&self.name, &self.prefix);
+        drop_space(&self.name, &self.prefix, self.keys_on.as_deref());
     }
 }
 
-/// Best effort: whatever fails here is swept by the next run.
-fn drop_space(name: &str, prefix: &str) {
+/// Best effort: whatever fails here is swept by the next run (and every
+/// key labkit writes expires anyway).
+fn drop_space(name: &str, prefix: &str, keys_on: Option<&str>) {
     let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
         return;
     };
     let _ = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
-    if let Ok(mut conn) = run.redis.open() {
-        let _ = delete_matching(&mut conn, &format!("{prefix}*"));
-    }
+    let pattern = format!("{prefix}*");
+    let _ = match keys_on {
+        Some(url) => RedisConnector::new(url).and_then(|r| r.delete_matching(&pattern)),
+        None => run.redis.delete_matching(&pattern),
+    };
 }
 
 /// From now on, spaces outlive their labs until [`release_kept`].
@@ -323,11 +323,13 @@ pub(crate) fn keep_spaces() {
 pub(crate) fn release_kept(drop: bool) -> Vec<(String, String)> {
     let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
     if drop {
-        for (name, prefix) in &kept {
-            drop_space(name, prefix);
+        for (name, prefix, keys_on) in &kept {
+            drop_space(name, prefix, keys_on.as_deref());
         }
     }
-    kept
+    kept.into_iter()
+        .map(|(name, prefix, _)| (name, prefix))
+        .collect()
 }
 
 /// Forgets this process's run in Redis, so that nobody sweeps it later. Its

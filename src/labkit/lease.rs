@@ -52,8 +52,29 @@ static FILL_WITH_LEASE: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-fn lease_key(full_key: &str) -> String {
-    format!("{full_key}#lease")
+/// The lease's key. It lives in the same hash slot as the value's key, so
+/// that the scripts and `invalidate`, which touch both in one step, also
+/// run on a Redis Cluster: if the value's key has a hash tag (`{…}`), the
+/// lease key keeps it; if not, the value's key is hashed whole, and the lease
+/// key makes exactly that its hash tag.
+pub(crate) fn lease_key(full_key: &str) -> Result<String> {
+    if hash_tag(full_key).is_some() {
+        Ok(format!("{full_key}#lease"))
+    } else if !full_key.contains('}') {
+        Ok(format!("{{{full_key}}}#lease"))
+    } else {
+        Err(Error::InvalidInput(format!(
+            "key {full_key:?} has a '}}' but no hash tag, so its lease could not share its hash slot on a Redis Cluster"
+        )))
+    }
+}
+
+/// Redis Cluster's hash tag: what lies between the first `{` and the first
+/// `}` after it, if that is not empty.
+fn hash_tag(key: &str) -> Option<&str> {
+    let open = key.find('{')?;
+    let len = key[open + 1..].find('}')?;
+    (len > 0).then(|| &key[open + 1..open + 1 + len])
 }
 
 fn new_token() -> String {
@@ -70,12 +91,13 @@ impl Cache {
     /// dies delays the others by at most that.
     pub fn try_lease(&self, key: &str, ttl: std::time::Duration) -> Result<Option<Lease>> {
         let full = self.key(key)?;
+        let lease = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let token = new_token();
         let taken: i64 = self.command(|c| {
             TRY_LEASE
                 .key(&full)
-                .key(lease_key(&full))
+                .key(&lease)
                 .arg(&token)
                 .arg(ms)
                 .invoke(c)
@@ -104,12 +126,13 @@ impl Cache {
             )));
         }
         let full = self.key(key)?;
+        let lease_name = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
         let filled: i64 = self.command(|c| {
             FILL_WITH_LEASE
                 .key(&full)
-                .key(lease_key(&full))
+                .key(&lease_name)
                 .arg(&lease.token)
                 .arg(&json[..])
                 .arg(ms)
@@ -122,12 +145,8 @@ impl Cache {
     /// already in flight (holding the old row) is refused.
     pub fn invalidate(&self, key: &str) -> Result<()> {
         let full = self.key(key)?;
-        self.command(|c| {
-            redis::cmd("DEL")
-                .arg(&full)
-                .arg(lease_key(&full))
-                .query::<i64>(c)
-        })?;
+        let lease = lease_key(&full)?;
+        self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))?;
         self.hooks().after_delete(key);
         Ok(())
     }

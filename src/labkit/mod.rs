@@ -93,7 +93,17 @@ impl Lab {
         lsn: Option<String>,
         sizes: PoolSizes,
     ) -> Result<Lab> {
-        let (db_url, redis_url) = (config::database_url(), config::redis_url());
+        Lab::build_on(space, lsn, sizes, &config::redis_url())
+    }
+
+    /// [`Lab::build`] with the cache on `redis_url`.
+    pub(crate) fn build_on(
+        space: Option<isolation::Space>,
+        lsn: Option<String>,
+        sizes: PoolSizes,
+        redis_url: &str,
+    ) -> Result<Lab> {
+        let db_url = config::database_url();
         let hooks = Arc::new(Hooks::default());
         let schema = space.as_ref().map(|s| s.name.as_str());
         let pg = db::PgConnector::new(
@@ -111,7 +121,7 @@ impl Lab {
             Err(why) => Db::missing(Service::Replica, &why, hooks.clone()),
         };
         let prefix = space.as_ref().map(|s| s.prefix.clone()).unwrap_or_default();
-        let redis = cache::RedisConnector::new(&redis_url)?;
+        let redis = cache::RedisConnector::new(redis_url)?;
         let cache = Cache::new(redis, prefix, sizes.redis, hooks.clone());
         Ok(Lab {
             db,

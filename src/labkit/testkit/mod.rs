@@ -22,6 +22,7 @@ pub mod panics;
 
 use std::time::Duration;
 
+pub use super::cache::RedisConn;
 pub use answers::{Answers, Read, Update};
 pub use hooks::{Hooks, PARK_LIMIT, Parked, Trap};
 
@@ -76,6 +77,18 @@ pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
     Lab::isolated_sized(sizes)
 }
 
+/// [`isolated_sized`] with the cache on another Redis than `REDIS_URL` (the
+/// benchmark compares a single Redis with a cluster in one run).
+pub fn isolated_on(redis_url: &str, sizes: PoolSizes) -> Result<Lab> {
+    let space = isolation::Space::create_on(
+        &config::database_url(),
+        &config::redis_url(),
+        Some(redis_url),
+    )?;
+    let lsn = space.lsn.clone();
+    Lab::build_on(Some(space), lsn, sizes, redis_url)
+}
+
 /// Joins the private space of a lab in another process, by its
 /// [`LabExt::space_name`]. The space is left in place when this lab drops.
 pub fn attach(space_name: &str) -> Result<Lab> {
@@ -122,7 +135,7 @@ impl DbExt for Db {
 
 /// Raw access to `Cache`'s pooled connections and real key names.
 pub trait CacheExt {
-    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T>;
+    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut RedisConn) -> T) -> Result<T>;
     /// Connections this pool has open right now (idle and in use).
     fn open_connections(&self) -> u32;
     /// The name `key` really has in Redis (with this lab's private prefix).
@@ -130,7 +143,7 @@ pub trait CacheExt {
 }
 
 impl CacheExt for Cache {
-    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut redis::Connection) -> T) -> Result<T> {
+    fn with_raw_connection<T>(&self, f: impl FnOnce(&mut RedisConn) -> T) -> Result<T> {
         self.pool().with_conn(f)
     }
     fn open_connections(&self) -> u32 {
@@ -139,6 +152,22 @@ impl CacheExt for Cache {
     fn storage_key(&self, key: &str) -> String {
         Cache::storage_key(self, key)
     }
+}
+
+/// A connection to `REDIS_URL`, outside labkit's pools and key spaces: a
+/// cluster connection when it names a cluster node.
+pub fn raw_redis() -> Result<RedisConn> {
+    super::cache::RedisConnector::new(&config::redis_url())?.open()
+}
+
+/// The real name of the lease of `key` (with the lab's prefix).
+pub fn lease_key(cache: &Cache, key: &str) -> Result<String> {
+    super::lease::lease_key(&Cache::storage_key(cache, key))
+}
+
+/// Whether `REDIS_URL` names a Redis Cluster node.
+pub fn redis_is_cluster() -> Result<bool> {
+    super::cache::RedisConnector::new(&config::redis_url())?.is_cluster()
 }
 
 /// How many entries of the `key_lock` map have a key matching `pred`, and
