@@ -203,6 +203,23 @@ fn warm(lab: &Lab, user: &User) {
 const STAY: Duration = Duration::from_secs(24 * 3600);
 
 /// The latency table: (row, floor, row stats, floor stats, ratio).
+/// Hits of user 1 per second through `lab.cache.get_json`, on `threads`
+/// threads (user 1 must be cached: see `warm`).
+fn hit_throughput(lab: &Arc<Lab>, threads: usize, time: Duration) -> f64 {
+    let lab = lab.clone();
+    throughput(
+        threads,
+        time,
+        || (),
+        move |_: &mut ()| {
+            lab.cache
+                .get_json::<User>("user:1")
+                .expect("get")
+                .expect("hit");
+        },
+    )
+}
+
 type Line = (&'static str, &'static str, Stats, Stats, f64);
 
 fn latency(lab: &Arc<Lab>, user1: &User, rounds: usize, per_round: usize) -> Vec<Line> {
@@ -427,20 +444,7 @@ fn main() {
                     },
                 )
             };
-            let lab_run = || {
-                let lab = lab.clone();
-                throughput(
-                    threads,
-                    time,
-                    || (),
-                    move |_: &mut ()| {
-                        lab.cache
-                            .get_json::<User>("user:1")
-                            .expect("get")
-                            .expect("hit");
-                    },
-                )
-            };
+            let lab_run = || hit_throughput(&lab, threads, time);
             warm(&lab, &user1);
             // Alternate which side goes first, so order effects cancel.
             let (a, b) = if rep % 2 == 0 {
@@ -732,34 +736,8 @@ fn cluster_section(
     let (mut singles, mut clusters, mut raws) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..reps {
         prepare();
-        let run_single = || {
-            let lab = single.clone();
-            throughput(
-                threads,
-                time,
-                || (),
-                move |_: &mut ()| {
-                    lab.cache
-                        .get_json::<User>("user:1")
-                        .expect("get")
-                        .expect("hit");
-                },
-            )
-        };
-        let run_cluster = || {
-            let lab = lab.clone();
-            throughput(
-                threads,
-                time,
-                || (),
-                move |_: &mut ()| {
-                    lab.cache
-                        .get_json::<User>("user:1")
-                        .expect("get")
-                        .expect("hit");
-                },
-            )
-        };
+        let run_single = || hit_throughput(single, threads, time);
+        let run_cluster = || hit_throughput(&lab, threads, time);
         let run_raw = || {
             let key = key.clone();
             let client = client.clone();

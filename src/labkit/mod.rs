@@ -9,12 +9,15 @@
 //!   what to do.
 //!
 //! Configuration: `DATABASE_URL` and `REDIS_URL`, with defaults that work
-//! against the compose services and a stock local install.
+//! against the compose services and a stock local install; Part 4 adds
+//! `DATABASE_REPLICA_URL`. `REDIS_URL` may name any node of a Redis
+//! Cluster: labkit finds out, and your code and keys stay the same.
 //!
 //! # Layout
 //!
 //! - `mod.rs`: [`Lab`]; `config.rs`: the URLs.
-//! - `db.rs`, `cache.rs`, `lease.rs`, `error.rs`: the API your answers use.
+//! - `db.rs`, `cache.rs`, `lease.rs`, `error.rs`: the API your answers use
+//!   (`cache.rs` also holds the single-node or cluster Redis connection).
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
 //!   retry after a lost connection.
 //! - `isolation.rs`: private schemas and key spaces, and the sweep that

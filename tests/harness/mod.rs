@@ -183,13 +183,13 @@ fn run(suite: Suite) -> std::process::ExitCode {
     let pool = Pool::start(workers, args.nocapture);
     let mut records = Vec::new();
     let mut trials = Vec::new();
-    for (planned, jobs, record) in plan(&suite) {
-        records.push(record);
+    for planned in plan(&suite) {
+        records.push(planned.record());
         // libtest-mimic decides what is selected, exactly as libtest would.
         let probe = Trial::test(planned.name.clone(), || Ok(())).with_ignored_flag(planned.ignored);
         let selected = !args.is_filtered_out(&probe);
         let run = selected && !args.is_ignored(&probe);
-        trials.push((planned, jobs, selected, run, Vec::new()));
+        trials.push((planned, selected, run, Vec::new()));
     }
     if args.list {
         let probes = trials
@@ -201,33 +201,37 @@ fn run(suite: Suite) -> std::process::ExitCode {
     // Start every selected check now, in lab order: they run in parallel
     // (in the pool's child processes) while the trials are reported one by
     // one, in order.
-    for (planned, jobs, _, run, tickets) in &mut trials {
+    for (planned, _, run, tickets) in &mut trials {
         if *run && planned.skip.is_none() {
-            *tickets = jobs.iter().cloned().map(|j| pool.submit(j)).collect();
+            *tickets = planned
+                .jobs
+                .iter()
+                .cloned()
+                .map(|j| pool.submit(j))
+                .collect();
         }
     }
     let names: Vec<String> = trials
         .iter()
-        .filter(|(_, _, selected, ..)| *selected)
+        .filter(|(_, selected, ..)| *selected)
         .map(|(p, ..)| p.name.clone())
         .collect();
     let filtered_out = trials.len() - names.len();
     // Judged one by one, in lab order, as the jobs finish.
-    let outcomes =
-        trials
-            .into_iter()
-            .enumerate()
-            .map(|(i, (planned, _, selected, run, tickets))| {
-                let outcome = if !run {
-                    None
-                } else if let Some(reason) = &planned.skip {
-                    Some(Err(reason.clone()))
-                } else {
-                    let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
-                    Some(Ok((planned.judge)(&done)))
-                };
-                (i, planned.name, selected, outcome)
-            });
+    let outcomes = trials
+        .into_iter()
+        .enumerate()
+        .map(|(i, (planned, selected, run, tickets))| {
+            let outcome = if !run {
+                None
+            } else if let Some(reason) = &planned.skip {
+                Some(Err(reason.clone()))
+            } else {
+                let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
+                Some(Ok((planned.judge)(&done)))
+            };
+            (i, planned.name, selected, outcome)
+        });
     let json = matches!(args.format, Some(FormatSetting::Json));
     if !json {
         println!("\n{}", suite.title);
@@ -369,27 +373,58 @@ fn details(done: &Done) -> String {
 
 type Judge = Box<dyn Fn(&[Done]) -> Result<(), Rejection> + Send + Sync>;
 
+/// One trial: what it runs, how it judges, and where it stands.
 struct Planned {
     name: String,
+    role: Role,
+    part: Option<u8>,
     /// Part of an optional part: run only when asked for.
     ignored: bool,
     /// Why it cannot run here (Part 4 without a replica): reported as
     /// skipped, never as a failure.
     skip: Option<String>,
+    jobs: Vec<Job>,
     judge: Judge,
 }
 
+impl Planned {
+    fn record(&self) -> Record {
+        Record {
+            name: self.name.clone(),
+            role: self.role,
+            part: self.part,
+            verdict: None,
+            skipped: None,
+        }
+    }
+}
+
 /// Every trial in lab order: the graded checks, then the catalogues and the
-/// maintainer checks. Each with the jobs it needs and its board record.
-fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
+/// maintainer checks.
+fn plan(suite: &Suite) -> Vec<Planned> {
     let part_of = |number: u8| suite.parts.iter().find(|p| p.number == number);
-    let ignored = |number: u8| part_of(number).is_some_and(|p| p.optional);
-    let no_replica = testkit::replica_url().err();
+    // LAB_REQUIRE_REPLICA (autograding): a missing replica fails Part 4's
+    // checks instead of skipping them, so that no points come without it.
+    let no_replica = testkit::replica_url()
+        .err()
+        .filter(|_| std::env::var_os("LAB_REQUIRE_REPLICA").is_none());
     let skip = |number: u8| {
         part_of(number)
             .filter(|p| p.needs_replica)
             .and(no_replica.as_ref())
             .map(|why| format!("no read replica ({why}): scripts/services up --replica"))
+    };
+    let mut out = Vec::new();
+    let mut add = |name: String, role: Role, part: Option<u8>, jobs: Vec<Job>, judge: Judge| {
+        out.push(Planned {
+            name,
+            role,
+            part,
+            ignored: part.and_then(part_of).is_some_and(|p| p.optional),
+            skip: part.and_then(skip),
+            jobs,
+            judge,
+        });
     };
     let runs = repeat();
     let repeated = |answers: &Answers, check: &str| -> Vec<Job> {
@@ -407,15 +442,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
             String::new()
         }
     };
-    let mut out = Vec::new();
     for check in suite.checks {
-        let record = Record {
-            name: check.name.into(),
-            role: Role::Graded,
-            part: Some(check.part),
-            verdict: None,
-            skipped: None,
-        };
         let judge: Judge = Box::new(move |done| {
             for (i, d) in done.iter().enumerate() {
                 if let Err(failure) = d.outcome() {
@@ -429,16 +456,14 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
             }
             Ok(())
         });
-        out.push((
-            Planned {
-                name: check.name.into(),
-                ignored: ignored(check.part),
-                skip: skip(check.part),
-                judge,
-            },
-            repeated(suite.subject, check.name),
-            record,
-        ));
+        let jobs = repeated(suite.subject, check.name);
+        add(
+            check.name.into(),
+            Role::Graded,
+            Some(check.part),
+            jobs,
+            judge,
+        );
     }
     for entry in &suite.entries {
         match *entry {
@@ -468,22 +493,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Ok(())
                 });
                 let trial = format!("designs::part{part}::{name}");
-                out.push((
-                    Planned {
-                        name: trial.clone(),
-                        ignored: ignored(part),
-                        skip: skip(part),
-                        judge,
-                    },
-                    jobs,
-                    Record {
-                        name: trial,
-                        role: Role::Design,
-                        part: Some(part),
-                        verdict: None,
-                        skipped: None,
-                    },
-                ));
+                add(trial, Role::Design, Some(part), jobs, judge);
             }
             Entry::Mistake {
                 name,
@@ -528,22 +538,7 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Ok(())
                 });
                 let trial = format!("mistakes::part{part}::{name}");
-                out.push((
-                    Planned {
-                        name: trial.clone(),
-                        ignored: ignored(part),
-                        skip: skip(part),
-                        judge,
-                    },
-                    jobs,
-                    Record {
-                        name: trial,
-                        role: Role::Mistake,
-                        part: Some(part),
-                        verdict: None,
-                        skipped: None,
-                    },
-                ));
+                add(trial, Role::Mistake, Some(part), jobs, judge);
             }
             Entry::Stubs => {
                 // Every check that can run here (Part 4's need a replica).
@@ -574,42 +569,17 @@ fn plan(suite: &Suite) -> Vec<(Planned, Vec<Job>, Record)> {
                     Ok(())
                 });
                 let trial = "maintainers::the_stubs_as_shipped_fail_every_check_with_their_todo";
-                out.push((
-                    Planned {
-                        name: trial.into(),
-                        ignored: false,
-                        skip: None,
-                        judge,
-                    },
-                    jobs,
-                    Record {
-                        name: trial.into(),
-                        role: Role::Maintainer,
-                        part: None,
-                        verdict: None,
-                        skipped: None,
-                    },
-                ));
+                add(trial.into(), Role::Maintainer, None, jobs, judge);
             }
             Entry::Plain { name, run } => {
-                let trial = format!("maintainers::{name}");
                 let judge: Judge = Box::new(move |_| run().map_err(Rejection::plain));
-                out.push((
-                    Planned {
-                        name: trial.clone(),
-                        ignored: false,
-                        skip: None,
-                        judge,
-                    },
+                add(
+                    format!("maintainers::{name}"),
+                    Role::Maintainer,
+                    None,
                     Vec::new(),
-                    Record {
-                        name: trial,
-                        role: Role::Maintainer,
-                        part: None,
-                        verdict: None,
-                        skipped: None,
-                    },
-                ));
+                    judge,
+                );
             }
         }
     }
