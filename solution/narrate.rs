@@ -157,7 +157,7 @@ pub fn compare() -> Outcome<()> {
             }
             None => println!("{:>2}. {}", mine.number, mine.label),
         }
-        let differs = mine.seen.behaviour() != reference.seen.behaviour();
+        let differs = mine.behaviour() != reference.behaviour();
         differing += usize::from(differs);
         println!(
             "    yours      {}{}",

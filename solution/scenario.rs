@@ -65,6 +65,23 @@ impl Seen {
     }
 }
 
+impl Step {
+    /// What two sets of answers can differ in at this step. An unprotected
+    /// herd sends "many" statements, a number that changes from run to run:
+    /// only "one" or "many" counts there.
+    pub fn behaviour(&self) -> String {
+        match (&self.seen, self.number) {
+            (
+                Seen::Got {
+                    shown, statements, ..
+                },
+                "6b",
+            ) => format!("{shown} {}", if *statements > 1 { "many" } else { "one" }),
+            (seen, _) => seen.behaviour(),
+        }
+    }
+}
+
 /// One step of the scenario.
 pub struct Step {
     /// "1", "6a", …
@@ -494,7 +511,7 @@ fn herd_read_name(answers: &Answers, read: &str) -> String {
     format!("{} {read}", answers.name)
 }
 
-/// The read a herd process runs: "<answers> singleflight|leased".
+/// The read a herd process runs: `"<answers> singleflight"` or `"<answers> leased"`.
 pub fn herd_read(name: &str, all: &[&'static Answers]) -> Option<Read> {
     let (answers, read) = name.rsplit_once(' ')?;
     let answers = all.iter().find(|a| a.name == answers)?;

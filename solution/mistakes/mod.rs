@@ -132,7 +132,7 @@ catalogue! {
     marker_set_after_invalidating::update_user_plan_replicated => [part4_a_read_during_an_update_leaves_nothing_stale],
         "what must already be in place before the cached copy goes";
     marker_ttl_shorter_than_the_lag::update_user_plan_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
-        "must last longer than the replica's lag";
+        "lasting longer than the replica can lag";
     fills_from_the_replica_despite_the_marker::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
         "cache what you return";
 }
