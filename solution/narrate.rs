@@ -12,6 +12,10 @@ use crate::scenario::{self, HERD, PROCESSES, SLOW, Seen, State, Step, THREADS};
 /// a herd that could not start.
 pub type Outcome<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// Part 4 needs a read replica; without one its step is left out, and says so.
+const NO_REPLICA: &str =
+    "   (not shown: no read replica; `scripts/services up --replica` starts one)";
+
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
@@ -89,10 +93,7 @@ pub fn run() -> Outcome<()> {
         );
     }
     if !steps.iter().any(|s| s.part == 4) {
-        println!(
-            "\n{}\n   (not shown: no read replica; `scripts/services up --replica` starts one)",
-            part_header(4)
-        );
+        println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
     println!(
         "\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.",
@@ -165,6 +166,9 @@ pub fn compare() -> Outcome<()> {
             if differs { "   <- differs" } else { "" }
         );
         println!("    reference  {}", cell(&reference.seen));
+    }
+    if !theirs.iter().any(|s| s.part == 4) {
+        println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
     println!(
         "\n{differing} of {} steps differ from the reference. Done in {:.1?}; `cargo test` says which checks they fail, and why.",
