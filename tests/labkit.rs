@@ -501,6 +501,63 @@ fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
     assert_eq!(leftovers(&space), (0, false), "swept by the next start");
 }
 
+/// A process that exits while one of its labs is still held (by a stuck
+/// thread, say), or while a thread is half-way through dropping one (its
+/// schema gone, its keys not yet), leaves its run listed: the next start
+/// sweeps the keys. The child stages the half-dropped state itself (drops
+/// the schema, then exits holding the lab), because exit cuts a drop short at
+/// no point a test could choose.
+#[test]
+fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
+    if std::env::var_os("LAB_EXIT_HOLDING_A_LAB").is_some() {
+        let lab = lab();
+        lab.cache
+            .set_json("user:1", &1, Duration::from_secs(60))
+            .unwrap();
+        let space = lab.space_name().unwrap().to_string();
+        let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+        pg.batch_execute(&format!("DROP SCHEMA \"{space}\" CASCADE"))
+            .unwrap();
+        println!("SPACE {space}");
+        std::mem::forget(lab);
+        testkit::finish();
+        std::process::exit(0);
+    }
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start",
+            "--exact",
+            "--nocapture",
+            "-q",
+        ])
+        .env("LAB_EXIT_HOLDING_A_LAB", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let space = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("SPACE "))
+        .unwrap_or_else(|| panic!("the child reported no space: {stdout}"))
+        .to_string();
+    assert!(
+        testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
+        "the dead run's lock was still held after 10 s"
+    );
+    let next = Command::new(env!("CARGO_BIN_EXE_solution"))
+        .output()
+        .unwrap();
+    assert!(
+        next.status.success(),
+        "{}",
+        String::from_utf8_lossy(&next.stderr)
+    );
+    assert!(
+        testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
+        "a sweep was still running after 10 s"
+    );
+    assert_eq!(leftovers(&space), (0, false), "swept by the next start");
+}
+
 /// A pooled connection whose server session was killed (`pg_terminate_backend`
 /// for Postgres, `CLIENT KILL` for Redis) is replaced on the next call, which
 /// succeeds at once: reads, writes and cache commands alike. Only this lab's

@@ -13,7 +13,7 @@
 //! sweeper holds the dead run's lock while it sweeps, so two sweepers never
 //! work on one run, and a waiter on that lock knows when a sweep is over.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -56,6 +56,12 @@ static RUN: Mutex<Option<&'static Run>> = Mutex::new(None);
 /// the check's verdict is known.
 static KEEP: AtomicBool = AtomicBool::new(false);
 static KEPT: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new());
+/// Spaces this process created and has not dropped in full: still owned by
+/// a lab (held by a thread that is stuck, say), kept for inspection, being
+/// dropped right now, or whose drop failed (Redis was down). While any is
+/// left, [`finish`] keeps the run listed, so that the next run's sweep drops
+/// what remains.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
     let config = pg_config(db_url, None)?;
@@ -248,6 +254,7 @@ impl Space {
         let lsn = run.housekeeping(&format!(
             "CREATE SCHEMA \"{name}\"; SET search_path TO \"{name}\"; {SEED_SQL}; RESET search_path;"
         ))?;
+        LIVE.fetch_add(1, Ordering::SeqCst);
         Ok(Space {
             name,
             prefix,
@@ -304,12 +311,15 @@ fn drop_space(name: &str, prefix: &str, keys_on: Option<&str>) {
     let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
         return;
     };
-    let _ = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
+    let schema = run.housekeeping(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"));
     let pattern = format!("{prefix}*");
-    let _ = match keys_on {
+    let keys = match keys_on {
         Some(url) => RedisConnector::new(url).and_then(|r| r.delete_matching(&pattern)),
         None => run.redis.delete_matching(&pattern),
     };
+    if schema.is_ok() && keys.is_ok() {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// From now on, spaces outlive their labs until [`release_kept`].
@@ -339,6 +349,12 @@ pub(crate) fn finish() {
     let Some(run) = *RUN.lock().unwrap_or_else(|e| e.into_inner()) else {
         return;
     };
+    // A space not dropped in full stays the next run's to sweep: forgetting
+    // the run now would leave its keys until their TTL. (Exiting while a
+    // thread drops a lab can cut the drop short after its schema is gone.)
+    if LIVE.load(Ordering::SeqCst) > 0 {
+        return;
+    }
     if let Ok(mut conn) = run.redis.open() {
         let _ = redis::cmd("SREM")
             .arg(RUNS_KEY)

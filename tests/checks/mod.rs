@@ -191,6 +191,10 @@ pub fn spawn<T: Send + 'static>(
     let thread_lab = lab.clone();
     std::thread::spawn(move || {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
+        // Let go of the lab before answering: the check may drop its own
+        // handle and the process exit at once, and the lab's private space
+        // is dropped with the last handle.
+        drop(thread_lab);
         let _ = tx.send(result);
     });
     Pending {

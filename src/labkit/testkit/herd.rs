@@ -61,6 +61,9 @@ pub fn release<T: Send + 'static>(
                 gate.wait();
                 let started = Instant::now();
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body()));
+                // Before answering: whatever `body` holds (a lab, whose space
+                // goes with its last handle) is let go once all have answered.
+                drop(body);
                 let _ = tx.send(Run {
                     outcome,
                     started,
