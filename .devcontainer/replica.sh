@@ -12,4 +12,7 @@ if [ ! -s "$data/PG_VERSION" ]; then
   echo "recovery_min_apply_delay = '${REPLICA_DELAY_MS:-300}ms'" >> "$data/postgresql.auto.conf"
 fi
 chmod 700 "$data"
-exec postgres -D "$data" -c hot_standby=on
+# hot_standby_feedback: the primary keeps the row versions the replica's
+# readers still see, so that replaying its cleanup never ends their sessions
+# ("conflict with recovery") while labs come and go.
+exec postgres -D "$data" -c hot_standby=on -c hot_standby_feedback=on

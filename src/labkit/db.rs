@@ -305,7 +305,17 @@ impl Db {
 }
 
 pub(crate) fn is_connection_loss(err: &postgres::Error) -> bool {
-    err.is_closed() || is_io(err) || is_shutdown_notice(err)
+    err.is_closed() || is_io(err) || is_shutdown_notice(err) || is_fatal(err)
+}
+
+/// A FATAL (or PANIC) error ends the session whatever its SQLSTATE: a
+/// standby ends a reader's session this way when replaying the primary's
+/// cleanup conflicts with it (40001, "conflict with recovery").
+fn is_fatal(err: &postgres::Error) -> bool {
+    use postgres::error::Severity;
+    err.as_db_error()
+        .and_then(|e| e.parsed_severity())
+        .is_some_and(|s| matches!(s, Severity::Fatal | Severity::Panic))
 }
 
 /// SQLSTATE class 57P: the server ended this session (restart, or
