@@ -7,6 +7,10 @@
 mod narrate;
 mod reference;
 mod scenario;
+// Part 4's narration opens with this catalogued mistake (misses read the
+// lagging replica), then shows the fix: one file serves both.
+#[path = "mistakes/always_reads_the_replica.rs"]
+mod always_reads_the_replica;
 
 use std::process::ExitCode;
 

@@ -297,7 +297,13 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
     let seen = processes(&env, 5, &herd_read_name(a, "leased"));
     step("8", 3, "leases (one holder across processes)", seen);
     if testkit::replica_url().is_ok() {
-        let seen = replica_step(&mut env, a.update_user_plan, replica_only);
+        // Plain cache-aside whose misses always read the replica: the
+        // catalogued mistake, shown before the fix.
+        let seen = replica_step(
+            &mut env,
+            a.update_user_plan,
+            crate::always_reads_the_replica::get_user_profile_replicated,
+        );
         step("9", 4, "plain: write, invalidate, read the replica", seen);
         let seen = replica_step(
             &mut env,
@@ -307,26 +313,6 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
         step("9", 4, "with a marker", seen);
     }
     Ok((space, steps))
-}
-
-/// Plain cache-aside whose misses always read the replica: what the
-/// narration shows first in Part 4 (it is nobody's answer).
-fn replica_only(lab: &Lab, user_id: i32) -> Result<Option<User>> {
-    let key = user_key(user_id);
-    if let Some(user) = lab.cache.get_json::<User>(&key)? {
-        return Ok(Some(user));
-    }
-    let user = lab
-        .replica
-        .query_opt(
-            "SELECT id, name, email, plan FROM users WHERE id = $1",
-            &[&user_id],
-        )?
-        .map(|row| User::from_row(&row));
-    if let Some(user) = &user {
-        lab.cache.set_json(&key, user, cache_aside_lab::CACHE_TTL)?;
-    }
-    Ok(user)
 }
 
 /// Part 4: update user 1's plan, then read it at once, while the replica

@@ -286,6 +286,18 @@ pub fn ok<T>(what: &str, result: Result<T>, hint: &str) -> std::result::Result<T
     result.map_err(|e| fail(format!("{what} returned Err({e})"), "Ok", hint))
 }
 
+/// [`call`], then [`ok`]: learner code that must return `Ok`, named once.
+pub fn call_ok<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    what: impl Into<String>,
+    f: impl FnOnce(&Lab) -> Result<T> + Send + 'static,
+    hint: &str,
+) -> std::result::Result<T, Failure> {
+    let what = what.into();
+    let result = call(lab, what.clone(), f)?;
+    ok(&what, result, hint)
+}
+
 /// `n` threads released at once by a barrier, each running `read` (named
 /// `what` in messages). While they run, `conduct` runs on the calling thread
 /// (to release parked statements). Returns the results that arrived within

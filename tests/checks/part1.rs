@@ -13,12 +13,10 @@ const HINT_HIT: &str =
 pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    })?;
-    let got = ok(
+    let got = call_ok(
+        &lab,
         "get_user_profile(user 1)",
-        got,
+        move |lab| (a.get_user_profile)(lab, 1),
         "a user that exists is Ok(Some(user))",
     )?;
     ensure(got.as_ref() == Some(&expected), || {
@@ -41,10 +39,12 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
 /// A cold read leaves `user:{id}` in the cache with a TTL in (0, CACHE_TTL].
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    let got = call(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    })?;
-    ok("get_user_profile(user 1)", got, HINT_FILL)?;
+    call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
     let key = user_key(1);
     let (present, ttl) = cached(&lab, &key)?;
     ensure(present, || {
@@ -121,18 +121,16 @@ pub fn update_invalidates(a: Subject) -> Outcome {
     } else {
         "enterprise"
     };
-    let warm = call(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    })?;
-    ok("get_user_profile(user 1)", warm, HINT_FILL)?;
-    let done = call(
+    call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
+    call_ok(
         &lab,
         format!("update_user_plan(user 1, {plan:?})"),
         move |lab| (a.update_user_plan)(lab, 1, plan),
-    )?;
-    ok(
-        &format!("update_user_plan(user 1, {plan:?})"),
-        done,
         "a valid plan must be accepted",
     )?;
     let key = user_key(1);
@@ -144,10 +142,12 @@ pub fn update_invalidates(a: Subject) -> Outcome {
             "after the write, the cached copy must go: remove the user's key (and do not overwrite it with a new value)",
         )
     })?;
-    let after = call(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    })?;
-    let after = ok("get_user_profile(user 1)", after, HINT_FILL)?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
     ensure(
         after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
         || {
@@ -204,10 +204,12 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     )?;
     let key = user_key(2);
     let (present, _) = cached(&lab, &key)?;
-    let after = call(&lab, "get_user_profile(user 2)", move |lab| {
-        (a.get_user_profile)(lab, 2)
-    })?;
-    let after = ok("get_user_profile(user 2)", after, HINT_FILL)?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile(user 2)",
+        move |lab| (a.get_user_profile)(lab, 2),
+        HINT_FILL,
+    )?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
     ensure(!present && !stale, || {
         fail(
@@ -287,8 +289,7 @@ pub fn bad_plans_change_nothing(f: Functions, plans: &[&'static str]) -> Outcome
         };
         let (read, update) = (f.read, f.update);
         let reading = format!("{}(user 3)", f.read_name);
-        let warm = call(&lab, reading.clone(), move |lab| read(lab, 3))?;
-        ok(&reading, warm, HINT_FILL)?;
+        call_ok(&lab, reading.clone(), move |lab| read(lab, 3), HINT_FILL)?;
         let updating = format!("{}(user 3, {shown})", f.update_name);
         let result = call(&lab, updating.clone(), move |lab| update(lab, 3, plan))?;
         let now = everyone(&lab)?;
@@ -326,8 +327,7 @@ pub fn bad_plans_change_nothing(f: Functions, plans: &[&'static str]) -> Outcome
                 )
             })?;
         }
-        let after = call(&lab, reading.clone(), move |lab| read(lab, 3))?;
-        let after = ok(&reading, after, HINT_FILL)?;
+        let after = call_ok(&lab, reading.clone(), move |lab| read(lab, 3), HINT_FILL)?;
         ensure(
             after.as_ref().map(|u| &u.plan) == stored_plan.as_ref(),
             || {

@@ -30,12 +30,10 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
     let expected = seeded(&lab, 1)?;
     // A single read first: an unfinished answer fails here with its own
     // message, once, rather than fifty times.
-    let one = call(&lab, "get_user_profile_singleflight(user 5)", move |lab| {
-        (a.get_user_profile_singleflight)(lab, 5)
-    })?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_singleflight(user 5)",
-        one,
+        move |lab| (a.get_user_profile_singleflight)(lab, 5),
         "a single read behaves like Part 1",
     )?;
     lab.hooks().slow_statements(SLOW);
@@ -71,12 +69,10 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
 pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 4)?;
-    let got = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| {
-        (a.get_user_profile_singleflight)(lab, 4)
-    })?;
-    let got = ok(
+    let got = call_ok(
+        &lab,
         "get_user_profile_singleflight(user 4)",
-        got,
+        move |lab| (a.get_user_profile_singleflight)(lab, 4),
         "a single read behaves like Part 1",
     )?;
     ensure(got.as_ref() == Some(&expected), || {
@@ -95,12 +91,10 @@ pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
         )
     })?;
     let before = lab.db.query_count();
-    let again = call(&lab, "get_user_profile_singleflight(user 4)", move |lab| {
-        (a.get_user_profile_singleflight)(lab, 4)
-    })?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_singleflight(user 4)",
-        again,
+        move |lab| (a.get_user_profile_singleflight)(lab, 4),
         "a hit returns the cached user",
     )?;
     ensure(lab.db.query_count() == before, || {

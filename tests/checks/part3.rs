@@ -15,12 +15,10 @@ pub const THREADS_PER_PROCESS: usize = 16;
 pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call(&lab, "get_user_profile_leased(user 1)", move |lab| {
-        (a.get_user_profile_leased)(lab, 1)
-    })?;
-    let got = ok(
+    let got = call_ok(
+        &lab,
         "get_user_profile_leased(user 1)",
-        got,
+        move |lab| (a.get_user_profile_leased)(lab, 1),
         "read the cache, else take a lease, load and fill",
     )?;
     ensure(got.as_ref() == Some(&expected), || {
@@ -42,12 +40,10 @@ pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
         },
     )?;
     let before = lab.db.query_count();
-    let hit = call(&lab, "get_user_profile_leased(user 1)", move |lab| {
-        (a.get_user_profile_leased)(lab, 1)
-    })?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_leased(user 1)",
-        hit,
+        move |lab| (a.get_user_profile_leased)(lab, 1),
         "a hit returns the cached user",
     )?;
     ensure(lab.db.query_count() == before, || {
@@ -132,12 +128,10 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     let lab = lab()?;
     // A single read first (user 998, also missing): an unfinished answer
     // fails here with its own message, once, rather than fifty times.
-    let one = call(&lab, "get_user_profile_leased(user 998)", move |lab| {
-        (a.get_user_profile_leased)(lab, 998)
-    })?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_leased(user 998)",
-        one,
+        move |lab| (a.get_user_profile_leased)(lab, 998),
         "a single leased read behaves like Part 1",
     )?;
     lab.db.reset_counters();
@@ -304,12 +298,10 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
     // A single read first, in this process: an unfinished answer fails here
     // with its own message (such as its todo!()), at once. User 3, so that
     // user 1 stays cold for the herd.
-    let one = call(&lab, "get_user_profile_leased(user 3)", move |lab| {
-        (a.get_user_profile_leased)(lab, 3)
-    })?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_leased(user 3)",
-        one,
+        move |lab| (a.get_user_profile_leased)(lab, 3),
         "a single leased read behaves like Part 1",
     )?;
     lab.db.reset_counters();

@@ -82,10 +82,10 @@ const HINT_TRUST: &str = "right after a write the replica lags: readers must be 
 pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
     let lab = replica_lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call(&lab, "get_user_profile_replicated(user 1)", read(a, 1))?;
-    let got = ok(
+    let got = call_ok(
+        &lab,
         "get_user_profile_replicated(user 1)",
-        got,
+        read(a, 1),
         "a user that exists is Ok(Some(user))",
     )?;
     ensure(got.as_ref() == Some(&expected), || {
@@ -146,28 +146,38 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 1)?.plan;
     let plan = other_plan(&old);
-    let warm = call(&lab, "get_user_profile_replicated(user 1)", read(a, 1))?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_replicated(user 1)",
-        warm,
+        read(a, 1),
         "a cold read loads the row",
     )?;
     let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
-    let done = call(&lab, updating.clone(), move |lab| {
-        (a.update_user_plan_replicated)(lab, 1, plan)
-    })?;
-    ok(&updating, done, "a valid plan must be accepted")?;
+    call_ok(
+        &lab,
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
     let written = Instant::now();
     let key = user_key(1);
     let mut judged = 0;
     while Instant::now() < written + BOUND {
         let lagging = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
         let primary_before = lab.db.query_count();
-        let first = call(&lab, "get_user_profile_replicated(user 1)", read(a, 1))?;
-        let first = ok("get_user_profile_replicated(user 1)", first, HINT_TRUST)?;
+        let first = call_ok(
+            &lab,
+            "get_user_profile_replicated(user 1)",
+            read(a, 1),
+            HINT_TRUST,
+        )?;
         let primary_read = lab.db.query_count() > primary_before;
-        let second = call(&lab, "get_user_profile_replicated(user 1)", read(a, 1))?;
-        let second = ok("get_user_profile_replicated(user 1)", second, HINT_TRUST)?;
+        let second = call_ok(
+            &lab,
+            "get_user_profile_replicated(user 1)",
+            read(a, 1),
+            HINT_TRUST,
+        )?;
         let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
         // Once the update has returned, an old plan is wrong whenever it
         // is read; the lag only decides whether a right answer proved much.
@@ -247,10 +257,10 @@ fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 2)?.plan;
     let plan = other_plan(&old);
-    let warm = call(&lab, "get_user_profile_replicated(user 2)", read(a, 2))?;
-    ok(
+    call_ok(
+        &lab,
         "get_user_profile_replicated(user 2)",
-        warm,
+        read(a, 2),
         "a cold read loads the row",
     )?;
     let key = user_key(2);
@@ -287,8 +297,12 @@ fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
     ok(&updating, done, "a valid plan must be accepted")?;
     caught_up(&lab, 2, plan)?;
     let cached: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
-    let after = call(&lab, "get_user_profile_replicated(user 2)", read(a, 2))?;
-    let after = ok("get_user_profile_replicated(user 2)", after, HINT_TRUST)?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile_replicated(user 2)",
+        read(a, 2),
+        HINT_TRUST,
+    )?;
     ensure(
         plan_of(&cached).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
         || {
@@ -315,10 +329,12 @@ pub fn reads_return_to_the_replica(a: Subject) -> Outcome {
     let old = seeded(&lab, 1)?.plan;
     let plan = other_plan(&old);
     let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
-    let done = call(&lab, updating.clone(), move |lab| {
-        (a.update_user_plan_replicated)(lab, 1, plan)
-    })?;
-    ok(&updating, done, "a valid plan must be accepted")?;
+    call_ok(
+        &lab,
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
     let written = Instant::now();
     let limit = MARKER_TTL + Duration::from_secs(1);
     let key = user_key(1);
@@ -327,8 +343,12 @@ pub fn reads_return_to_the_replica(a: Subject) -> Outcome {
         lab.cache.delete(&key).map_err(setup)?;
         lab.db.reset_counters();
         lab.replica.reset_counters();
-        let got = call(&lab, "get_user_profile_replicated(user 1)", read(a, 1))?;
-        let got = ok("get_user_profile_replicated(user 1)", got, HINT_TRUST)?;
+        let got = call_ok(
+            &lab,
+            "get_user_profile_replicated(user 1)",
+            read(a, 1),
+            HINT_TRUST,
+        )?;
         (primary, replica) = (lab.db.query_count(), lab.replica.query_count());
         if primary == 0 && replica >= 1 {
             ensure(plan_of(&got) == Some(plan), || {
