@@ -143,19 +143,18 @@ fn hung() -> Seen {
 }
 
 fn panicked(payload: &(dyn std::any::Any + Send)) -> Seen {
-    let panic = Panic::from_payload(payload);
+    seen_panic(&Panic::from_payload(payload))
+}
+
+/// A `todo!()` is "not written yet"; any other panic is a failure.
+fn seen_panic(panic: &Panic) -> Seen {
     if panic.is_todo() {
-        Seen::NotWritten(format!(
-            "not yet implemented: {}",
-            trim_todo(&panic.message)
-        ))
+        // "not yet implemented: <the stub's message>", or just the first
+        // three words for a bare `todo!()`.
+        Seen::NotWritten(panic.message.clone())
     } else {
         Seen::Failed(panic.to_string())
     }
-}
-
-fn trim_todo(message: &str) -> &str {
-    message.trim_start_matches("not yet implemented: ")
 }
 
 pub fn show(user: &Option<User>) -> String {
@@ -527,18 +526,13 @@ fn processes(env: &Env, user_id: i32, read: &str) -> Seen {
     };
     let wall = started.elapsed();
     let readings: Vec<&herd::Reading> = reports.iter().flat_map(|r| &r.readings).collect();
-    if let Some(herd::Reading::Panicked(p)) = readings
+    if let Some(herd::Reading::Panicked(panic)) = readings
         .iter()
         .find(|r| matches!(r, herd::Reading::Panicked(_)))
     {
-        return if p.contains("not yet implemented") {
-            Seen::NotWritten(format!(
-                "not yet implemented: {}",
-                p.split_once("not yet implemented: ")
-                    .map_or(p.as_str(), |x| x.1)
-            ))
-        } else {
-            Seen::Failed(format!("a reader {p}"))
+        return match seen_panic(panic) {
+            Seen::Failed(why) => Seen::Failed(format!("a reader {why}")),
+            seen => seen,
         };
     }
     let got = readings

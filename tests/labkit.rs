@@ -482,13 +482,18 @@ fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     let space = space.expect("the child reported its space");
-    let settled = || {
-        assert!(
-            testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
-            "the dead run's lock was still held after 10 s"
-        );
-    };
-    settled();
+    assert_swept_by_the_next_start(&space);
+}
+
+/// Starts the next process (the `solution` binary) once the dead run that
+/// owned `space` is settled, and asserts that its start swept `space` in
+/// full. Other runs may be sweeping at the same time, so it looks only when
+/// nobody holds the dead run's lock.
+fn assert_swept_by_the_next_start(space: &str) {
+    assert!(
+        testkit::wait_for_sweepers(space, Duration::from_secs(10)).unwrap(),
+        "the dead run's lock was still held after 10 s"
+    );
     let next = Command::new(env!("CARGO_BIN_EXE_solution"))
         .output()
         .unwrap();
@@ -497,8 +502,11 @@ fn labkit_a_sigkilled_run_is_swept_by_the_next_start() {
         "{}",
         String::from_utf8_lossy(&next.stderr)
     );
-    settled();
-    assert_eq!(leftovers(&space), (0, false), "swept by the next start");
+    assert!(
+        testkit::wait_for_sweepers(space, Duration::from_secs(10)).unwrap(),
+        "a sweep was still running after 10 s"
+    );
+    assert_eq!(leftovers(space), (0, false), "swept by the next start");
 }
 
 /// A process that exits while one of its labs is still held (by a stuck
@@ -539,23 +547,7 @@ fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
         .find_map(|l| l.strip_prefix("SPACE "))
         .unwrap_or_else(|| panic!("the child reported no space: {stdout}"))
         .to_string();
-    assert!(
-        testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
-        "the dead run's lock was still held after 10 s"
-    );
-    let next = Command::new(env!("CARGO_BIN_EXE_solution"))
-        .output()
-        .unwrap();
-    assert!(
-        next.status.success(),
-        "{}",
-        String::from_utf8_lossy(&next.stderr)
-    );
-    assert!(
-        testkit::wait_for_sweepers(&space, Duration::from_secs(10)).unwrap(),
-        "a sweep was still running after 10 s"
-    );
-    assert_eq!(leftovers(&space), (0, false), "swept by the next start");
+    assert_swept_by_the_next_start(&space);
 }
 
 /// A pooled connection whose server session was killed (`pg_terminate_backend`

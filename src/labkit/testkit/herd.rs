@@ -109,7 +109,7 @@ pub enum Reading {
     User(User),
     Missing,
     Error(String),
-    Panicked(String),
+    Panicked(Panic),
     /// It had not returned within the spec's bound.
     Stuck,
 }
@@ -181,7 +181,7 @@ pub fn serve(
             Ok(Ok(Some(user))) => Reading::User(user),
             Ok(Ok(None)) => Reading::Missing,
             Ok(Err(e)) => Reading::Error(e.to_string()),
-            Err(payload) => Reading::Panicked(Panic::from_payload(&*payload).to_string()),
+            Err(payload) => Reading::Panicked(Panic::from_payload(&*payload)),
         })
         .collect();
     readings.resize(spec.threads, Reading::Stuck);
