@@ -220,11 +220,7 @@ impl Db {
                     &[&gate.lsn],
                 ) {
                     Ok(row) => Attempt::Done(row.get(0)),
-                    Err(err) => Attempt::Failed {
-                        lost: conn.client.is_closed() || is_connection_loss(&err),
-                        retry_safe: true,
-                        error: Error::pg(self.service, &self.url, err),
-                    },
+                    Err(err) => self.failed(conn, err, true),
                 }
             })?;
             match replayed {
@@ -257,6 +253,15 @@ impl Db {
         Ok(())
     }
 
+    /// A failed try, for the pool: whether the connection is gone with it.
+    fn failed<T>(&self, conn: &PgConn, err: postgres::Error, retry_safe: bool) -> Attempt<T> {
+        Attempt::Failed {
+            lost: conn.client.is_closed() || is_connection_loss(&err),
+            retry_safe,
+            error: Error::pg(self.service, &self.url, err),
+        }
+    }
+
     fn run<T>(
         &self,
         sql: &str,
@@ -280,17 +285,12 @@ impl Db {
             match result {
                 Ok(value) => Attempt::Done(value),
                 Err(err) => {
-                    let lost = conn.client.is_closed() || is_connection_loss(&err);
                     // Safe to run again when the statement cannot have run:
                     // a read, or a write that failed before it was sent (while
                     // preparing, or the server had already said it was ending
                     // this session).
                     let retry_safe = !write || !prepared || is_shutdown_notice(&err);
-                    Attempt::Failed {
-                        error: Error::pg(self.service, &self.url, err),
-                        lost,
-                        retry_safe,
-                    }
+                    self.failed(conn, err, retry_safe)
                 }
             }
         });
