@@ -115,19 +115,30 @@ impl Env {
     }
 }
 
+/// Starts `f` on its own thread; its result (or its panic) and how long it
+/// took arrive on the receiver. The thread lets go of the lab before
+/// answering, so the lab's private space goes with the caller's last handle.
+fn start<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> mpsc::Receiver<(std::thread::Result<T>, Duration)> {
+    let (tx, rx) = mpsc::channel();
+    let lab = lab.clone();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
+        drop(lab);
+        let _ = tx.send((out, started.elapsed()));
+    });
+    rx
+}
+
 /// Runs `f` on its own thread: its value, or what went wrong instead.
 fn bounded<T: Send + 'static>(
     env: &mut Env,
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> std::result::Result<(T, Duration), Seen> {
-    let (tx, rx) = mpsc::channel();
-    let lab = env.lab.clone();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
-        let _ = tx.send((out, started.elapsed()));
-    });
-    match rx.recv_timeout(BOUND) {
+    match start(&env.lab, f).recv_timeout(BOUND) {
         Ok((Ok(value), wall)) => Ok((value, wall)),
         Ok((Err(payload), _)) => Err(panicked(&*payload)),
         Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
@@ -424,20 +435,13 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     lab.db.reset_counters();
     let started = Instant::now();
     let parked = lab.hooks().park(Trap::after_read());
-    let (tx, rx) = mpsc::channel();
-    {
-        let lab = lab.clone();
-        std::thread::spawn(move || {
-            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read(&lab, 4)));
-            let _ = tx.send(out);
-        });
-    }
+    let rx = start(&lab, move |lab| read(lab, 4));
     // Wait until the reader is held after its SELECT, or has finished
     // without one (an unfinished answer, say).
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut early = None;
     while !parked.wait(Duration::from_millis(10)) && Instant::now() < deadline {
-        if let Ok(out) = rx.try_recv() {
+        if let Ok((out, _)) = rx.try_recv() {
             early = Some(out);
             break;
         }
@@ -450,18 +454,11 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
             Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
         };
     }
-    let updated = {
-        let lab = lab.clone();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let out =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| update(&lab, 4, plan)));
-            let _ = tx.send(out);
-        });
-        rx.recv_timeout(BOUND)
-    };
+    let updated = start(&lab, move |lab| update(lab, 4, plan))
+        .recv_timeout(BOUND)
+        .map(|(out, _)| out);
     drop(parked);
-    let read = rx.recv_timeout(BOUND);
+    let read = rx.recv_timeout(BOUND).map(|(out, _)| out);
     let wall = started.elapsed();
     match (updated, read) {
         (Ok(Err(payload)), _) | (_, Ok(Err(payload))) => return panicked(&*payload),
