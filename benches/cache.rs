@@ -200,9 +200,9 @@ fn warm(lab: &Lab, user: &User) {
         .expect("fill user 1");
 }
 
+/// How long `warm` keeps user 1 cached: longer than any run of the bench.
 const STAY: Duration = Duration::from_secs(24 * 3600);
 
-/// The latency table: (row, floor, row stats, floor stats, ratio).
 /// Hits of user 1 per second through `lab.cache.get_json`, on `threads`
 /// threads (user 1 must be cached: see `warm`).
 fn hit_throughput(lab: &Arc<Lab>, threads: usize, time: Duration) -> f64 {
@@ -220,6 +220,7 @@ fn hit_throughput(lab: &Arc<Lab>, threads: usize, time: Duration) -> f64 {
     )
 }
 
+/// The latency table: (row, floor, row stats, floor stats, ratio).
 type Line = (&'static str, &'static str, Stats, Stats, f64);
 
 fn latency(lab: &Arc<Lab>, user1: &User, rounds: usize, per_round: usize) -> Vec<Line> {
