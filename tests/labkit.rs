@@ -744,3 +744,104 @@ fn labkit_errors_say_what_failed_and_what_to_do() {
         "{stderr}"
     );
 }
+
+/// `DATABASE_URL` with another database, for a second run on the same
+/// server: `None` when the URL names no database to replace.
+fn on_database(url: &str, database: &str) -> Option<String> {
+    let (url, query) = match url.split_once('?') {
+        Some((url, query)) => (url, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let rest = url.split_once("://")?.1;
+    let (_, _) = rest.split_once('/')?;
+    let (base, _) = url.rsplit_once('/')?;
+    Some(format!("{base}/{database}{query}"))
+}
+
+/// Two runs that share one Redis but live in two Postgres databases (or
+/// servers) never sweep each other: a run's liveness can be judged only in
+/// its own database, so a live run there must look alive from here too. The
+/// holder's run starts first and writes a key; then a new run starts on the
+/// other database (and sweeps at start-up); the holder's key is still there.
+#[test]
+fn labkit_a_live_run_on_another_database_is_never_swept() {
+    if std::env::var_os("LAB_HOLD_A_KEY").is_some() {
+        let lab = lab();
+        lab.cache
+            .set_json("user:1", &1, Duration::from_secs(60))
+            .unwrap();
+        println!("SPACE {}", lab.space_name().unwrap());
+        let mut go = String::new();
+        std::io::stdin().read_line(&mut go).unwrap();
+        println!("KEPT {}", lab.cache.exists("user:1").unwrap());
+        return;
+    }
+    if std::env::var_os("LAB_JUST_START").is_some() {
+        drop(lab());
+        testkit::finish();
+        return;
+    }
+    const PEER: &str = "cache_aside_lab_peer";
+    let url = database_url();
+    let peer = on_database(&url, PEER).expect("DATABASE_URL names a database");
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
+        .unwrap()
+        .is_some();
+    if !exists {
+        // Another run may create it at the same moment: either wins.
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {PEER}")) {
+            let raced = e.code().is_some_and(|c| {
+                c == &postgres::error::SqlState::DUPLICATE_DATABASE
+                    || c == &postgres::error::SqlState::UNIQUE_VIOLATION
+            });
+            assert!(raced, "cannot create the peer database: {e}");
+        }
+    }
+    let exe = std::env::current_exe().unwrap();
+    let name = "labkit_a_live_run_on_another_database_is_never_swept";
+    let args = [name, "--exact", "--nocapture", "-q"];
+    for (holder_url, starter_url) in [(&peer, &url), (&url, &peer)] {
+        let mut holder = Command::new(&exe)
+            .args(args)
+            .env("LAB_HOLD_A_KEY", "1")
+            .env("DATABASE_URL", holder_url)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+        let space = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("SPACE ").map(String::from));
+        assert!(space.is_some(), "the holder reported its space");
+        let started = Command::new(&exe)
+            .args(args)
+            .env("LAB_JUST_START", "1")
+            .env("DATABASE_URL", starter_url)
+            .output()
+            .unwrap();
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        use std::io::Write as _;
+        writeln!(holder.stdin.as_mut().unwrap(), "go").unwrap();
+        // Read to the end: the holder's harness still prints after KEPT.
+        let kept = lines
+            .map_while(Result::ok)
+            .filter_map(|l| l.strip_prefix("KEPT ").map(String::from))
+            .last();
+        holder.wait().unwrap();
+        assert_eq!(
+            kept.as_deref(),
+            Some("true"),
+            "a run on {} swept the live keys of a run on {}",
+            mask_password(starter_url),
+            mask_password(holder_url)
+        );
+    }
+}

@@ -12,6 +12,19 @@
 //! gone (the idea of `sqlx::test`'s sweep, made safe for concurrent runs). A
 //! sweeper holds the dead run's lock while it sweeps, so two sweepers never
 //! work on one run, and a waiter on that lock knows when a sweep is over.
+//!
+//! A run is judged only where it lives. Advisory locks belong to one database
+//! of one Postgres server, but one Redis may serve runs on several (a
+//! classroom's shared Redis, the replica pair beside the default Postgres,
+//! two databases on one server): a live run elsewhere would look dead from
+//! here. So every run registers in Redis with its *scope*, the Postgres
+//! server (its system identifier) and database it lives in, and a sweeper
+//! touches the keys of runs of its own scope only; their schemas live in its
+//! own database anyway. Run ids are claimed in the registry (`HSETNX`), so
+//! two live runs never share a key prefix, whichever Postgres they use.
+//! (The alternative, a liveness key in Redis that each run renews, would need
+//! a renewing thread in every process, and would misjudge a run whose schemas
+//! live in a Postgres that another Redis serves.)
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -27,7 +40,9 @@ use super::error::{Error, Service};
 
 /// Advisory-lock class shared by all lab runs ("lab" in ASCII).
 const LOCK_CLASS: i32 = 0x6c_61_62;
-const RUNS_KEY: &str = "lab:runs";
+/// The registry of runs: a hash from run name to the run's scope. (Runs
+/// before scopes used a set, `lab:runs`, which is left alone.)
+const REGISTRY: &str = "lab:registry";
 pub(crate) const SEED_SQL: &str = include_str!("../../seed.sql");
 
 /// One schema + key prefix, dropped with the lab that owns it.
@@ -45,6 +60,8 @@ pub(crate) struct Space {
 
 struct Run {
     id: u32,
+    /// Where the run lives: see [`scope_of`].
+    scope: String,
     seq: AtomicU64,
     admin: Mutex<Client>,
     db_url: String,
@@ -110,31 +127,65 @@ fn run(db_url: &str, redis_url: &str) -> Result<&'static Run> {
     let mut admin = connect_admin(db_url)?;
     let redis = RedisConnector::new(redis_url)?;
     let pg = |e| Error::postgres(db_url, e);
+    let scope = scope_of(&mut admin).map_err(pg)?;
+    let mut redis_conn = redis.open()?;
+    let redis_err = |e| Error::redis(redis_url, e);
     let id = loop {
         let candidate =
             (std::hash::BuildHasher::hash_one(&std::hash::RandomState::new(), std::process::id())
                 as u32)
                 & 0x7fff_ffff;
-        if run_lock(&mut admin, candidate, RunLock::Try).map_err(pg)? {
+        // Unique in this database while the process lives (the lock), and
+        // unique in this Redis (the registry): another Postgres may have a
+        // live run of the same id, which must not share our key prefix.
+        if !run_lock(&mut admin, candidate, RunLock::Try).map_err(pg)? {
+            continue;
+        }
+        let claimed: bool = redis::cmd("HSETNX")
+            .arg(REGISTRY)
+            .arg(run_name(candidate))
+            .arg(&scope)
+            .query(&mut redis_conn)
+            .map_err(redis_err)?;
+        if claimed {
             break candidate;
         }
+        run_lock(&mut admin, candidate, RunLock::Release).map_err(pg)?;
     };
     let run: &'static Run = Box::leak(Box::new(Run {
         id,
+        scope,
         seq: AtomicU64::new(0),
         admin: Mutex::new(admin),
         db_url: db_url.to_string(),
         redis,
     }));
-    let mut conn = run.redis.open()?;
-    redis::cmd("SADD")
-        .arg(RUNS_KEY)
-        .arg(run_name(id))
-        .query::<i64>(&mut conn)
-        .map_err(|e| Error::redis(redis_url, e))?;
     run.sweep()?;
     *slot = Some(run);
     Ok(run)
+}
+
+/// The run's scope: the Postgres server's system identifier and the
+/// database, where its advisory lock (and so its liveness) can be judged.
+/// A server that hides its identifier (some managed ones) is named by the
+/// address and port it reports instead.
+fn scope_of(admin: &mut Client) -> std::result::Result<String, postgres::Error> {
+    let server: String = match admin.query_one(
+        "SELECT system_identifier::text FROM pg_control_system()",
+        &[],
+    ) {
+        Ok(row) => row.get(0),
+        Err(_) => admin
+            .query_one(
+                "SELECT coalesce(host(inet_server_addr()), 'socket') || ':' || coalesce(inet_server_port(), 0)",
+                &[],
+            )?
+            .get(0),
+    };
+    let database: String = admin
+        .query_one("SELECT current_database()::text", &[])?
+        .get(0);
+    Ok(format!("{server}/{database}"))
 }
 
 fn run_name(id: u32) -> String {
@@ -195,11 +246,18 @@ impl Run {
             .filter_map(|row| parse_run_id(row.get::<_, &str>(0).strip_prefix("lab_")?))
             .collect();
         let mut redis = self.redis.open()?;
-        let listed: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(RUNS_KEY)
+        let registry: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(REGISTRY)
             .query(&mut redis)
             .map_err(|e| self.redis_err(e))?;
-        ids.extend(listed.iter().filter_map(|s| parse_run_id(s)));
+        // Runs of other scopes are judged where they live, never here.
+        let ours = |id: u32| registry.get(&run_name(id)) == Some(&self.scope);
+        ids.extend(
+            registry
+                .iter()
+                .filter(|(_, scope)| **scope == self.scope)
+                .filter_map(|(name, _)| parse_run_id(name)),
+        );
         ids.sort_unstable();
         ids.dedup();
         for id in ids.into_iter().filter(|&id| id != self.id) {
@@ -207,15 +265,24 @@ impl Run {
             if !run_lock(&mut admin, id, RunLock::Try).map_err(|e| self.pg(e))? {
                 continue;
             }
-            let swept = self.drop_run(&mut admin, &mut redis, id);
+            let swept = self.drop_run(&mut admin, &mut redis, id, ours(id));
             run_lock(&mut admin, id, RunLock::Release).map_err(|e| self.pg(e))?;
             swept?;
         }
         Ok(())
     }
 
-    /// Drops every schema and key of run `id`, then forgets the run.
-    fn drop_run(&self, admin: &mut Client, redis: &mut RedisConn, id: u32) -> Result<()> {
+    /// Drops every schema of run `id` and, when the registry has it in this
+    /// run's scope (`keys`), its keys, then forgets it. A schema here whose
+    /// id the registry gives another scope belongs to a run on another
+    /// Redis: its keys are not in this one.
+    fn drop_run(
+        &self,
+        admin: &mut Client,
+        redis: &mut RedisConn,
+        id: u32,
+        keys: bool,
+    ) -> Result<()> {
         let name = run_name(id);
         let schemas = admin
             .query(
@@ -229,12 +296,14 @@ impl Run {
                 .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
                 .map_err(|e| self.pg(e))?;
         }
-        self.redis.delete_matching(&format!("lab:{name}:*"))?;
-        redis::cmd("SREM")
-            .arg(RUNS_KEY)
-            .arg(&name)
-            .query::<i64>(redis)
-            .map_err(|e| self.redis_err(e))?;
+        if keys {
+            self.redis.delete_matching(&format!("lab:{name}:*"))?;
+            redis::cmd("HDEL")
+                .arg(REGISTRY)
+                .arg(&name)
+                .query::<i64>(redis)
+                .map_err(|e| self.redis_err(e))?;
+        }
         Ok(())
     }
 }
@@ -356,8 +425,8 @@ pub(crate) fn finish() {
         return;
     }
     if let Ok(mut conn) = run.redis.open() {
-        let _ = redis::cmd("SREM")
-            .arg(RUNS_KEY)
+        let _ = redis::cmd("HDEL")
+            .arg(REGISTRY)
             .arg(run_name(run.id))
             .query::<i64>(&mut conn);
     }
