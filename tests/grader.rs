@@ -65,6 +65,10 @@ checks! {
     1: part1_a_missing_user_reads_as_none = part1::missing_user_is_none;
     1: part1_an_update_invalidates_and_the_next_read_has_the_new_plan = part1::update_invalidates;
     1: part1_a_read_during_an_update_leaves_nothing_stale = part1::read_during_update_leaves_nothing_stale;
+    1: part1_a_postgres_error_is_an_err_never_none = part1::postgres_error_is_an_err;
+    1: part1_an_update_whose_invalidation_fails_returns_an_err = part1::failed_invalidation_is_an_err;
+    1: part1_a_write_by_another_process_is_seen_by_the_next_read = part1::write_by_another_process_is_seen;
+    1: part1_a_user_created_after_a_miss_shows_up_within_absent_ttl = part1::created_user_shows_up_within_absent_ttl;
     1: part1_a_plan_outside_the_check_constraint_is_an_error = part1::rejected_plan_is_an_error;
     1: part1_hostile_plans_are_rejected_or_stored_verbatim_never_executed = part1::hostile_plans_are_never_executed;
     2: part2_single_reads_still_fill_hit_and_miss = part2::single_reads_behave_like_part1;

@@ -16,7 +16,7 @@ use super::Result;
 use super::connect::{CONNECT_TIMEOUT, bounded};
 use super::error::{Error, Service};
 use super::pool::{Attempt, Connector, Pool};
-use super::testkit::hooks::Hooks;
+use super::testkit::hooks::{Action, Hooks, Phase};
 
 /// Any single Redis command that takes longer than this fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -319,6 +319,7 @@ impl Cache {
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.key(key)?;
         let bytes: Option<Vec<u8>> = self.command(|c| redis::cmd("GET").arg(&full).query(c))?;
+        self.hooks.cache_call(Phase::After, Action::Look(key));
         let Some(bytes) = bytes else { return Ok(None) };
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(Some(value)),
@@ -346,21 +347,25 @@ impl Cache {
         let full = self.key(key)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
+        self.hooks.cache_call(Phase::Before, Action::Fill(key));
         self.command(|c| {
             redis::cmd("SET")
                 .arg(&full)
                 .arg(&json)
                 .arg("PX")
                 .arg(ms)
-                .query(c)
-        })
+                .query::<()>(c)
+        })?;
+        self.hooks.cache_call(Phase::After, Action::Fill(key));
+        Ok(())
     }
 
     /// Deletes `key`; true if it existed.
     pub fn delete(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
+        self.hooks.check_removal()?;
         let n: i64 = self.command(|c| redis::cmd("DEL").arg(&full).query(c))?;
-        self.hooks.after_delete(key);
+        self.hooks.cache_call(Phase::After, Action::Delete(key));
         Ok(n > 0)
     }
 

@@ -274,8 +274,10 @@ impl Db {
         }
         let pool = self.pool()?;
         self.wait_ready(pool)?;
+        self.hooks.check_read(sql, self.service)?;
+        let replica = self.service == Service::Replica;
         self.count.fetch_add(1, Ordering::SeqCst);
-        self.hooks.before_statement(sql);
+        self.hooks.before_statement(sql, replica);
         let result = pool.run(|conn| {
             let mut prepared = false;
             let result = conn.statement(sql).and_then(|st| {
@@ -297,7 +299,7 @@ impl Db {
         if result.is_ok() {
             // A statement parked after its result is still in progress for
             // its caller, so it stays "in flight" until released.
-            self.hooks.after_statement(sql);
+            self.hooks.after_statement(sql, replica);
         }
         self.hooks.statement_done();
         result

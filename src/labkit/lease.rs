@@ -16,6 +16,7 @@ use redis::Script;
 use serde::Serialize;
 
 use super::cache::{Cache, to_json, ttl_millis};
+use super::testkit::hooks::{Action, Phase};
 use super::{Error, Result};
 
 /// The right to fill one key, held until it is used or expires.
@@ -129,6 +130,7 @@ impl Cache {
         let lease_name = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
+        self.hooks().cache_call(Phase::Before, Action::Fill(key));
         let filled: i64 = self.command(|c| {
             FILL_WITH_LEASE
                 .key(&full)
@@ -138,6 +140,7 @@ impl Cache {
                 .arg(ms)
                 .invoke(c)
         })?;
+        self.hooks().cache_call(Phase::After, Action::Fill(key));
         Ok(filled == 1)
     }
 
@@ -146,8 +149,9 @@ impl Cache {
     pub fn invalidate(&self, key: &str) -> Result<()> {
         let full = self.key(key)?;
         let lease = lease_key(&full)?;
+        self.hooks().check_removal()?;
         self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))?;
-        self.hooks().after_delete(key);
+        self.hooks().cache_call(Phase::After, Action::Delete(key));
         Ok(())
     }
 }

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use cache_aside_lab::User;
 use cache_aside_lab::labkit::testkit::panics::Panic;
-use cache_aside_lab::labkit::testkit::{Answers, LabExt, Parked, Trap, herd};
+use cache_aside_lab::labkit::testkit::{Answers, Function, LabExt, Parked, Trap, herd, remote};
 use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{CACHE_TTL, User};
 use serde::{Deserialize, Serialize};
 
 /// No check waits longer than this for learner code.
@@ -168,6 +168,22 @@ pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duratio
         lab.cache.exists(key).map_err(setup)?,
         lab.cache.ttl(key).map_err(setup)?,
     ))
+}
+
+/// The TTLs a cached user may have: CACHE_TTL, or a jitter of up to 10 %
+/// either way, or a shorter TTL of the same order; never a wrong constant or
+/// a unit slip (2 s, 5 s, 60 ms).
+pub fn ttl_fits_cache_ttl(ttl: Option<Duration>) -> bool {
+    ttl.is_some_and(|t| t >= CACHE_TTL / 4 && t <= CACHE_TTL * 11 / 10)
+}
+
+/// How [`ttl_fits_cache_ttl`]'s range reads in messages.
+pub fn cache_ttl_range() -> String {
+    format!(
+        "a TTL between CACHE_TTL / 4 and 1.1 × CACHE_TTL ({:?} to {:?}: CACHE_TTL, give or take some jitter)",
+        CACHE_TTL / 4,
+        CACHE_TTL * 11 / 10
+    )
 }
 
 /// What a call that panicked should have done instead.
@@ -348,5 +364,54 @@ pub fn show(result: &Result<Option<User>>) -> String {
         Ok(Some(u)) => format!("Some(user {} on plan {:?})", u.id, u.plan),
         Ok(None) => "Ok(None)".into(),
         Err(e) => format!("Err({e})"),
+    }
+}
+
+/// Runs `function` of the answers under test in another process (another
+/// instance of the application) on this lab's data, to the end.
+pub fn elsewhere(
+    lab: &Lab,
+    a: Subject,
+    function: Function,
+    user_id: i32,
+    plan: &str,
+) -> std::result::Result<remote::Outcome, Failure> {
+    let call = remote_call(lab, a, function, user_id, plan, None);
+    remote::Remote::run(&call, BOUND).map_err(Failure::Setup)
+}
+
+/// The [`remote::Call`] of `function` on this lab's data.
+pub fn remote_call(
+    lab: &Lab,
+    a: Subject,
+    function: Function,
+    user_id: i32,
+    plan: &str,
+    park: Option<Trap>,
+) -> remote::Call {
+    remote::Call {
+        space: lab.space_name().expect("isolated").to_string(),
+        answers: a.name.to_string(),
+        function,
+        user_id,
+        plan: plan.to_string(),
+        park,
+    }
+}
+
+/// What a call in another process did, as a learner `Result`-ish line, or
+/// the failure to report when it panicked.
+pub fn remote_result(
+    what: &str,
+    outcome: remote::Outcome,
+) -> std::result::Result<std::result::Result<Option<User>, String>, Failure> {
+    match outcome {
+        remote::Outcome::Returned(user) => Ok(Ok(user)),
+        remote::Outcome::Failed(e) => Ok(Err(e)),
+        remote::Outcome::Panicked(panic) => Err(Failure::Panicked {
+            call: format!("{what} (in another process)"),
+            panic,
+            expected: RETURNS.into(),
+        }),
     }
 }

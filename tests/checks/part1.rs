@@ -1,7 +1,7 @@
 //! Part 1: cache-aside reads and invalidating writes.
 
-use cache_aside_lab::labkit::testkit::{Read, Trap, Update};
-use cache_aside_lab::{CACHE_TTL, user_key};
+use cache_aside_lab::labkit::testkit::{Function, Read, Trap, Update};
+use cache_aside_lab::{ABSENT_TTL, user_key};
 
 use super::*;
 
@@ -36,7 +36,8 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     })
 }
 
-/// A cold read leaves `user:{id}` in the cache with a TTL in (0, CACHE_TTL].
+/// A cold read leaves `user:{id}` in the cache with a TTL of the order of
+/// CACHE_TTL (see [`ttl_fits_cache_ttl`]).
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
     call_ok(
@@ -54,11 +55,11 @@ pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
             HINT_FILL,
         )
     })?;
-    ensure(ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL), || {
+    ensure(ttl_fits_cache_ttl(ttl), || {
         fail(
             format!("{key} was cached with TTL {ttl:?} (None = never expires)"),
-            format!("a TTL in (0, CACHE_TTL = {CACHE_TTL:?}]"),
-            "pass CACHE_TTL to set_json; a TTL bounds how long a missed invalidation can serve stale data",
+            cache_ttl_range(),
+            "pass CACHE_TTL to set_json: a TTL far above it serves stale data for long if an invalidation is ever lost, and one far below it (a wrong constant, or milliseconds for seconds) makes the cache miss most of the time",
         )
     })
 }
@@ -204,6 +205,16 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     )?;
     let key = user_key(2);
     let (present, _) = cached(&lab, &key)?;
+    let held: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
+    // A write-through update (SET the new value) leaves the key present with
+    // the new plan: that is its own mistake, not an order.
+    ensure(held.as_ref().is_none_or(|u| u.plan != plan), || {
+        fail(
+            format!("after update_user_plan(user 2, {plan:?}) returned, {key} held the new plan"),
+            format!("{key} gone"),
+            "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
+        )
+    })?;
     let after = call_ok(
         &lab,
         "get_user_profile(user 2)",
@@ -222,6 +233,188 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
             "a reader that ran between your two steps found the cache empty and cached the old row: which order of UPDATE and invalidation leaves no such window?",
         )
     })
+}
+
+/// A user that did not exist when a read missed it, and was created
+/// afterwards, is returned within ABSENT_TTL: absence may be cached, but
+/// only briefly.
+pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let first = call(&lab, "get_user_profile(user 6)", move |lab| {
+        (a.get_user_profile)(lab, 6)
+    })?;
+    ensure(matches!(first, Ok(None)), || {
+        fail(
+            format!("get_user_profile(user 6) returned {}", show(&first)),
+            "a user that does not exist reads as Ok(None)",
+            "return None when query_opt finds no row; never invent a placeholder user",
+        )
+    })?;
+    lab.db
+        .execute(
+            "INSERT INTO users (id, name, email, plan) VALUES (6, 'Fay', 'fay@example.com', 'pro')",
+            &[],
+        )
+        .map_err(setup)?;
+    let created = Instant::now();
+    // Slack for a loaded machine; the bound itself is ABSENT_TTL.
+    let limit = ABSENT_TTL + Duration::from_millis(500);
+    loop {
+        let read = call(&lab, "get_user_profile(user 6)", move |lab| {
+            (a.get_user_profile)(lab, 6)
+        })?;
+        match read {
+            Ok(Some(user)) if user.id == 6 => return Ok(()),
+            Ok(None) if created.elapsed() < limit => {
+                // Waiting out a bound, not a race: a negative entry that
+                // honours ABSENT_TTL expires within it.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => {
+                return Err(fail(
+                    format!(
+                        "user 6 was created after a read had found it missing; {} ms later, get_user_profile(user 6) still returned {}",
+                        created.elapsed().as_millis(),
+                        show(&other)
+                    ),
+                    format!("the new user within ABSENT_TTL ({ABSENT_TTL:?})"),
+                    "a missing user may be remembered, but for ABSENT_TTL at most (set_json with ABSENT_TTL), never for CACHE_TTL, and never in process memory",
+                ));
+            }
+        }
+    }
+}
+
+/// With every read of Postgres failing, a read is an `Err`: `Ok(None)`
+/// would tell the caller that the user does not exist.
+pub fn postgres_error_is_an_err(a: Subject) -> Outcome {
+    postgres_error_is_an_err_for(&lab()?, a.get_user_profile, "get_user_profile")
+}
+
+/// [`postgres_error_is_an_err`] for any read of any part.
+pub fn postgres_error_is_an_err_for(lab: &Arc<Lab>, read: Read, name: &str) -> Outcome {
+    lab.hooks().fail_reads(true);
+    let what = format!("{name}(user 1)");
+    let got = call(lab, what.clone(), move |lab| read(lab, 1))?;
+    lab.hooks().fail_reads(false);
+    ensure(got.is_err(), || {
+        fail(
+            format!(
+                "with every read of Postgres failing (injected by the grader) and user 1 not cached, {what} returned {}",
+                show(&got)
+            ),
+            "Err: the user could not be read",
+            if matches!(got, Ok(None)) {
+                "Ok(None) says \"no such user\"; a failed query says nothing of the sort: pass its error on with `?` (never .ok(), unwrap_or or if let Ok)"
+            } else {
+                "a cold read has nothing to return but what Postgres says: pass its error on with `?`"
+            },
+        )
+    })
+}
+
+/// When the invalidation after the write fails, the update says so: `Err`,
+/// with Postgres already holding the new plan.
+pub fn failed_invalidation_is_an_err(a: Subject) -> Outcome {
+    failed_invalidation_is_an_err_for(a.update_user_plan, a.get_user_profile, "update_user_plan")
+}
+
+/// [`failed_invalidation_is_an_err`] for any part's update (and its read).
+pub fn failed_invalidation_is_an_err_for(update: Update, read: Read, name: &str) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 1)?;
+    let plan = if before.plan == "free" { "pro" } else { "free" };
+    call_ok(&lab, "a read of user 1", move |lab| read(lab, 1), HINT_FILL)?;
+    let updating = format!("{name}(user 1, {plan:?})");
+    // Removals fail only once the write has been sent: an answer may also
+    // remove the key before its write (a double delete), which then works.
+    let (parked, writer) = start_parked(
+        &lab,
+        Trap::after_write(),
+        updating.clone(),
+        move |lab| update(lab, 1, plan),
+        || {
+            fail(
+                format!("{updating} sent no write to Postgres"),
+                "the new plan must be written to Postgres",
+                "use lab.db.execute with an UPDATE",
+            )
+        },
+    )?;
+    lab.hooks().fail_removals(true);
+    drop(parked);
+    let done = writer.wait(BOUND)?;
+    lab.hooks().fail_removals(false);
+    let stored_plan = seeded(&lab, 1)?.plan;
+    ensure(stored_plan == plan, || {
+        fail(
+            format!(
+                "with removing keys failing, Postgres kept plan {stored_plan:?} after {updating}"
+            ),
+            format!("the write happens first, so Postgres holds {plan:?}"),
+            "write Postgres first, then remove the cached copy",
+        )
+    })?;
+    ensure(done.is_err(), || {
+        fail(
+            format!(
+                "{updating} returned Ok although removing user:1 from the cache failed (injected by the grader)"
+            ),
+            "Err: the cache may still serve the old plan, and the caller must know",
+            "propagate the error of the removal with `?` instead of ignoring it",
+        )
+    })
+}
+
+/// The cache is shared: a write made by another process (another instance
+/// of the application) is seen by this process's next read.
+pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 1)?;
+    let plan = if before.plan == "enterprise" {
+        "free"
+    } else {
+        "enterprise"
+    };
+    call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
+    let updating = format!("update_user_plan(user 1, {plan:?})");
+    let done = remote_result(
+        &updating,
+        elsewhere(&lab, a, Function::UpdateUserPlan, 1, plan)?,
+    )?;
+    ensure(done.is_ok(), || {
+        fail(
+            format!(
+                "{updating} in another process returned Err({})",
+                done.clone().unwrap_err()
+            ),
+            "Ok",
+            "a valid plan must be accepted",
+        )
+    })?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
+    ensure(
+        after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
+        || {
+            fail(
+                format!(
+                    "another process ran {updating}; then this process read user 1 and got {after:?}"
+                ),
+                format!("plan {plan:?}: every instance of the application shares one cache"),
+                "a copy kept in this process's memory never hears of a write made by another process: keep cached users in Redis only (lab.cache)",
+            )
+        },
+    )
 }
 
 /// A plan the CHECK constraint rejects is an `Err`, and the stored plan

@@ -23,7 +23,7 @@ mod report;
 
 use std::sync::{Arc, Mutex};
 
-use cache_aside_lab::labkit::testkit::{self, Answers, herd};
+use cache_aside_lab::labkit::testkit::{self, Answers, herd, remote};
 use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
 
 use crate::checks::{CheckFn, Failure};
@@ -154,6 +154,9 @@ pub fn main(suite: Suite) -> std::process::ExitCode {
     if let Some(spec) = herd::spec_from_env() {
         let answers = find(&suite.answers, &spec.read);
         herd::serve(&spec, answers.get_user_profile_leased);
+    }
+    if let Some(call) = remote::call_from_env() {
+        remote::serve(&call, find(&suite.answers, &call.answers));
     }
     if let Some(job) = jobs::job_from_env() {
         let answers = find(&suite.answers, &job.answers);

@@ -48,3 +48,42 @@ impl std::fmt::Debug for Answers {
         write!(f, "Answers({})", self.name)
     }
 }
+
+/// One of the TODO functions, by name: what a child process is told to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Function {
+    GetUserProfile,
+    UpdateUserPlan,
+    GetUserProfileSingleflight,
+    GetUserProfileLeased,
+    UpdateUserPlanLeased,
+    GetUserProfileReplicated,
+    UpdateUserPlanReplicated,
+}
+
+impl Function {
+    /// Runs this function of `answers`: a read returns its user, an update
+    /// `None`. (`plan` is ignored by reads.)
+    pub fn call(
+        self,
+        answers: &Answers,
+        lab: &Lab,
+        user_id: i32,
+        plan: &str,
+    ) -> Result<Option<User>> {
+        let update = |f: Update| f(lab, user_id, plan).map(|()| None);
+        match self {
+            Function::GetUserProfile => (answers.get_user_profile)(lab, user_id),
+            Function::UpdateUserPlan => update(answers.update_user_plan),
+            Function::GetUserProfileSingleflight => {
+                (answers.get_user_profile_singleflight)(lab, user_id)
+            }
+            Function::GetUserProfileLeased => (answers.get_user_profile_leased)(lab, user_id),
+            Function::UpdateUserPlanLeased => update(answers.update_user_plan_leased),
+            Function::GetUserProfileReplicated => {
+                (answers.get_user_profile_replicated)(lab, user_id)
+            }
+            Function::UpdateUserPlanReplicated => update(answers.update_user_plan_replicated),
+        }
+    }
+}

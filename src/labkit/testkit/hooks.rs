@@ -1,5 +1,6 @@
-//! Test hooks: slowed statements, parked statements, a failing
-//! cache, and a lab that can be closed under a stuck thread.
+//! Test hooks: slowed statements, parked statements and cache calls,
+//! injected failures (a failing cache, failing reads, failing removals), and
+//! a lab that can be closed under a stuck thread.
 //!
 //! Learners never need these. They exist so that the concurrency checks are
 //! deterministic instead of lucky: a race is *arranged* (park the reader right
@@ -11,6 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::labkit::{Error, Result, Service};
 
 /// A parked statement is let go after this long even if nobody releases it,
@@ -19,14 +22,14 @@ pub const PARK_LIMIT: Duration = Duration::from_secs(8);
 
 /// When a parked statement stops: before it is sent, or after its result came
 /// back (the caller has the rows but has not acted on them yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
     Before,
     After,
 }
 
 /// Which calls a trap catches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Matcher {
     /// Statements whose SQL starts with this word (case-insensitive).
     Verb(String),
@@ -34,19 +37,28 @@ pub enum Matcher {
     Read,
     /// Everything else (UPDATE, INSERT, DELETE, …), whatever SQL it uses.
     Write,
+    /// Reads sent to the lab's replica (Part 4) only.
+    ReplicaRead,
     /// A cache call that removed this key (`delete` or `invalidate`), as
     /// the learner names it.
     Delete(String),
+    /// A cache call that writes this key's value (`set_json`, or
+    /// `fill_with_lease`, refused or not).
+    Fill(String),
+    /// A cache call that reads this key's value (`get_json`).
+    Look(String),
 }
 
-/// What a trap is offered: a statement, or a cache key being removed.
-enum Action<'a> {
-    Statement(&'a str),
+/// What a trap is offered: a statement, or a cache call on a key.
+pub(crate) enum Action<'a> {
+    Statement { sql: &'a str, replica: bool },
     Delete(&'a str),
+    Fill(&'a str),
+    Look(&'a str),
 }
 
 /// Which statement to park: the next one that matches, in the given phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trap {
     pub phase: Phase,
     pub matcher: Matcher,
@@ -74,6 +86,13 @@ impl Trap {
             matcher: Matcher::Write,
         }
     }
+    /// The next write, once Postgres has done it.
+    pub fn after_write() -> Trap {
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Write,
+        }
+    }
     /// The next read, after its rows came back.
     pub fn after_read() -> Trap {
         Trap {
@@ -88,13 +107,46 @@ impl Trap {
             matcher: Matcher::Delete(key.to_string()),
         }
     }
-    fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
-        let sql = match (action, &self.matcher) {
-            (Action::Delete(key), Matcher::Delete(wanted)) => {
-                return self.phase == phase && key == wanted;
-            }
-            (Action::Delete(_), _) | (Action::Statement(_), Matcher::Delete(_)) => return false,
-            (Action::Statement(sql), _) => *sql,
+    /// The next read sent to the replica, before it is sent.
+    pub fn before_replica_read() -> Trap {
+        Trap {
+            phase: Phase::Before,
+            matcher: Matcher::ReplicaRead,
+        }
+    }
+    /// The next cache call that writes `key`'s value, before it is sent:
+    /// a leader holding its fill.
+    pub fn before_fill(key: &str) -> Trap {
+        Trap {
+            phase: Phase::Before,
+            matcher: Matcher::Fill(key.to_string()),
+        }
+    }
+    /// The next cache call that writes `key`'s value, once it has.
+    pub fn after_fill(key: &str) -> Trap {
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Fill(key.to_string()),
+        }
+    }
+    /// The next cache call that reads `key`'s value, once it has: a waiter
+    /// looking again.
+    pub fn after_look(key: &str) -> Trap {
+        Trap {
+            phase: Phase::After,
+            matcher: Matcher::Look(key.to_string()),
+        }
+    }
+    pub(crate) fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
+        if self.phase != phase {
+            return false;
+        }
+        let (sql, replica) = match (action, &self.matcher) {
+            (Action::Delete(key), Matcher::Delete(wanted))
+            | (Action::Fill(key), Matcher::Fill(wanted))
+            | (Action::Look(key), Matcher::Look(wanted)) => return key == wanted,
+            (Action::Statement { sql, replica }, _) => (*sql, *replica),
+            _ => return false,
         };
         let starts = |verb: &str| {
             let sql = sql.trim_start();
@@ -102,19 +154,27 @@ impl Trap {
                 && sql.is_char_boundary(verb.len())
                 && sql[..verb.len()].eq_ignore_ascii_case(verb)
         };
-        let is_read = || {
-            ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"]
-                .iter()
-                .any(|v| starts(v))
-        };
-        self.phase == phase
-            && match &self.matcher {
-                Matcher::Verb(verb) => starts(verb),
-                Matcher::Read => is_read(),
-                Matcher::Write => !is_read(),
-                Matcher::Delete(_) => false,
-            }
+        match &self.matcher {
+            Matcher::Verb(verb) => starts(verb),
+            Matcher::Read => is_read(sql),
+            Matcher::ReplicaRead => replica && is_read(sql),
+            Matcher::Write => !is_read(sql),
+            Matcher::Delete(_) | Matcher::Fill(_) | Matcher::Look(_) => false,
+        }
     }
+}
+
+/// Whether a statement only reads: it starts with SELECT, WITH, VALUES,
+/// TABLE or SHOW.
+pub(crate) fn is_read(sql: &str) -> bool {
+    let sql = sql.trim_start();
+    ["SELECT", "WITH", "VALUES", "TABLE", "SHOW"]
+        .iter()
+        .any(|verb| {
+            sql.len() >= verb.len()
+                && sql.is_char_boundary(verb.len())
+                && sql[..verb.len()].eq_ignore_ascii_case(verb)
+        })
 }
 
 #[derive(Default)]
@@ -135,6 +195,8 @@ pub struct Hooks {
     in_flight: AtomicU64,
     peak_in_flight: AtomicU64,
     fail_cache: AtomicBool,
+    fail_reads: AtomicBool,
+    fail_removals: AtomicBool,
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
@@ -153,6 +215,19 @@ impl Hooks {
     /// Makes every cache call fail (as if Redis were down) until turned off.
     pub fn fail_cache(&self, fail: bool) {
         self.fail_cache.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes every read statement fail (as if Postgres refused it, or the
+    /// connection broke mid-query) until turned off, on the primary and the
+    /// replica alike.
+    pub fn fail_reads(&self, fail: bool) {
+        self.fail_reads.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes every cache call that removes a key (`delete`, `invalidate`)
+    /// fail until turned off; other cache calls work.
+    pub fn fail_removals(&self, fail: bool) {
+        self.fail_removals.store(fail, Ordering::SeqCst);
     }
 
     /// Closes the lab: every later call fails. A check calls this when a
@@ -235,13 +310,31 @@ impl Hooks {
         Ok(())
     }
 
+    /// Called by `Db` before a read is sent: fails it if reads are to fail.
+    pub(crate) fn check_read(&self, sql: &str, service: Service) -> Result<()> {
+        if self.fail_reads.load(Ordering::Relaxed) && is_read(sql) {
+            return Err(Error::Injected { service });
+        }
+        Ok(())
+    }
+
+    /// Called by `Cache` before it removes a key.
+    pub(crate) fn check_removal(&self) -> Result<()> {
+        if self.fail_removals.load(Ordering::Relaxed) {
+            return Err(Error::Injected {
+                service: Service::Redis,
+            });
+        }
+        Ok(())
+    }
+
     /// Called by `Db` just before a statement is sent.
-    pub(crate) fn before_statement(&self, sql: &str) {
+    pub(crate) fn before_statement(&self, sql: &str, replica: bool) {
         self.started.fetch_add(1, Ordering::SeqCst);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(Phase::Before, &Action::Statement(sql));
+            self.maybe_park(Phase::Before, &Action::Statement { sql, replica });
         }
         let delay = self.delay_us.load(Ordering::Relaxed);
         if delay > 0 {
@@ -255,16 +348,17 @@ impl Hooks {
     }
 
     /// Called by `Db` after a statement's result came back.
-    pub(crate) fn after_statement(&self, sql: &str) {
+    pub(crate) fn after_statement(&self, sql: &str, replica: bool) {
         if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(Phase::After, &Action::Statement(sql));
+            self.maybe_park(Phase::After, &Action::Statement { sql, replica });
         }
     }
 
-    /// Called by `Cache` after it removed `key` (the learner's name for it).
-    pub(crate) fn after_delete(&self, key: &str) {
+    /// Called by `Cache` around its calls on a key (the learner's name for
+    /// it): before it is sent, or once it has been done.
+    pub(crate) fn cache_call(&self, phase: Phase, action: Action<'_>) {
         if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(Phase::After, &Action::Delete(key));
+            self.maybe_park(phase, &action);
         }
     }
 

@@ -11,6 +11,8 @@
 //!   the reference, or a catalogue entry).
 //! - `herd.rs`: a herd of readers across several processes, with one JSON
 //!   report per process.
+//! - `remote.rs`: one call of an answer in another process (a write by
+//!   another instance of the application, a lease holder that crashes).
 //! - `panics.rs`: a learner's panic, caught quietly and told in one line.
 //! - here: raw access to pooled clients, a lab's private space, and the
 //!   process-level housekeeping of isolated labs.
@@ -19,12 +21,13 @@ pub mod answers;
 pub mod herd;
 pub mod hooks;
 pub mod panics;
+pub mod remote;
 
 use std::time::Duration;
 
 pub use super::cache::RedisConn;
-pub use answers::{Answers, Read, Update};
-pub use hooks::{Hooks, PARK_LIMIT, Parked, Trap};
+pub use answers::{Answers, Function, Read, Update};
+pub use hooks::{Hooks, Matcher, PARK_LIMIT, Parked, Phase, Trap};
 
 use super::{Cache, Db, Lab, Result, config, isolation};
 

@@ -1,0 +1,208 @@
+//! One call of an answer function in another process: a write made by
+//! "another instance of the application", or a lease holder that crashes.
+//!
+//! The parent starts a copy of its own executable with `LAB_REMOTE` set to a
+//! JSON [`Call`]. The child joins the parent's private lab, arms the call's
+//! trap (if any), runs the call on a thread, and speaks one JSON line per
+//! [`Message`] on its stdout: [`Message::Parked`] once the trap has caught
+//! the call (it then waits for `go` on its stdin, or to be killed), and
+//! [`Message::Done`] with what the call returned. A child that exits without
+//! saying `Done` is an error, never a result.
+//!
+//! A binary that uses this calls [`call_from_env`] first thing in `main`
+//! and, if it gets a call, [`serve`]s it with the answers the call names.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::LabExt;
+use super::answers::{Answers, Function};
+use super::hooks::{PARK_LIMIT, Trap};
+use super::panics::{self, Panic};
+use crate::User;
+
+const ENV: &str = "LAB_REMOTE";
+
+/// What the other process runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Call {
+    /// The parent lab's private space (`LabExt::space_name`).
+    pub space: String,
+    /// Whose answers: the child's binary resolves the name.
+    pub answers: String,
+    pub function: Function,
+    pub user_id: i32,
+    /// The plan, for an update.
+    pub plan: String,
+    /// Park the call here, say [`Message::Parked`], and wait for `go`.
+    pub park: Option<Trap>,
+}
+
+/// What the call did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// A read's user (`None`: `Ok(None)`), or an update's `Ok(())` (`None`).
+    Returned(Option<User>),
+    Failed(String),
+    Panicked(Panic),
+}
+
+/// A line from the other process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Message {
+    Parked,
+    Done(Outcome),
+    /// It could not take part (it could not join the lab, say).
+    Unable(String),
+}
+
+/// The call this process was started for, if it is a remote-call process.
+pub fn call_from_env() -> Option<Call> {
+    let text = std::env::var(ENV).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| {
+        say(&Message::Unable(format!("bad {ENV}: {e}")));
+        std::process::exit(2)
+    }))
+}
+
+fn say(message: &Message) {
+    let line = serde_json::to_string(message).expect("messages serialize");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The child's side: runs `call` with `answers` and exits.
+pub fn serve(call: &Call, answers: &'static Answers) -> ! {
+    panics::install_quiet_hook();
+    let lab = match super::attach(&call.space) {
+        Ok(lab) => std::sync::Arc::new(lab),
+        Err(e) => {
+            say(&Message::Unable(format!("could not join the lab: {e}")));
+            std::process::exit(1)
+        }
+    };
+    let parked = call.park.clone().map(|trap| lab.hooks().park(trap));
+    let (tx, rx) = mpsc::channel();
+    let (thread_lab, function, user_id, plan) =
+        (lab.clone(), call.function, call.user_id, call.plan.clone());
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            function.call(answers, &thread_lab, user_id, &plan)
+        }));
+        let _ = tx.send(match outcome {
+            Ok(Ok(user)) => Outcome::Returned(user),
+            Ok(Err(e)) => Outcome::Failed(e.to_string()),
+            Err(payload) => Outcome::Panicked(Panic::from_payload(&*payload)),
+        });
+    });
+    if let Some(parked) = parked {
+        // Parked, or finished without reaching the trap: either is news.
+        let mut done = None;
+        while done.is_none() && !parked.wait(Duration::from_millis(10)) {
+            done = rx.try_recv().ok();
+        }
+        if done.is_none() {
+            say(&Message::Parked);
+            let mut go = String::new();
+            let _ = std::io::stdin().read_line(&mut go);
+        }
+        drop(parked);
+        if let Some(outcome) = done {
+            say(&Message::Done(outcome));
+            std::process::exit(0)
+        }
+    }
+    let outcome = rx
+        .recv_timeout(PARK_LIMIT * 2)
+        .unwrap_or_else(|_| Outcome::Failed("did not return".into()));
+    say(&Message::Done(outcome));
+    std::process::exit(0)
+}
+
+/// The parent's side of one remote call.
+pub struct Remote {
+    child: Child,
+    rx: mpsc::Receiver<Option<Message>>,
+}
+
+/// What the parent heard.
+#[derive(Debug)]
+pub enum Heard {
+    Parked,
+    Done(Outcome),
+}
+
+impl Remote {
+    /// Starts `call` in a copy of this executable.
+    pub fn start(call: &Call) -> Result<Remote, String> {
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+        let json = serde_json::to_string(call).expect("calls serialize");
+        let mut child = Command::new(exe)
+            .env(ENV, json)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start another process: {e}"))?;
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                    let _ = tx.send(Some(message));
+                }
+            }
+            let _ = tx.send(None);
+        });
+        Ok(Remote { child, rx })
+    }
+
+    /// The next thing the process says, within `timeout`.
+    pub fn next(&mut self, timeout: Duration) -> Result<Heard, String> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(Some(Message::Parked)) => Ok(Heard::Parked),
+            Ok(Some(Message::Done(outcome))) => Ok(Heard::Done(outcome)),
+            Ok(Some(Message::Unable(why))) => Err(format!("the other process: {why}")),
+            Ok(None) => Err("the other process exited without a result".into()),
+            Err(_) => Err(format!("the other process said nothing within {timeout:?}")),
+        }
+    }
+
+    /// Lets a parked call go on.
+    pub fn release(&mut self) {
+        if let Some(stdin) = self.child.stdin.as_mut() {
+            let _ = stdin.write_all(b"go\n");
+            let _ = stdin.flush();
+        }
+    }
+
+    /// Kills the process at once (SIGKILL): a crash, as far as Redis and
+    /// Postgres can tell.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs `call` to the end: what it returned, within `timeout`.
+    pub fn run(call: &Call, timeout: Duration) -> Result<Outcome, String> {
+        let mut remote = Remote::start(call)?;
+        loop {
+            match remote.next(timeout)? {
+                Heard::Done(outcome) => return Ok(outcome),
+                Heard::Parked => remote.release(),
+            }
+        }
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
