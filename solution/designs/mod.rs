@@ -24,7 +24,9 @@ pub struct Design {
 }
 
 mod condvar_waiters;
+mod double_delete;
 mod go_style_inflight_map;
+mod jitter_both_ways;
 mod lease_backoff_local_lock;
 mod lsn_check;
 mod marker_after_the_write;
@@ -52,6 +54,8 @@ macro_rules! catalogue {
 catalogue! {
     part 1: negative_caching { get_user_profile };
     part 1: returning_and_jitter { get_user_profile, update_user_plan };
+    part 1: jitter_both_ways { get_user_profile };
+    part 1: double_delete { update_user_plan };
     part 2: go_style_inflight_map { get_user_profile_singleflight };
     part 2: python_lock_map { get_user_profile_singleflight };
     part 2: condvar_waiters { get_user_profile_singleflight };

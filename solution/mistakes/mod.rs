@@ -1,6 +1,7 @@
 //! The catalogue of classic mistakes. Each file is one learner's answer
-//! with exactly one realistic mistake: it defines the one function that is
-//! wrong, and the entry takes the other four from the reference. Its `//!`
+//! with exactly one realistic mistake: it defines the functions the mistake
+//! lives in (usually one), and the entry takes the others from the
+//! reference. Its `//!`
 //! doc says what the mistake is and why it hurts in production.
 //!
 //! The maintainer command proves that every entry is rejected by the checks
@@ -26,8 +27,10 @@ pub struct Mistake {
     pub hint: &'static str,
 }
 
+mod absence_cached_for_a_minute;
 mod absence_cached_for_cache_ttl;
 mod absence_never_cached;
+mod absence_remembered_in_process;
 mod always_reads_the_primary;
 mod always_reads_the_replica;
 mod fill_ignores_lease;
@@ -44,12 +47,17 @@ mod missing_user_placeholder;
 mod never_fills_cache;
 mod never_reads_cache;
 mod one_global_lock;
+mod postgres_error_reads_as_none;
+mod process_local_cache;
 mod read_fails_when_redis_fails;
 mod singleflight_without_lock;
 mod sql_built_with_format;
 mod ttl_far_above_cache_ttl;
+mod ttl_from_the_wrong_constant;
+mod ttl_in_milliseconds;
 mod update_deletes_value_not_lease;
 mod update_error_swallowed;
+mod update_ignores_failed_delete;
 mod update_never_invalidates;
 mod update_swallows_failed_invalidation;
 mod waiters_return_none;
@@ -57,14 +65,14 @@ mod waiters_skip_to_postgres;
 mod waits_forever_on_dead_holder;
 mod write_through_set;
 
-/// `file::function => [checks that reject it], "hint";`
+/// `file::function[, function…] => [checks that reject it], "hint";`
 macro_rules! catalogue {
-    ($( $file:ident :: $function:ident => [$($check:ident),+ $(,)?], $hint:literal; )*) => {
+    ($( $file:ident :: $($function:ident),+ => [$($check:ident),+ $(,)?], $hint:literal; )*) => {
         pub const ALL: &[Mistake] = &[ $( Mistake {
             name: stringify!($file),
             answers: Answers {
                 name: concat!("mistakes::", stringify!($file)),
-                $function: $file::$function,
+                $( $function: $file::$function, )+
                 ..reference::ANSWERS
             },
             source: include_str!(concat!(stringify!($file), ".rs")),
@@ -93,6 +101,20 @@ catalogue! {
         "which order of UPDATE and invalidation";
     write_through_set::update_user_plan => [part1_an_update_invalidates_and_the_next_read_has_the_new_plan],
         "do not overwrite it";
+    ttl_in_milliseconds::get_user_profile => [part1_a_cold_read_fills_the_cache_with_a_ttl],
+        "pass CACHE_TTL to set_json";
+    ttl_from_the_wrong_constant::get_user_profile => [part1_a_cold_read_fills_the_cache_with_a_ttl],
+        "pass CACHE_TTL to set_json";
+    absence_cached_for_a_minute::get_user_profile => [part1_a_user_created_after_a_miss_shows_up_within_absent_ttl],
+        "for ABSENT_TTL at most";
+    absence_remembered_in_process::get_user_profile => [part1_a_user_created_after_a_miss_shows_up_within_absent_ttl],
+        "never in process memory";
+    postgres_error_reads_as_none::get_user_profile => [part1_a_postgres_error_is_an_err_never_none],
+        "a failed query says nothing of the sort";
+    update_ignores_failed_delete::update_user_plan => [part1_an_update_whose_invalidation_fails_returns_an_err],
+        "propagate the error of the removal";
+    process_local_cache::get_user_profile, update_user_plan => [part1_a_write_by_another_process_is_seen_by_the_next_read],
+        "keep cached users in Redis only";
     sql_built_with_format::update_user_plan => [part1_hostile_plans_are_rejected_or_stored_verbatim_never_executed],
         "pass the plan as a parameter ($1)";
     update_error_swallowed::update_user_plan => [part1_a_plan_outside_the_check_constraint_is_an_error],
