@@ -74,6 +74,7 @@ checks! {
     2: part2_single_reads_still_fill_hit_and_miss = part2::single_reads_behave_like_part1;
     2: part2_fifty_concurrent_cold_reads_send_exactly_one_statement = part2::herd_sends_one_statement;
     2: part2_all_fifty_concurrent_readers_get_the_user = part2::herd_all_get_the_user;
+    2: part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone = part2::herd_all_get_the_user_when_the_fill_is_gone;
     2: part2_a_slow_fill_of_one_key_does_not_delay_another_key = part2::other_keys_are_not_delayed;
     3: part3_leased_reads_fill_hit_and_miss = part3::leased_reads_behave_like_part1;
     3: part3_the_stale_set_race_leaves_no_stale_value = part3::stale_set_race_leaves_no_stale_value;

@@ -40,6 +40,7 @@ mod invalidates_before_writing;
 mod invalidates_the_wrong_key;
 mod leader_never_fills;
 mod lock_dropped_before_query;
+mod lock_released_before_fill;
 mod lock_without_double_check;
 mod marker_set_after_invalidating;
 mod marker_ttl_shorter_than_the_lag;
@@ -62,6 +63,7 @@ mod update_never_invalidates;
 mod update_swallows_failed_invalidation;
 mod waiters_return_none;
 mod waiters_skip_to_postgres;
+mod waiters_trust_the_fill;
 mod waits_forever_on_dead_holder;
 mod write_through_set;
 
@@ -129,6 +131,10 @@ catalogue! {
         "one lock per key";
     lock_dropped_before_query::get_user_profile_singleflight => [part2_fifty_concurrent_cold_reads_send_exactly_one_statement],
         "hold it until the cache is filled";
+    lock_released_before_fill::get_user_profile_singleflight => [part2_fifty_concurrent_cold_reads_send_exactly_one_statement],
+        "hold the lock until the fill is done";
+    waiters_trust_the_fill::get_user_profile_singleflight => [part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone],
+        "never None";
     waiters_return_none::get_user_profile_singleflight => [part2_all_fifty_concurrent_readers_get_the_user],
         "never gives up with None";
     fill_ignores_lease::get_user_profile_leased => [part3_the_stale_set_race_leaves_no_stale_value],

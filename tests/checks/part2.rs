@@ -1,7 +1,8 @@
 //! Part 2: single-flight. Concurrency is arranged, not hoped for: readers are
 //! released together by a barrier, statements are slowed, and the leader is
-//! parked right after its SELECT until a second statement shows up (a wrong
-//! answer) or a short grace period passes (a right one).
+//! held just before its fill (its row read, the cache still empty) until a
+//! second statement shows up (a wrong answer) or a short grace period passes
+//! (a right one).
 
 use cache_aside_lab::labkit::testkit::Trap;
 use cache_aside_lab::user_key;
@@ -19,13 +20,26 @@ struct Herd {
     statements: u64,
     /// Whether two statements were ever in flight at once.
     concurrent: bool,
+    /// Whether a statement started while the leader's fill was held: the
+    /// lock was free before the cache was filled.
+    during_fill: bool,
     /// Whether user 1 was cached after the herd.
     filled: bool,
     results: Vec<Result<Option<User>>>,
     expected: User,
 }
 
-fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
+/// How the leader's fill is treated while the herd waits for it.
+#[derive(Clone, Copy, PartialEq)]
+enum Fill {
+    /// Held for the grace period, then let through.
+    Held,
+    /// Held, let through, then evicted at once (as if Redis had dropped it
+    /// or it had expired): the waiters find nothing.
+    Evicted,
+}
+
+fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
     // A single read first: an unfinished answer fails here with its own
@@ -40,8 +54,10 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
     lab.db.reset_counters();
     lab.hooks().reset_peak();
     let base = lab.hooks().statements_started();
-    let parked = lab.hooks().park(Trap::after_read());
-    let hooks_lab = lab.clone();
+    let key = user_key(1);
+    let held = lab.hooks().park(Trap::before_fill(&key));
+    let during_fill = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (hooks_lab, during, fill_key) = (lab.clone(), during_fill.clone(), key.clone());
     let results = readers(
         &lab,
         "get_user_profile_singleflight(user 1)",
@@ -49,17 +65,44 @@ fn cold_herd(a: Subject) -> std::result::Result<Herd, Failure> {
         BOUND,
         move |lab| (a.get_user_profile_singleflight)(lab, 1),
         move || {
-            if parked.wait(BOUND / 2) {
-                hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
+            let hooks = hooks_lab.hooks();
+            // Until the leader is about to fill, or a second statement shows
+            // that there is no single leader to hold (or none that fills).
+            let deadline = Instant::now() + BOUND / 2;
+            let mut parked = false;
+            while Instant::now() < deadline && hooks.statements_started() < base + 2 {
+                if held.wait(Duration::from_millis(10)) {
+                    parked = true;
+                    break;
+                }
             }
-            drop(parked);
+            if !parked {
+                return;
+            }
+            // The leader has its row and the cache is still empty: a reader
+            // that queries now found the lock free before the fill.
+            let at_park = hooks.statements_started();
+            hooks.wait_for_statements(at_park + 1, GRACE);
+            during.store(
+                hooks.statements_started() > at_park,
+                std::sync::atomic::Ordering::SeqCst,
+            );
+            if fill == Fill::Evicted {
+                let filled = hooks.park(Trap::after_fill(&fill_key));
+                drop(held);
+                if filled.wait(BOUND / 2) {
+                    let _ = hooks_lab.cache.delete(&fill_key);
+                }
+                drop(filled);
+            }
         },
     )?;
     all_returned(&results, HERD)?;
     Ok(Herd {
         statements: lab.db.query_count(),
         concurrent: lab.hooks().peak_in_flight() > 1,
-        filled: cached(&lab, &user_key(1))?.0,
+        during_fill: during_fill.load(std::sync::atomic::Ordering::SeqCst),
+        filled: cached(&lab, &key)?.0,
         results,
         expected,
     })
@@ -83,11 +126,19 @@ pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
         )
     })?;
     let key = user_key(4);
-    ensure(cached(&lab, &key)?.0, || {
+    let (present, ttl) = cached(&lab, &key)?;
+    ensure(present, || {
         fail(
             format!("after a cold read, {key} is not cached"),
             "the read fills the cache",
             "the reader that loads the user must also fill the cache",
+        )
+    })?;
+    ensure(ttl_fits_cache_ttl(ttl), || {
+        fail(
+            format!("{key} was cached with TTL {ttl:?} (None = never expires)"),
+            cache_ttl_range(),
+            "fill with CACHE_TTL, as in Part 1",
         )
     })?;
     let before = lab.db.query_count();
@@ -115,7 +166,12 @@ pub fn single_reads_behave_like_part1(a: Subject) -> Outcome {
             "Ok(None)",
             "return None when there is no row",
         )
-    })
+    })?;
+    super::part1::postgres_error_is_an_err_for(
+        &lab,
+        a.get_user_profile_singleflight,
+        "get_user_profile_singleflight",
+    )
 }
 
 /// 50 concurrent cold reads of one user send exactly 1 statement.
@@ -123,9 +179,10 @@ pub fn herd_sends_one_statement(a: Subject) -> Outcome {
     let Herd {
         statements,
         concurrent,
+        during_fill,
         filled,
         ..
-    } = cold_herd(a)?;
+    } = cold_herd(a, Fill::Held)?;
     ensure(statements != 0, || {
         fail(
             format!(
@@ -140,6 +197,11 @@ pub fn herd_sends_one_statement(a: Subject) -> Outcome {
             (
                 "several at the same time",
                 "a miss must take the key's lock (key_lock) and hold it until the cache is filled",
+            )
+        } else if during_fill {
+            (
+                "one while the first reader's fill was still on its way",
+                "the lock was free before the cache was filled, so a waiter found nothing and queried: hold the lock until the fill is done",
             )
         } else if !filled {
             (
@@ -162,15 +224,26 @@ pub fn herd_sends_one_statement(a: Subject) -> Outcome {
 
 /// All 50 concurrent readers of a cold user get the user (waiters too).
 pub fn herd_all_get_the_user(a: Subject) -> Outcome {
+    all_get_the_user(a, Fill::Held)
+}
+
+/// All 50 get the user even when the leader's fill is gone by the time the
+/// waiters look (evicted, expired, or it failed): a waiter that finds
+/// nothing loads the user itself.
+pub fn herd_all_get_the_user_when_the_fill_is_gone(a: Subject) -> Outcome {
+    all_get_the_user(a, Fill::Evicted)
+}
+
+fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
     let Herd {
         results, expected, ..
-    } = cold_herd(a)?;
+    } = cold_herd(a, fill)?;
     let wrong: Vec<&Result<Option<User>>> = results
         .iter()
         .filter(|r| !matches!(r, Ok(Some(u)) if *u == expected))
         .collect();
-    ensure(wrong.is_empty(), || {
-        fail(
+    ensure(wrong.is_empty(), || match fill {
+        Fill::Held => fail(
             format!(
                 "{} of {HERD} concurrent readers got something else, e.g. {}",
                 wrong.len(),
@@ -178,7 +251,16 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
             ),
             format!("all {HERD} get user 1"),
             "a waiter that finds the cache filled returns that value; it never gives up with None",
-        )
+        ),
+        Fill::Evicted => fail(
+            format!(
+                "the first reader filled user:1, and the entry was evicted before the waiters looked; {} of {HERD} readers then got {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
+            format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
+            "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted): then the user must still come from Postgres, never None",
+        ),
     })
 }
 

@@ -524,6 +524,9 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                             }
                             Err(failure @ Failure::Wrong { .. }) => {
                                 let message = failure.to_string();
+                                if std::env::var_os("LAB_SHOW_REJECTIONS").is_some() {
+                                    println!("\n{name}, rejected by {check}{run}:\n{message}");
+                                }
                                 if !message.contains(hint) {
                                     return Err(Rejection::plain(format!(
                                         "{check} rejected it{run}, but its message lacks the hint {hint:?}:\n{message}"

@@ -1,0 +1,30 @@
+//! Lets go of the lock as soon as the row is read, and fills the cache
+//! afterwards ("the lock is for the query"): a waiter that gets the lock in
+//! between finds the cache still empty, and queries again.
+
+use std::sync::PoisonError;
+
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{CACHE_TTL, User, key_lock, user_key};
+
+pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let lock = key_lock(&key);
+    let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    drop(guard);
+    let Some(user) = row.map(|r| User::from_row(&r)) else {
+        return Ok(None);
+    };
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}

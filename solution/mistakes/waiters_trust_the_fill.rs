@@ -1,0 +1,33 @@
+//! Waiters take whatever the cache holds once the leader is done: if the
+//! leader's fill is not there (it failed, or the entry was evicted or
+//! expired in between), they report an existing user as missing.
+
+use std::sync::PoisonError;
+
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{CACHE_TTL, User, key_lock, user_key};
+
+pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let lock = key_lock(&key);
+    let _guard = match lock.try_lock() {
+        Ok(guard) => guard,
+        Err(_) => {
+            // The leader is loading it: wait, then take its fill.
+            drop(lock.lock().unwrap_or_else(PoisonError::into_inner));
+            return lab.cache.get_json::<User>(&key);
+        }
+    };
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    let Some(user) = row.map(|r| User::from_row(&r)) else {
+        return Ok(None);
+    };
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}
