@@ -9,7 +9,8 @@ const HINT_FILL: &str = "a miss should leave the user in the cache: store what y
 const HINT_HIT: &str =
     "look in the cache first, and return what you find there without querying Postgres";
 
-/// A cold read returns exactly the row Postgres has, and asks Postgres for it.
+/// A cold read returns exactly the row Postgres has, and asks Postgres for
+/// it with exactly one statement.
 pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
@@ -32,6 +33,13 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
             "a cold read of user 1 sent 0 statements to Postgres",
             "on a miss the row must come from Postgres",
             "query with lab.db.query_opt when the cache has nothing",
+        )
+    })?;
+    ensure(statements == 1, || {
+        fail(
+            format!("a cold read of user 1 sent {statements} statements to Postgres"),
+            "exactly 1: one SELECT brings the whole row",
+            "one query_opt that selects id, name, email and plan answers both \"does it exist?\" and \"what is it?\"",
         )
     })
 }
