@@ -236,8 +236,35 @@ fn labkit_refuses_bad_input_and_runs_nothing() {
 
 /// An entry that does not decode (not JSON, or JSON of another shape) is a
 /// miss, and is removed so the next fill replaces it; no panic, no error.
+/// It is logged once per key and type, not on every read: the test runs in
+/// a child process, whose stderr it reads.
 #[test]
 fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
+    if std::env::var_os("LAB_CORRUPT_ENTRIES").is_none() {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed",
+                "--exact",
+                "--nocapture",
+                "-q",
+            ])
+            .env("LAB_CORRUPT_ENTRIES", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert!(child.status.success(), "{stderr}");
+        let logged: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("does not decode as"))
+            .collect();
+        assert!(
+            logged.len() == 2
+                && logged[0].contains("\"user:1\" does not decode as cache_aside_lab::User")
+                && logged[1].contains("\"user:1\" does not decode as u8"),
+            "logged once per key and type: {logged:#?}"
+        );
+        return;
+    }
     let lab = lab();
     let key = user_key(1);
     let mut redis = testkit::raw_redis().unwrap();
@@ -267,6 +294,15 @@ fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
             "{corrupt:?} reads as a miss"
         );
         assert!(!lab.cache.exists(&key).unwrap(), "{corrupt:?} was removed");
+    }
+    // The same key read as another type is reported again, once.
+    for _ in 0..2 {
+        redis::cmd("SET")
+            .arg(lab.cache.storage_key(&key))
+            .arg("not json")
+            .query::<()>(&mut redis)
+            .unwrap();
+        assert_eq!(lab.cache.get_json::<u8>(&key).unwrap(), None);
     }
 }
 
