@@ -713,6 +713,7 @@ fn labkit_hooks_slow_park_count_and_close() {
         format!("{lab:?}"),
         format!("Lab(isolated {})", lab.space_name().unwrap())
     );
+    assert_eq!(lab.to_string(), "isolated lab", "short, for messages");
     assert!(matches!(attach("not_a_space"), Err(Error::InvalidInput(_))));
     hooks.fail_cache(true);
     let injected = lab.cache.exists("k").unwrap_err();
