@@ -134,7 +134,7 @@ pub fn compare() -> Outcome<()> {
     println!("Cache-aside with Postgres + Redis: your answers (src/lib.rs) beside the reference.");
     println!("{}", services_line(&space));
     println!(
-        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, or whose TTL is out\nof its range (a note under it says why).\n"
+        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, whose TTL is out of\nits range, or whose herd is far slower than the reference's (a note under it says which).\n"
     );
     let mut part = 0;
     let mut group = "";
@@ -157,7 +157,7 @@ pub fn compare() -> Outcome<()> {
             }
             None => println!("{:>2}. {}", mine.number, mine.label),
         }
-        let notes = mine.notes();
+        let notes = mine.notes(reference);
         let differs = mine.behaviour() != reference.behaviour() || !notes.is_empty();
         differing += usize::from(differs);
         println!(

@@ -27,6 +27,13 @@ pub const PROCESSES: usize = 3;
 pub const THREADS: usize = 16;
 /// No call of the answers is waited for longer than this.
 const BOUND: Duration = Duration::from_secs(10);
+/// A herd is flagged when it took longer than the reference's by more than
+/// this, and more than [`SLOWER_TIMES`] as long (a clear margin, not a slow
+/// machine): every reader should have the value within this long of the
+/// fill.
+const SLOWER_BY: Duration = Duration::from_millis(500);
+/// See [`SLOWER_BY`].
+const SLOWER_TIMES: u32 = 3;
 
 /// Whether what a step left behind agrees with Postgres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +139,7 @@ impl Seen {
     }
 
     /// What two sets of answers can differ in (not the time taken, nor the
-    /// exact TTL: [`Step::notes`] judges that).
+    /// exact TTL: [`Step::notes`] judges those).
     pub fn behaviour(&self) -> String {
         match self {
             Seen::Got {
@@ -162,14 +169,27 @@ impl Step {
         }
     }
 
+    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
+    /// at once.
+    pub fn is_herd(&self) -> bool {
+        matches!(self.number, "6a" | "6b" | "8")
+    }
+
     /// What is off at this step besides its behaviour, one line each: a TTL
-    /// out of its range.
-    pub fn notes(&self) -> Vec<String> {
+    /// out of its range, a herd far slower than the reference's.
+    pub fn notes(&self, reference: &Step) -> Vec<String> {
         let mut notes = Vec::new();
-        let Seen::Got { ttl, .. } = &self.seen else {
+        let Seen::Got { wall, ttl, .. } = &self.seen else {
             return notes;
         };
         notes.extend(ttl.as_ref().and_then(|ttl| ttl.problem()));
+        if let Seen::Got { wall: theirs, .. } = &reference.seen {
+            if self.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
+                notes.push(format!(
+                    "{wall:.1?} against the reference's {theirs:.1?}: every reader of a herd should have the value within {SLOWER_BY:?} of the fill, not after a long sleep"
+                ));
+            }
+        }
         notes
     }
 }
