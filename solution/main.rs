@@ -23,7 +23,7 @@ modes:
   (none)       the reference answers, narrated step by step with the
                statements each step sends to Postgres
   --compare    the same steps with your answers (src/lib.rs) beside the
-               reference: returned, statements, fresh or stale, time.
+               reference: returned, statements, fresh or stale, TTL, time.
                Unfinished functions show their todo!() and the run goes on
   --help       this text";
 

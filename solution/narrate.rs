@@ -79,14 +79,13 @@ pub fn run() -> Outcome<()> {
             println!("     {}", narrated_pair(step));
             continue;
         }
-        let (outcome, statements) = match &step.seen {
-            Seen::Got {
-                shown, statements, ..
-            } => (shown.clone(), *statements),
-            other => (other.behaviour(), 0),
+        let statements = match &step.seen {
+            Seen::Got { statements, .. } => *statements,
+            _ => 0,
         };
+        let outcome = step.seen.described();
         println!(
-            "{:>2}. {:<46} {outcome:<34} {statements:>3} statement{}",
+            "{:>2}. {:<46} {outcome:<35} {statements:>3} statement{}",
             step.number,
             step.label,
             plural(statements)
@@ -135,7 +134,7 @@ pub fn compare() -> Outcome<()> {
     println!("Cache-aside with Postgres + Redis: your answers (src/lib.rs) beside the reference.");
     println!("{}", services_line(&space));
     println!(
-        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's.\n"
+        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, whose TTL is out of\nits range, or whose herd is far slower than the reference's (a note under it says which).\n"
     );
     let mut part = 0;
     let mut group = "";
@@ -158,7 +157,8 @@ pub fn compare() -> Outcome<()> {
             }
             None => println!("{:>2}. {}", mine.number, mine.label),
         }
-        let differs = mine.behaviour() != reference.behaviour();
+        let notes = mine.notes(reference);
+        let differs = mine.behaviour() != reference.behaviour() || !notes.is_empty();
         differing += usize::from(differs);
         println!(
             "    yours      {}{}",
@@ -166,6 +166,9 @@ pub fn compare() -> Outcome<()> {
             if differs { "   <- differs" } else { "" }
         );
         println!("    reference  {}", cell(&reference.seen));
+        for note in notes {
+            println!("    note       {note}");
+        }
     }
     if !theirs.iter().any(|s| s.part == 4) {
         println!("\n{}\n{NO_REPLICA}", part_header(4));
@@ -182,10 +185,10 @@ pub fn compare() -> Outcome<()> {
 fn cell(seen: &Seen) -> String {
     match seen {
         Seen::Got {
-            shown,
             statements,
             state,
             wall,
+            ..
         } => {
             let state = match state {
                 Some(State::Fresh) => "fresh",
@@ -193,7 +196,8 @@ fn cell(seen: &Seen) -> String {
                 None => "-",
             };
             format!(
-                "{shown:<44} {statements:>3} statement{:<1}  {state:<5}  {:>8.1?}",
+                "{:<44} {statements:>3} statement{:<1}  {state:<5}  {:>8.1?}",
+                seen.described(),
                 plural(*statements),
                 wall
             )

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cache_aside_lab::labkit::testkit::panics::Panic;
 use cache_aside_lab::labkit::testkit::{self, Answers, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
-use cache_aside_lab::{User, user_key};
+use cache_aside_lab::{CACHE_TTL, User, user_key};
 
 use crate::narrate::Outcome;
 
@@ -27,12 +27,83 @@ pub const PROCESSES: usize = 3;
 pub const THREADS: usize = 16;
 /// No call of the answers is waited for longer than this.
 const BOUND: Duration = Duration::from_secs(10);
+/// A herd is flagged when it took longer than the reference's by more than
+/// this, and more than [`SLOWER_TIMES`] as long (a clear margin, not a slow
+/// machine): every reader should have the value within this long of the
+/// fill.
+const SLOWER_BY: Duration = Duration::from_millis(500);
+/// See [`SLOWER_BY`].
+const SLOWER_TIMES: u32 = 3;
 
 /// Whether what a step left behind agrees with Postgres.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Fresh,
     Stale,
+}
+
+/// The TTL an entry had right after a step, and the range it should be in.
+#[derive(Debug, Clone)]
+pub struct Ttl {
+    pub key: String,
+    /// Time left; `None` if the entry is missing or never expires.
+    pub left: Option<Duration>,
+    pub cached: bool,
+    /// The range it should be in, inclusive, and how the lab names it.
+    pub range: (Duration, Duration),
+    pub named: &'static str,
+}
+
+impl Ttl {
+    /// A user entry should live about `CACHE_TTL`: between a quarter of it
+    /// and a tenth more.
+    fn user_entry(lab: &Lab, key: &str) -> Result<Ttl> {
+        Ok(Ttl {
+            key: key.to_string(),
+            left: lab.cache.ttl(key)?,
+            cached: lab.cache.exists(key)?,
+            range: (CACHE_TTL / 4, CACHE_TTL * 11 / 10),
+            named: "CACHE_TTL/4 to 1.1 x CACHE_TTL",
+        })
+    }
+
+    /// `ttl 60ms`, `ttl 59.9s`, `ttl none` (never expires) or `not cached`:
+    /// milliseconds below a second, so that a TTL set in the wrong unit shows.
+    pub fn shown(&self) -> String {
+        match self.left {
+            Some(t) if t < Duration::from_secs(1) => format!("ttl {}ms", t.as_millis()),
+            Some(t) => format!("ttl {:.1}s", t.as_secs_f64()),
+            None if self.cached => "ttl none".into(),
+            None => "not cached".into(),
+        }
+    }
+
+    /// Why the TTL is out of its range; `None` when it is in.
+    pub fn problem(&self) -> Option<String> {
+        let (low, high) = self.range;
+        let should = format!(
+            "{} should live {low:?} to {high:?} ({})",
+            self.key, self.named
+        );
+        match self.left {
+            Some(t) if t < low => Some(format!(
+                "{}: {should}; shorter, and the next reads miss again",
+                self.shown()
+            )),
+            Some(t) if t > high => Some(format!(
+                "{}: {should}; longer, and a lost invalidation stays stale longer",
+                self.shown()
+            )),
+            Some(_) => None,
+            None if self.cached => Some(format!(
+                "ttl none: {should}; without one, a lost invalidation stays stale forever"
+            )),
+            None => Some(format!(
+                "not cached: the miss should fill {}, to live {low:?} to {high:?} ({})",
+                self.key, self.named
+            )),
+        }
+    }
 }
 
 /// What one step observed.
@@ -43,6 +114,9 @@ pub enum Seen {
         statements: u64,
         state: Option<State>,
         wall: Duration,
+        /// The TTL of the entry the step filled, where it looks at one
+        /// (boxed: most steps have none).
+        ttl: Option<Box<Ttl>>,
     },
     /// The function behind the step still has its `todo!()`.
     NotWritten(String),
@@ -51,7 +125,21 @@ pub enum Seen {
 }
 
 impl Seen {
-    /// What two sets of answers can differ in (not the time taken).
+    /// What it returned, with the TTL where the step looks at one.
+    pub fn described(&self) -> String {
+        match self {
+            Seen::Got {
+                shown,
+                ttl: Some(ttl),
+                ..
+            } => format!("{shown} {}", ttl.shown()),
+            Seen::Got { shown, .. } => shown.clone(),
+            other => other.behaviour(),
+        }
+    }
+
+    /// What two sets of answers can differ in (not the time taken, nor the
+    /// exact TTL: [`Step::notes`] judges those).
     pub fn behaviour(&self) -> String {
         match self {
             Seen::Got {
@@ -79,6 +167,30 @@ impl Step {
             ) => format!("{shown} {}", if *statements > 1 { "many" } else { "one" }),
             (seen, _) => seen.behaviour(),
         }
+    }
+
+    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
+    /// at once.
+    pub fn is_herd(&self) -> bool {
+        matches!(self.number, "6a" | "6b" | "8")
+    }
+
+    /// What is off at this step besides its behaviour, one line each: a TTL
+    /// out of its range, a herd far slower than the reference's.
+    pub fn notes(&self, reference: &Step) -> Vec<String> {
+        let mut notes = Vec::new();
+        let Seen::Got { wall, ttl, .. } = &self.seen else {
+            return notes;
+        };
+        notes.extend(ttl.as_ref().and_then(|ttl| ttl.problem()));
+        if let Seen::Got { wall: theirs, .. } = &reference.seen {
+            if self.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
+                notes.push(format!(
+                    "{wall:.1?} against the reference's {theirs:.1?}: every reader of a herd should have the value within {SLOWER_BY:?} of the fill, not after a long sleep"
+                ));
+            }
+        }
+        notes
     }
 }
 
@@ -193,10 +305,34 @@ fn counted<T: Send + 'static>(
                     statements,
                     state,
                     wall,
+                    ttl: None,
                 },
                 Err(e) => Seen::Failed(format!("the lab failed: {e}")),
             }
         }
+    }
+}
+
+/// `seen`, with the TTL that the user entry at `key` has now.
+fn with_ttl(seen: Seen, lab: &Lab, key: &str) -> Seen {
+    match seen {
+        Seen::Got {
+            shown,
+            statements,
+            state,
+            wall,
+            ttl: _,
+        } => match Ttl::user_entry(lab, key) {
+            Ok(ttl) => Seen::Got {
+                shown,
+                statements,
+                state,
+                wall,
+                ttl: Some(Box::new(ttl)),
+            },
+            Err(e) => Seen::Failed(format!("the lab failed: {e}")),
+        },
+        other => other,
     }
 }
 
@@ -228,15 +364,9 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
     let seen = counted(
         &mut env,
         move |lab| (a.get_user_profile)(lab, 1),
-        |lab, user| {
-            let ttl = lab
-                .cache
-                .ttl(&user_key(1))?
-                .map(|t| format!("{}s", t.as_millis().div_ceil(1000)))
-                .unwrap_or("-".into());
-            Ok((format!("{} ttl {ttl}", show(&user)), None))
-        },
+        |_, user| Ok((show(&user), None)),
     );
+    let seen = with_ttl(seen, env.lab(), &user_key(1));
     step(
         "1",
         1,
@@ -382,6 +512,7 @@ fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
         statements: lab.db.query_count() + lab.replica.query_count(),
         state: Some(if stale { State::Stale } else { State::Fresh }),
         wall,
+        ttl: None,
     }
 }
 
@@ -414,6 +545,7 @@ fn herd_of(env: &mut Env, user_id: i32, read: Read) -> Seen {
         statements: lab.db.query_count(),
         state: None,
         wall,
+        ttl: None,
     }
 }
 
@@ -485,6 +617,7 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
         statements,
         state: Some(state),
         wall,
+        ttl: None,
     }
 }
 
@@ -546,5 +679,6 @@ fn processes(env: &Env, user_id: i32, read: &str) -> Seen {
         statements,
         state: None,
         wall,
+        ttl: None,
     }
 }

@@ -102,7 +102,7 @@ pub fn get_user_profile(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     // Postgres once and leaves `user:{id}` in the cache with a TTL.
     // Question: what must happen before you query Postgres, and after?
     todo!(
-        "Part 1: get_user_profile(user {user_id}) is not written yet. Goal: a hit costs 0 statements; a miss reads Postgres and caches the user. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 1: get_user_profile({lab}, user {user_id}) is not written yet. Goal: a hit costs 0 statements; a miss reads Postgres and caches the user. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -114,7 +114,7 @@ pub fn update_user_plan(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
     // Question: a reader may fill the cache while your UPDATE is in flight;
     // which order of "write" and "invalidate" leaves no stale entry behind?
     todo!(
-        "Part 1: update_user_plan(user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 1: update_user_plan({lab}, user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -130,7 +130,7 @@ pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<U
     // Question: once a waiting thread finally gets the lock, what should it
     // look at before it queries Postgres?
     todo!(
-        "Part 2: get_user_profile_singleflight(user {user_id}) is not written yet. Goal: 50 concurrent cold reads cost 1 statement, and other keys never wait. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 2: get_user_profile_singleflight({lab}, user {user_id}) is not written yet. Goal: 50 concurrent cold reads cost 1 statement, and other keys never wait. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -147,7 +147,7 @@ pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> 
     // with Redis failing you still answer from Postgres.
     // Question: who may fill the cache, and what do the others do meanwhile?
     todo!(
-        "Part 3: get_user_profile_leased(user {user_id}) is not written yet. Goal: one statement per herd, across processes too, and no stale fill after an update. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 3: get_user_profile_leased({lab}, user {user_id}) is not written yet. Goal: one statement per herd, across processes too, and no stale fill after an update. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -157,7 +157,7 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
     // TODO: Part 3. Goal: no stale value survives a reader that read Postgres
     // just before your write. Question: what if the invalidation fails?
     todo!(
-        "Part 3: update_user_plan_leased(user {user_id}, {plan:?}) is not written yet. Goal: a fill already in flight with the old row is refused. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 3: update_user_plan_leased({lab}, user {user_id}, {plan:?}) is not written yet. Goal: a fill already in flight with the old row is refused. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -177,7 +177,7 @@ pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<Use
     // Question: how can a reader in another process know that this user was
     // written a moment ago?
     todo!(
-        "Part 4: get_user_profile_replicated(user {user_id}) is not written yet. Goal: the replica serves reads, except just after a write, when it may lag. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 4: get_user_profile_replicated({lab}, user {user_id}) is not written yet. Goal: the replica serves reads, except just after a write, when it may lag. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }
 
@@ -189,6 +189,6 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
     // Question: a reader may miss at any moment of your update; what must
     // already be in place when the cached copy goes?
     todo!(
-        "Part 4: update_user_plan_replicated(user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan, however far the replica lags. Its TODO in src/lib.rs says more; HINTS.md has hints ({lab:?})"
+        "Part 4: update_user_plan_replicated({lab}, user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan, however far the replica lags. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
 }

@@ -1,15 +1,17 @@
 //! labkit's own promises, independent of the learner's answers: they pass on
-//! the stubs as shipped. Failing fast with a useful line, isolation that
-//! cleans up (even after SIGKILL), counting, bad input, corrupt cache
-//! entries, leases and the key-lock map.
+//! the stubs as shipped. Failing fast with a useful line, a busy pool told
+//! apart from a service that is down, isolation that cleans up (even after
+//! SIGKILL), counting, bad input, corrupt cache entries, leases and the
+//! key-lock map.
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::{
-    self, CacheExt, DbExt, LabExt, RedisConn, Trap, attach, database_url, mask_password,
+    self, CacheExt, DbExt, LabExt, PoolSizes, RedisConn, Trap, attach, database_url, mask_password,
 };
 use cache_aside_lab::labkit::{Error, Lab};
 use cache_aside_lab::{User, key_lock, user_key};
@@ -236,8 +238,35 @@ fn labkit_refuses_bad_input_and_runs_nothing() {
 
 /// An entry that does not decode (not JSON, or JSON of another shape) is a
 /// miss, and is removed so the next fill replaces it; no panic, no error.
+/// It is logged once per key and type, not on every read: the test runs in
+/// a child process, whose stderr it reads.
 #[test]
 fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
+    if std::env::var_os("LAB_CORRUPT_ENTRIES").is_none() {
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed",
+                "--exact",
+                "--nocapture",
+                "-q",
+            ])
+            .env("LAB_CORRUPT_ENTRIES", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&child.stderr);
+        assert!(child.status.success(), "{stderr}");
+        let logged: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("does not decode as"))
+            .collect();
+        assert!(
+            logged.len() == 2
+                && logged[0].contains("\"user:1\" does not decode as cache_aside_lab::User")
+                && logged[1].contains("\"user:1\" does not decode as u8"),
+            "logged once per key and type: {logged:#?}"
+        );
+        return;
+    }
     let lab = lab();
     let key = user_key(1);
     let mut redis = testkit::raw_redis().unwrap();
@@ -267,6 +296,15 @@ fn labkit_a_corrupt_cache_entry_is_a_miss_and_is_removed() {
             "{corrupt:?} reads as a miss"
         );
         assert!(!lab.cache.exists(&key).unwrap(), "{corrupt:?} was removed");
+    }
+    // The same key read as another type is reported again, once.
+    for _ in 0..2 {
+        redis::cmd("SET")
+            .arg(lab.cache.storage_key(&key))
+            .arg("not json")
+            .query::<()>(&mut redis)
+            .unwrap();
+        assert_eq!(lab.cache.get_json::<u8>(&key).unwrap(), None);
     }
 }
 
@@ -675,6 +713,7 @@ fn labkit_hooks_slow_park_count_and_close() {
         format!("{lab:?}"),
         format!("Lab(isolated {})", lab.space_name().unwrap())
     );
+    assert_eq!(lab.to_string(), "isolated lab", "short, for messages");
     assert!(matches!(attach("not_a_space"), Err(Error::InvalidInput(_))));
     hooks.fail_cache(true);
     let injected = lab.cache.exists("k").unwrap_err();
@@ -690,6 +729,59 @@ fn labkit_hooks_slow_park_count_and_close() {
         matches!(lab.db.query("SELECT 1", &[]), Err(Error::Closed))
             && matches!(lab.cache.exists("k"), Err(Error::Closed)),
         "a closed lab refuses calls"
+    );
+}
+
+/// A pool whose connections are all in use, held by the lab's own threads,
+/// is busy, not down: the error says that Redis answers, that all the
+/// lab's pooled connections stayed in use and for how long, and how to stop
+/// hammering it; never "cannot reach" or "start the services". The wait is
+/// shortened for the test (it is `CHECKOUT_WAIT` otherwise).
+#[test]
+fn labkit_a_busy_pool_says_busy_not_unreachable() {
+    let lab = testkit::isolated_sized(PoolSizes {
+        postgres: 1,
+        redis: 2,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let wait = Duration::from_millis(200);
+    lab.cache.set_checkout_wait(wait);
+    let (held, release) = (Barrier::new(3), Barrier::new(3));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                lab.cache
+                    .with_raw_connection(|_| {
+                        held.wait();
+                        release.wait();
+                    })
+                    .unwrap()
+            });
+        }
+        held.wait();
+        let started = Instant::now();
+        let busy = lab.cache.exists("k");
+        let waited = started.elapsed();
+        release.wait();
+        let err = busy.expect_err("no connection was free");
+        let text = err.to_string();
+        assert!(matches!(err, Error::Busy { .. }), "{err:?}");
+        assert!(
+            text.contains("Redis at redis://")
+                && text.contains("answers, but all 2 of the lab's pooled connections to it stayed in use for 200ms")
+                && text.contains("block on the lock, or sleep between looks")
+                && !text.contains("cannot reach")
+                && !text.contains("start the services"),
+            "{text}"
+        );
+        assert!(
+            waited >= wait && waited < wait + Duration::from_secs(1),
+            "it waited {waited:?}"
+        );
+    });
+    assert!(
+        lab.cache.exists("k").is_ok(),
+        "free again, the pool answers"
     );
 }
 

@@ -5,7 +5,8 @@
 //! parallel tests never share an entry. The Part 3 lease commands live in
 //! `lease.rs`.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use redis::ConnectionLike;
@@ -314,8 +315,10 @@ impl Cache {
 
     /// The value at `key`, decoded from JSON. Anything that does not decode
     /// as `T` (not JSON, or JSON of another shape, such as an older `User`) is
-    /// a miss: it is logged once, removed, and `Ok(None)` is returned, so a
-    /// corrupt entry costs one refill instead of failing every read.
+    /// a miss: it is removed and `Ok(None)` is returned, so a corrupt entry
+    /// costs one refill instead of failing every read. It is logged once per
+    /// key and type in a process, so a writer that keeps storing the wrong
+    /// shape is reported once, not on every read.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.key(key)?;
         let bytes: Option<Vec<u8>> = self.command(|c| redis::cmd("GET").arg(&full).query(c))?;
@@ -324,10 +327,12 @@ impl Cache {
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(Some(value)),
             Err(err) => {
-                eprintln!(
-                    "labkit: cache entry {key:?} does not decode as {} ({err}); treating it as a miss",
-                    std::any::type_name::<T>()
-                );
+                let type_name = std::any::type_name::<T>();
+                if first_report(&full, type_name) {
+                    eprintln!(
+                        "labkit: cache entry {key:?} does not decode as {type_name} ({err}); treating it as a miss (reported once per key and type)"
+                    );
+                }
                 // Remove it only if it is still the same bytes, so a fresh
                 // value written meanwhile survives.
                 let _: i64 =
@@ -437,7 +442,19 @@ pub(crate) fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>> {
         .map_err(|e| Error::InvalidInput(format!("value does not serialize to JSON: {e}")))
 }
 
-static DELETE_IF_EQUAL: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+/// Whether this process has not yet reported an entry at `key` (its real
+/// name) that does not decode as `type_name`. The set grows by one per such
+/// key and type, never per read.
+fn first_report(key: &str, type_name: &'static str) -> bool {
+    static REPORTED: LazyLock<Mutex<HashSet<(String, &'static str)>>> =
+        LazyLock::new(Mutex::default);
+    REPORTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert((key.to_string(), type_name))
+}
+
+static DELETE_IF_EQUAL: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     )

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The services behind the lab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +130,19 @@ pub enum Error {
         code: Option<String>,
         cause: Cause,
     },
+    /// The service answered, but every one of this lab's pooled connections
+    /// to it stayed in use (by the lab's own threads) for as long as a call
+    /// may wait for one: too many threads calling it at once without pause.
+    #[non_exhaustive]
+    Busy {
+        service: Service,
+        /// The URL with any password masked.
+        url: String,
+        /// The pool's size: how many connections were all in use.
+        connections: u32,
+        /// How long the call waited for one of them to come free.
+        waited: Duration,
+    },
     /// Refused by labkit before anything was sent.
     InvalidInput(String),
     /// A failure that a test injected on purpose; the service itself is fine.
@@ -151,6 +165,15 @@ impl Error {
             url: mask_password(url),
             problem,
             cause,
+        }
+    }
+
+    pub(crate) fn busy(service: Service, url: &str, connections: u32, waited: Duration) -> Error {
+        Error::Busy {
+            service,
+            url: mask_password(url),
+            connections,
+            waited,
         }
     }
 
@@ -263,6 +286,21 @@ impl fmt::Display for Error {
                     write!(f, " [SQLSTATE {code}]")?;
                 }
                 f.write_str(": check the statement and the values passed to it")
+            }
+            Error::Busy {
+                service,
+                url,
+                connections,
+                waited,
+            } => {
+                let all = match connections {
+                    1 => "the lab's only pooled connection to it".to_string(),
+                    n => format!("all {n} of the lab's pooled connections to it"),
+                };
+                write!(
+                    f,
+                    "{service} at {url} answers, but {all} stayed in use for {waited:?}: that happens when many threads call {service} at once without pause, such as a loop that calls it with no sleep between looks (spinning on try_lock, say); wait without hammering it: block on the lock, or sleep between looks"
+                )
             }
             Error::InvalidInput(what) => write!(f, "invalid input, nothing was sent: {what}"),
             Error::Injected { service } => write!(

@@ -140,6 +140,18 @@ impl Lab {
     }
 }
 
+/// Short, for messages (a stub's `todo!()` names the lab it was called
+/// with): `isolated lab` (a private copy of the data, as every check uses)
+/// or `shared lab` ([`Lab::connect`]). `{:?}` also names the private space.
+impl std::fmt::Display for Lab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.space {
+            Some(_) => "isolated lab",
+            None => "shared lab",
+        })
+    }
+}
+
 impl std::fmt::Debug for Lab {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.space_name() {

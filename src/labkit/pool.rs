@@ -14,6 +14,7 @@
 //!
 //! Connections open lazily, so a lab holds only what it uses.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,10 @@ use super::error::{Cause, Error, Problem, Service};
 
 /// Connections idle longer than this are checked before use.
 pub(crate) const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// How long a call waits for a pooled connection: a bit longer than one
+/// connect, so that a connect's own error is the one reported.
+pub(crate) const CHECKOUT_WAIT: Duration = CONNECT_TIMEOUT.saturating_add(Duration::from_secs(1));
 
 /// How one kind of connection is opened and checked.
 pub(crate) trait Connector: Send + Sync + 'static {
@@ -101,6 +106,9 @@ pub(crate) struct Pool<K: Connector> {
     last_error: Arc<Mutex<Option<Error>>>,
     service: Service,
     url: String,
+    /// How long a call waits for a connection, in microseconds:
+    /// [`CHECKOUT_WAIT`], unless a test of a busy pool shortened it.
+    wait_us: AtomicU64,
 }
 
 impl<K: Connector> Pool<K> {
@@ -121,8 +129,7 @@ impl<K: Connector> Pool<K> {
             // Lazy: r2d2 opens max_size connections up front unless min_idle is set.
             .min_idle(Some(0))
             .test_on_check_out(false)
-            // A bit longer than one connect, so its error is the one reported.
-            .connection_timeout(CONNECT_TIMEOUT + Duration::from_secs(1))
+            .connection_timeout(CHECKOUT_WAIT)
             .idle_timeout(Some(Duration::from_secs(60)))
             .thread_pool(reaper.clone())
             .build_unchecked(manager);
@@ -132,7 +139,20 @@ impl<K: Connector> Pool<K> {
             last_error,
             service,
             url: url.to_string(),
+            wait_us: AtomicU64::new(CHECKOUT_WAIT.as_micros() as u64),
         }
+    }
+
+    /// How long a call waits for a pooled connection before it fails.
+    fn wait(&self) -> Duration {
+        Duration::from_micros(self.wait_us.load(Ordering::Relaxed))
+    }
+
+    /// Shortens (or restores) the wait for a pooled connection: a test of a
+    /// busy pool, which would otherwise wait [`CHECKOUT_WAIT`].
+    pub(crate) fn set_wait(&self, wait: Duration) {
+        self.wait_us
+            .store(wait.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// Runs `op` on a pooled connection. A lost connection is marked broken
@@ -184,7 +204,11 @@ impl<K: Connector> Pool<K> {
     /// (a retry after a lost connection: its pool-mates are likely dead too).
     fn checkout(&self, validate: bool) -> Result<r2d2::PooledConnection<Manager<K>>, Error> {
         for _ in 0..=self.inner.max_size() {
-            let mut slot = self.inner.get().map_err(|_| self.pool_error())?;
+            let wait = self.wait();
+            let mut slot = self
+                .inner
+                .get_timeout(wait)
+                .map_err(|_| self.pool_error(wait))?;
             let fresh = !validate && slot.last_used.elapsed() < IDLE_CHECK;
             if fresh || self.connector.check(&mut slot.conn) {
                 return Ok(slot);
@@ -199,21 +223,27 @@ impl<K: Connector> Pool<K> {
         ))
     }
 
-    /// Why no connection could be had: the typed error of the last connect
-    /// if there was one, else the pool was busy.
-    fn pool_error(&self) -> Error {
-        let last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        last.clone().unwrap_or_else(|| {
-            Error::unreachable(
-                self.service,
-                &self.url,
-                Problem::Down,
-                Cause::text(format!(
-                    "all {} pooled connections stayed busy for {:?}",
-                    self.inner.max_size(),
-                    self.inner.connection_timeout()
-                )),
-            )
-        })
+    /// Why no connection could be had within `wait`: the typed error of the
+    /// last connect if there was one; else, with every connection open, they
+    /// all stayed in use (busy, not down); else a connect was still under way.
+    fn pool_error(&self, wait: Duration) -> Error {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(error) = last {
+            return error;
+        }
+        let size = self.inner.max_size();
+        if self.inner.state().connections >= size {
+            return Error::busy(self.service, &self.url, size, wait);
+        }
+        Error::unreachable(
+            self.service,
+            &self.url,
+            Problem::Down,
+            Cause::text(format!("no connection could be opened within {wait:?}")),
+        )
     }
 }

@@ -34,6 +34,9 @@ use super::{Cache, Db, Lab, Result, config, isolation};
 /// Connections idle longer than this are checked before use.
 pub const IDLE_CHECK: Duration = super::pool::IDLE_CHECK;
 
+/// How long a call waits for a free pooled connection before it fails.
+pub const CHECKOUT_WAIT: Duration = super::pool::CHECKOUT_WAIT;
+
 /// `DATABASE_URL`, or the default.
 pub fn database_url() -> String {
     config::database_url()
@@ -143,6 +146,10 @@ pub trait CacheExt {
     fn open_connections(&self) -> u32;
     /// The name `key` really has in Redis (with this lab's private prefix).
     fn storage_key(&self, key: &str) -> String;
+    /// How long a cache call waits for a free pooled connection before it
+    /// fails as busy: [`CHECKOUT_WAIT`] unless set (a test of that error
+    /// sets it shorter).
+    fn set_checkout_wait(&self, wait: Duration);
 }
 
 impl CacheExt for Cache {
@@ -154,6 +161,9 @@ impl CacheExt for Cache {
     }
     fn storage_key(&self, key: &str) -> String {
         Cache::storage_key(self, key)
+    }
+    fn set_checkout_wait(&self, wait: Duration) {
+        self.pool().set_wait(wait);
     }
 }
 
