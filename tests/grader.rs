@@ -63,8 +63,10 @@ checks! {
     1: part1_a_cold_read_fills_the_cache_with_a_ttl = part1::cold_read_fills_the_cache_with_a_ttl;
     1: part1_a_second_read_is_a_cache_hit_with_zero_statements = part1::second_read_is_a_hit;
     1: part1_a_missing_user_reads_as_none = part1::missing_user_is_none;
+    1: part1_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry = part1::existing_user_is_never_none;
     1: part1_an_update_invalidates_and_the_next_read_has_the_new_plan = part1::update_invalidates;
     1: part1_a_read_during_an_update_leaves_nothing_stale = part1::read_during_update_leaves_nothing_stale;
+    1: part1_a_hit_during_an_update_leaves_nothing_stale = part1::hit_during_update_leaves_nothing_stale;
     1: part1_a_postgres_error_is_an_err_never_none = part1::postgres_error_is_an_err;
     1: part1_an_update_whose_invalidation_fails_returns_an_err = part1::failed_invalidation_is_an_err;
     1: part1_a_write_by_another_process_is_seen_by_the_next_read = part1::write_by_another_process_is_seen;

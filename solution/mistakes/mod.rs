@@ -33,14 +33,18 @@ mod absence_never_cached;
 mod absence_remembered_in_process;
 mod always_reads_the_primary;
 mod always_reads_the_replica;
+mod exists_then_get;
+mod fill_error_reads_as_none;
 mod fill_ignores_lease;
 mod fills_a_different_key;
 mod fills_from_the_replica_despite_the_marker;
+mod hit_refreshes_the_ttl;
 mod invalidates_before_writing;
 mod invalidates_the_wrong_key;
 mod leader_never_fills;
 mod lock_dropped_before_query;
 mod lock_released_before_fill;
+mod lock_striped_by_id;
 mod lock_without_double_check;
 mod marker_set_after_invalidating;
 mod marker_ttl_shorter_than_the_lag;
@@ -51,6 +55,7 @@ mod one_global_lock;
 mod postgres_error_reads_as_none;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
+mod singleflight_fill_error_reads_as_none;
 mod singleflight_without_lock;
 mod sql_built_with_format;
 mod ttl_far_above_cache_ttl;
@@ -117,6 +122,12 @@ catalogue! {
         "propagate the error of the removal";
     process_local_cache::get_user_profile, update_user_plan => [part1_a_write_by_another_process_is_seen_by_the_next_read],
         "keep cached users in Redis only";
+    exists_then_get::get_user_profile => [part1_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
+        "read it once with get_json";
+    fill_error_reads_as_none::get_user_profile => [part1_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
+        "a fill that failed does not make the user missing";
+    hit_refreshes_the_ttl::get_user_profile => [part1_a_hit_during_an_update_leaves_nothing_stale],
+        "a hit has nothing to write";
     sql_built_with_format::update_user_plan => [part1_hostile_plans_are_rejected_or_stored_verbatim_never_executed],
         "pass the plan as a parameter ($1)";
     update_error_swallowed::update_user_plan => [part1_a_plan_outside_the_check_constraint_is_an_error],
@@ -135,6 +146,10 @@ catalogue! {
         "hold the lock until the fill is done";
     waiters_trust_the_fill::get_user_profile_singleflight => [part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone],
         "never None";
+    singleflight_fill_error_reads_as_none::get_user_profile_singleflight => [part2_single_reads_still_fill_hit_and_miss],
+        "a fill that failed does not make the user missing";
+    lock_striped_by_id::get_user_profile_singleflight => [part2_a_slow_fill_of_one_key_does_not_delay_another_key],
+        "a lock shared by several keys";
     waiters_return_none::get_user_profile_singleflight => [part2_all_fifty_concurrent_readers_get_the_user],
         "never gives up with None";
     fill_ignores_lease::get_user_profile_leased => [part3_the_stale_set_race_leaves_no_stale_value],

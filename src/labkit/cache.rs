@@ -322,7 +322,7 @@ impl Cache {
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.key(key)?;
         let bytes: Option<Vec<u8>> = self.command(|c| redis::cmd("GET").arg(&full).query(c))?;
-        self.hooks.cache_call(Phase::After, Action::Look(key));
+        self.hooks.cache_call(Phase::After, Action::Look(key))?;
         let Some(bytes) = bytes else { return Ok(None) };
         match serde_json::from_slice(&bytes) {
             Ok(value) => Ok(Some(value)),
@@ -352,7 +352,7 @@ impl Cache {
         let full = self.key(key)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
-        self.hooks.cache_call(Phase::Before, Action::Fill(key));
+        self.hooks.cache_call(Phase::Before, Action::Fill(key))?;
         self.command(|c| {
             redis::cmd("SET")
                 .arg(&full)
@@ -361,7 +361,7 @@ impl Cache {
                 .arg(ms)
                 .query::<()>(c)
         })?;
-        self.hooks.cache_call(Phase::After, Action::Fill(key));
+        self.hooks.cache_call(Phase::After, Action::Fill(key))?;
         Ok(())
     }
 
@@ -370,7 +370,7 @@ impl Cache {
         let full = self.key(key)?;
         self.hooks.check_removal()?;
         let n: i64 = self.command(|c| redis::cmd("DEL").arg(&full).query(c))?;
-        self.hooks.cache_call(Phase::After, Action::Delete(key));
+        self.hooks.cache_call(Phase::After, Action::Delete(key))?;
         Ok(n > 0)
     }
 
@@ -378,6 +378,7 @@ impl Cache {
     pub fn exists(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
         let n: i64 = self.command(|c| redis::cmd("EXISTS").arg(&full).query(c))?;
+        self.hooks.cache_call(Phase::After, Action::Look(key))?;
         Ok(n > 0)
     }
 

@@ -95,6 +95,7 @@ impl Cache {
         let lease = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let token = new_token();
+        self.hooks().cache_call(Phase::Before, Action::Lease(key))?;
         let taken: i64 = self.command(|c| {
             TRY_LEASE
                 .key(&full)
@@ -130,7 +131,7 @@ impl Cache {
         let lease_name = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
-        self.hooks().cache_call(Phase::Before, Action::Fill(key));
+        self.hooks().cache_call(Phase::Before, Action::Fill(key))?;
         let filled: i64 = self.command(|c| {
             FILL_WITH_LEASE
                 .key(&full)
@@ -140,7 +141,7 @@ impl Cache {
                 .arg(ms)
                 .invoke(c)
         })?;
-        self.hooks().cache_call(Phase::After, Action::Fill(key));
+        self.hooks().cache_call(Phase::After, Action::Fill(key))?;
         Ok(filled == 1)
     }
 
@@ -151,7 +152,7 @@ impl Cache {
         let lease = lease_key(&full)?;
         self.hooks().check_removal()?;
         self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))?;
-        self.hooks().cache_call(Phase::After, Action::Delete(key));
+        self.hooks().cache_call(Phase::After, Action::Delete(key))?;
         Ok(())
     }
 }

@@ -243,6 +243,109 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     })
 }
 
+/// A hit that overlaps an update leaves nothing stale: a read that found
+/// user 1 cached must not write that copy back after the update removed it
+/// (to refresh its TTL, say). A hit that writes nothing is never held here.
+pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 1)?;
+    let plan = if before.plan == "free" { "pro" } else { "free" };
+    call_ok(
+        &lab,
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+        HINT_FILL,
+    )?;
+    let key = user_key(1);
+    let held = lab.hooks().park(Trap::before_fill(&key));
+    let mut reader = spawn(&lab, "get_user_profile(user 1)", move |lab| {
+        (a.get_user_profile)(lab, 1)
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut writes_on_a_hit = false;
+    while Instant::now() < deadline {
+        if held.wait(Duration::from_millis(10)) {
+            writes_on_a_hit = true;
+            break;
+        }
+        if reader.finishes_within(Duration::ZERO) {
+            break;
+        }
+    }
+    if writes_on_a_hit {
+        let updating = format!("update_user_plan(user 1, {plan:?})");
+        call_ok(
+            &lab,
+            updating,
+            move |lab| (a.update_user_plan)(lab, 1, plan),
+            "a valid plan must be accepted",
+        )?;
+    }
+    drop(held);
+    ok("get_user_profile(user 1)", reader.wait(BOUND)?, HINT_HIT)?;
+    if !writes_on_a_hit {
+        return Ok(());
+    }
+    let held_now: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
+    ensure(held_now.as_ref().is_none_or(|u| u.plan == plan), || {
+        fail(
+            format!(
+                "a read that hit user 1 wrote it back to the cache after update_user_plan(user 1, {plan:?}) had removed it: {key} holds plan {:?} again",
+                before.plan
+            ),
+            format!("{key} gone (or {plan:?})"),
+            "a hit has nothing to write: return what you found; writing it back (to refresh its TTL, say) can restore a copy that an update has just removed",
+        )
+    })
+}
+
+/// A read of an existing user is never `Ok(None)`, whatever happens to its
+/// cache entry meanwhile: evicted right after the read first looked at it,
+/// or its fill refused by Redis.
+pub fn existing_user_is_never_none(a: Subject) -> Outcome {
+    existing_user_is_never_none_for(a.get_user_profile, "get_user_profile")
+}
+
+/// [`existing_user_is_never_none`] for any part's read.
+pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
+    let lab = lab()?;
+    let what = format!("{name}(user 1)");
+    call_ok(&lab, what.clone(), move |lab| read(lab, 1), HINT_FILL)?;
+    let key = user_key(1);
+    // Evicted right after the reader's first look at the entry (a GET that
+    // found it, or an EXISTS that said yes).
+    let looked = lab.hooks().park(Trap::after_look(&key));
+    let reader = spawn(&lab, what.clone(), move |lab| read(lab, 1));
+    if looked.wait(Duration::from_secs(5)) {
+        lab.cache.delete(&key).map_err(setup)?;
+    }
+    drop(looked);
+    let got = reader.wait(BOUND)?;
+    ensure(matches!(&got, Ok(Some(u)) if u.id == 1), || {
+        fail(
+            format!(
+                "user 1 was cached, and its entry was evicted right after {what} first looked at it; the read returned {}",
+                show(&got)
+            ),
+            "user 1: it exists, whatever happens to its cache entry",
+            "the cache can lose an entry at any moment (expiry, eviction, an update): read it once with get_json and act on what that call returned; when it has nothing, read Postgres",
+        )
+    })?;
+    // Cold, and its fill refused once by Redis.
+    lab.cache.delete(&key).map_err(setup)?;
+    lab.hooks().fail_next(Trap::before_fill(&key));
+    let got = call(&lab, what.clone(), move |lab| read(lab, 1))?;
+    ensure(!matches!(got, Ok(None)), || {
+        fail(
+            format!(
+                "the fill of user:1 failed (injected by the grader) and {what} returned Ok(None)"
+            ),
+            "user 1 (or an Err): a user that exists is never Ok(None)",
+            "a fill that failed does not make the user missing: return the row you read (or the error), never None",
+        )
+    })
+}
+
 /// A user that did not exist when a read missed it, and was created
 /// afterwards, is returned within ABSENT_TTL: absence may be cached, but
 /// only briefly.

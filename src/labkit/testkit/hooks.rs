@@ -45,8 +45,10 @@ pub enum Matcher {
     /// A cache call that writes this key's value (`set_json`, or
     /// `fill_with_lease`, refused or not).
     Fill(String),
-    /// A cache call that reads this key's value (`get_json`).
+    /// A cache call that reads this key's value (`get_json`, `exists`).
     Look(String),
+    /// A request for this key's lease (`try_lease`).
+    Lease(String),
 }
 
 /// What a trap is offered: a statement, or a cache call on a key.
@@ -55,6 +57,7 @@ pub(crate) enum Action<'a> {
     Delete(&'a str),
     Fill(&'a str),
     Look(&'a str),
+    Lease(&'a str),
 }
 
 /// Which statement to park: the next one that matches, in the given phase.
@@ -129,6 +132,13 @@ impl Trap {
             matcher: Matcher::Fill(key.to_string()),
         }
     }
+    /// The next lease request for `key`, before it is sent.
+    pub fn before_lease(key: &str) -> Trap {
+        Trap {
+            phase: Phase::Before,
+            matcher: Matcher::Lease(key.to_string()),
+        }
+    }
     /// The next cache call that reads `key`'s value, once it has: a waiter
     /// looking again.
     pub fn after_look(key: &str) -> Trap {
@@ -144,7 +154,8 @@ impl Trap {
         let (sql, replica) = match (action, &self.matcher) {
             (Action::Delete(key), Matcher::Delete(wanted))
             | (Action::Fill(key), Matcher::Fill(wanted))
-            | (Action::Look(key), Matcher::Look(wanted)) => return key == wanted,
+            | (Action::Look(key), Matcher::Look(wanted))
+            | (Action::Lease(key), Matcher::Lease(wanted)) => return key == wanted,
             (Action::Statement { sql, replica }, _) => (*sql, *replica),
             _ => return false,
         };
@@ -159,7 +170,7 @@ impl Trap {
             Matcher::Read => is_read(sql),
             Matcher::ReplicaRead => replica && is_read(sql),
             Matcher::Write => !is_read(sql),
-            Matcher::Delete(_) | Matcher::Fill(_) | Matcher::Look(_) => false,
+            Matcher::Delete(_) | Matcher::Fill(_) | Matcher::Look(_) | Matcher::Lease(_) => false,
         }
     }
 }
@@ -180,6 +191,8 @@ pub(crate) fn is_read(sql: &str) -> bool {
 #[derive(Default)]
 struct State {
     armed: Option<(u64, Trap)>,
+    /// The next cache call that matches fails (once), instead of running.
+    failing: Option<Trap>,
     /// Ids of traps that have caught a statement.
     sprung: Vec<u64>,
     /// Traps with an id at or below this are released.
@@ -228,6 +241,14 @@ impl Hooks {
     /// fail until turned off; other cache calls work.
     pub fn fail_removals(&self, fail: bool) {
         self.fail_removals.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the next cache call that matches `trap` (in its phase: `Before`
+    /// fails it unsent) fail once, as if Redis had refused that one command:
+    /// one fill, one lease request, one removal. Other calls work.
+    pub fn fail_next(&self, trap: Trap) {
+        self.watched.store(true, Ordering::SeqCst);
+        self.lock().failing = Some(trap);
     }
 
     /// Closes the lab: every later call fails. A check calls this when a
@@ -355,11 +376,26 @@ impl Hooks {
     }
 
     /// Called by `Cache` around its calls on a key (the learner's name for
-    /// it): before it is sent, or once it has been done.
-    pub(crate) fn cache_call(&self, phase: Phase, action: Action<'_>) {
-        if self.watched.load(Ordering::SeqCst) {
-            self.maybe_park(phase, &action);
+    /// it): before it is sent, or once it has been done. Parks it if a trap
+    /// says so; then, before it is sent, fails it if [`Hooks::fail_next`]
+    /// says so.
+    pub(crate) fn cache_call(&self, phase: Phase, action: Action<'_>) -> Result<()> {
+        if !self.watched.load(Ordering::SeqCst) {
+            return Ok(());
         }
+        self.maybe_park(phase, &action);
+        let mut state = self.lock();
+        if state
+            .failing
+            .as_ref()
+            .is_some_and(|trap| trap.matches(phase, &action))
+        {
+            state.failing = None;
+            return Err(Error::Injected {
+                service: Service::Redis,
+            });
+        }
+        Ok(())
     }
 
     fn maybe_park(&self, phase: Phase, action: &Action<'_>) {

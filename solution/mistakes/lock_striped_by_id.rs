@@ -1,0 +1,29 @@
+//! Striped locks: eight locks shared by all users (`user_id % 8`), to keep
+//! the lock map small. Users that share a stripe wait for each other's
+//! fills: one slow load holds up every eighth user.
+
+use std::sync::PoisonError;
+
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{CACHE_TTL, User, key_lock, user_key};
+
+pub fn get_user_profile_singleflight(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let lock = key_lock(&format!("stripe:{}", user_id.rem_euclid(8)));
+    let _guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(user) = lab.cache.get_json::<User>(&key)? {
+        return Ok(Some(user));
+    }
+    let row = lab.db.query_opt(
+        "SELECT id, name, email, plan FROM users WHERE id = $1",
+        &[&user_id],
+    )?;
+    let Some(user) = row.map(|r| User::from_row(&r)) else {
+        return Ok(None);
+    };
+    lab.cache.set_json(&key, &user, CACHE_TTL)?;
+    Ok(Some(user))
+}
