@@ -143,7 +143,7 @@ catalogue! {
     lock_dropped_before_query::get_user_profile_singleflight => [part2_fifty_concurrent_cold_reads_send_exactly_one_statement],
         "hold it until the cache is filled";
     lock_released_before_fill::get_user_profile_singleflight => [part2_fifty_concurrent_cold_reads_send_exactly_one_statement],
-        "hold the lock until the fill is done";
+        "hold it until the cache is filled";
     waiters_trust_the_fill::get_user_profile_singleflight => [part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone],
         "never None";
     singleflight_fill_error_reads_as_none::get_user_profile_singleflight => [part2_single_reads_still_fill_hit_and_miss],

@@ -69,22 +69,19 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
             // Until the leader is about to fill, or a second statement shows
             // that there is no single leader to hold (or none that fills).
             let deadline = Instant::now() + BOUND / 2;
-            let mut parked = false;
-            while Instant::now() < deadline && hooks.statements_started() < base + 2 {
-                if held.wait(Duration::from_millis(10)) {
-                    parked = true;
-                    break;
-                }
-            }
-            if !parked {
+            while Instant::now() < deadline
+                && !held.wait(Duration::from_millis(10))
+                && hooks.statements_started() < base + 2
+            {}
+            if !held.is_parked() {
                 return;
             }
-            // The leader has its row and the cache is still empty: a reader
-            // that queries now found the lock free before the fill.
-            let at_park = hooks.statements_started();
-            hooks.wait_for_statements(at_park + 1, GRACE);
+            // The leader has its row and the cache is still empty: any
+            // statement but the leader's, started by now or during the grace
+            // period, found the lock free before the fill.
+            hooks.wait_for_statements(base + 2, GRACE);
             during.store(
-                hooks.statements_started() > at_park,
+                hooks.statements_started() > base + 1,
                 std::sync::atomic::Ordering::SeqCst,
             );
             if fill == Fill::Evicted {
@@ -205,7 +202,7 @@ pub fn herd_sends_one_statement(a: Subject) -> Outcome {
         } else if during_fill {
             (
                 "one while the first reader's fill was still on its way",
-                "the lock was free before the cache was filled, so a waiter found nothing and queried: hold the lock until the fill is done",
+                "the key's lock was free while the first reader's fill was still on its way, so a waiter found the cache empty and queried: take the lock before the double-check and hold it until the cache is filled",
             )
         } else if !filled {
             (
