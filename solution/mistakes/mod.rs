@@ -71,6 +71,13 @@ mod waiters_skip_to_postgres;
 mod waiters_trust_the_fill;
 mod waits_forever_on_dead_holder;
 mod write_through_set;
+// Part 3, added since: leases
+mod lease_taken_for_cache_ttl;
+mod leased_fill_ttl_in_milliseconds;
+mod leased_postgres_error_reads_as_none;
+mod leased_update_invalidates_first;
+mod polls_every_lease_ttl;
+mod refused_fill_returns_none;
 
 /// `file::function[, function…] => [checks that reject it], "hint";`
 macro_rules! catalogue {
@@ -168,6 +175,18 @@ catalogue! {
         "when a cache call fails, read Postgres";
     update_swallows_failed_invalidation::update_user_plan_leased => [part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error],
         "propagate the error of lab.cache.invalidate";
+    leased_fill_ttl_in_milliseconds::get_user_profile_leased => [part3_leased_reads_fill_hit_and_miss],
+        "a TTL of the order of CACHE_TTL";
+    leased_postgres_error_reads_as_none::get_user_profile_leased => [part3_a_postgres_error_is_an_err_never_none],
+        "a failed query says nothing of the sort";
+    refused_fill_returns_none::get_user_profile_leased => [part3_the_stale_set_race_leaves_no_stale_value],
+        "return the row you read";
+    leased_update_invalidates_first::update_user_plan_leased => [part3_a_read_during_a_leased_update_leaves_nothing_stale],
+        "which order of UPDATE and invalidation";
+    polls_every_lease_ttl::get_user_profile_leased => [part3_waiters_get_the_value_within_500_ms_of_the_fill],
+        "look again every few milliseconds";
+    lease_taken_for_cache_ttl::get_user_profile_leased => [part3_a_dead_lease_holder_delays_readers_by_at_most_lease_ttl],
+        "a lease lasts LEASE_TTL";
     always_reads_the_replica::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
         "read the primary meanwhile";
     always_reads_the_primary::get_user_profile_replicated => [part4_a_cold_read_with_no_recent_write_is_served_by_the_replica, part4_reads_return_to_the_replica_within_marker_ttl_of_a_write],

@@ -174,7 +174,13 @@ pub fn update_invalidates(a: Subject) -> Outcome {
 /// A reader that misses while the UPDATE is parked caches the old row; after
 /// the update returns, nothing stale may be left.
 pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    read_during_update_leaves_nothing_stale_for(Functions::part1(a))
+}
+
+/// [`read_during_update_leaves_nothing_stale`] for any part's read and update.
+pub fn read_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
     let lab = lab()?;
+    let (read, update) = (f.read, f.update);
     let before = seeded(&lab, 2)?;
     let plan = if before.plan == "pro" {
         "enterprise"
@@ -184,11 +190,14 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     let (parked, writer) = start_parked(
         &lab,
         Trap::before_write(),
-        format!("update_user_plan(user 2, {plan:?})"),
-        move |lab| (a.update_user_plan)(lab, 2, plan),
-        || {
+        format!("{}(user 2, {plan:?})", f.update_name),
+        move |lab| update(lab, 2, plan),
+        move || {
             fail(
-                format!("update_user_plan(user 2, {plan:?}) sent no write to Postgres"),
+                format!(
+                    "{}(user 2, {plan:?}) sent no write to Postgres",
+                    f.update_name
+                ),
                 "the new plan must be written to Postgres",
                 "use lab.db.execute with an UPDATE",
             )
@@ -196,18 +205,13 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     )?;
     // The write is parked before it runs. A reader now finds the cache empty
     // (cold, or invalidated too early) and caches the old row.
-    let read = call(&lab, "get_user_profile(user 2)", move |lab| {
-        (a.get_user_profile)(lab, 2)
-    })?;
-    ok(
-        "get_user_profile(user 2) during the update",
-        read,
-        HINT_FILL,
-    )?;
+    let reading = format!("{}(user 2)", f.read_name);
+    let got = call(&lab, reading.clone(), move |lab| read(lab, 2))?;
+    ok(&format!("{reading} during the update"), got, HINT_FILL)?;
     drop(parked);
     let done = writer.wait(BOUND)?;
     ok(
-        &format!("update_user_plan(user 2, {plan:?})"),
+        &format!("{}(user 2, {plan:?})", f.update_name),
         done,
         "a valid plan must be accepted",
     )?;
@@ -218,23 +222,22 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     // the new plan: that is its own mistake, not an order.
     ensure(held.as_ref().is_none_or(|u| u.plan != plan), || {
         fail(
-            format!("after update_user_plan(user 2, {plan:?}) returned, {key} held the new plan"),
+            format!(
+                "after {}(user 2, {plan:?}) returned, {key} held the new plan",
+                f.update_name
+            ),
             format!("{key} gone"),
             "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
         )
     })?;
-    let after = call_ok(
-        &lab,
-        "get_user_profile(user 2)",
-        move |lab| (a.get_user_profile)(lab, 2),
-        HINT_FILL,
-    )?;
+    let after = call_ok(&lab, reading, move |lab| read(lab, 2), HINT_FILL)?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
     ensure(!present && !stale, || {
         fail(
             format!(
-                "a reader that ran while the UPDATE was in flight cached plan {:?}; after update_user_plan returned, {key} was {} and the next read returned {after:?}",
+                "a reader that ran while the UPDATE was in flight cached plan {:?}; after {} returned, {key} was {} and the next read returned {after:?}",
                 before.plan,
+                f.update_name,
                 if present { "still cached" } else { "absent" }
             ),
             format!("{key} gone, and plan {plan:?}"),

@@ -1,8 +1,10 @@
-//! Part 3 (optional): leases against the stale-set race, herds across
-//! processes and on missing users, dead lease holders, and a failing Redis.
+//! Part 3 (optional): leases against the stale-set race (and a read during
+//! the update), herds across processes and on missing users, prompt waiters,
+//! dead lease holders, a failing Postgres, and a failing Redis.
 
-use cache_aside_lab::labkit::testkit::{Trap, herd};
-use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, user_key};
+use cache_aside_lab::labkit::testkit::remote::{Heard, Remote};
+use cache_aside_lab::labkit::testkit::{self, CacheExt, Function, Trap, herd};
+use cache_aside_lab::{ABSENT_TTL, LEASE_TTL, user_key};
 
 use super::*;
 
@@ -11,14 +13,32 @@ const GRACE: Duration = Duration::from_secs(1);
 pub const PROCESSES: usize = 3;
 pub const THREADS_PER_PROCESS: usize = 16;
 
-/// A leased read fills the cache, then hits, and a missing user is `None`.
+/// A leased read fills the cache with a TTL of the order of CACHE_TTL (see
+/// [`ttl_fits_cache_ttl`]), then hits, and a missing user is `None`.
 pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
     let lab = lab()?;
     let expected = seeded(&lab, 1)?;
-    let got = call_ok(
+    // The TTL is read while the reader is parked right after its fill: a
+    // TTL of milliseconds would be gone before the read returned.
+    let key = user_key(1);
+    let (parked, reader) = start_parked(
         &lab,
+        Trap::after_fill(&key),
         "get_user_profile_leased(user 1)",
         move |lab| (a.get_user_profile_leased)(lab, 1),
+        || {
+            fail(
+                "a cold leased read of user 1 never filled the cache",
+                "a miss leaves user:1 cached",
+                "the reader that holds the lease loads the row and fills the cache with it (fill_with_lease)",
+            )
+        },
+    )?;
+    let (present, ttl) = cached(&lab, &key)?;
+    drop(parked);
+    let got = ok(
+        "get_user_profile_leased(user 1)",
+        reader.wait(BOUND)?,
         "read the cache, else take a lease, load and fill",
     )?;
     ensure(got.as_ref() == Some(&expected), || {
@@ -28,17 +48,19 @@ pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
             "load the row on a miss",
         )
     })?;
-    let (present, ttl) = cached(&lab, &user_key(1))?;
-    ensure(
-        present && ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL),
-        || {
-            fail(
-                format!("after a cold leased read, user:1 present = {present}, TTL {ttl:?}"),
-                "cached with a TTL in (0, CACHE_TTL]",
-                "fill with lab.cache.fill_with_lease(&key, &lease, &user, CACHE_TTL)",
-            )
-        },
-    )?;
+    ensure(present && ttl_fits_cache_ttl(ttl), || {
+        fail(
+            if present {
+                format!(
+                    "right after a cold leased read filled {key}, its TTL was {ttl:?} (None = never expires)"
+                )
+            } else {
+                format!("right after a cold leased read filled {key}, it had already expired")
+            },
+            cache_ttl_range(),
+            "give a user's fill a TTL of the order of CACHE_TTL: far above it serves stale data for long if an invalidation is ever lost, and far below it (a wrong constant, or milliseconds for seconds) makes the cache miss most of the time",
+        )
+    })?;
     let before = lab.db.query_count();
     call_ok(
         &lab,
@@ -66,7 +88,8 @@ pub fn leased_reads_behave_like_part1(a: Subject) -> Outcome {
 }
 
 /// The stale-set race: a reader parked right after its SELECT, an update in
-/// between, then the reader's fill. No later read may see the old plan.
+/// between, then the reader's fill. No later read may see the old plan, and
+/// the reader itself still returns the user it read (its fill refused).
 pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 2)?;
@@ -99,11 +122,22 @@ pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
         "write Postgres, then lab.cache.invalidate(&key)",
     )?;
     drop(parked);
-    ok(
+    let own = ok(
         "the parked get_user_profile_leased(user 2)",
         reader.wait(BOUND)?,
         "a refused fill is not an error",
     )?;
+    // Either plan is right for this reader: it read before the update.
+    ensure(own.as_ref().is_some_and(|u| u.id == 2), || {
+        fail(
+            format!(
+                "the reader that read user 2 just before the update (its lease revoked by the update, so its fill could not be kept) returned {}",
+                show(&Ok(own.clone()))
+            ),
+            "Some(user 2): the user exists, on either plan",
+            "a refused fill only means the row you read may be out of date by now, so it must not be cached; your caller still asked for the user: return the row you read",
+        )
+    })?;
     for attempt in 1..=3 {
         let read = call(&lab, "get_user_profile_leased(user 2)", move |lab| {
             (a.get_user_profile_leased)(lab, 2)
@@ -203,44 +237,108 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     )
 }
 
-/// A lease whose holder died (taken, never filled) delays a reader by at
-/// most LEASE_TTL: the read returns the user within LEASE_TTL + 1 s.
+/// A lease whose holder died delays a reader by at most LEASE_TTL. The
+/// holder is the answer itself, in another process (so that a process-local
+/// lock in front of the lease stays out of it): parked right after its
+/// SELECT, holding the lease it took, then killed (SIGKILL). A read here
+/// must return the user within LEASE_TTL + 1 s of the kill.
 pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    let lease = lab
-        .cache
-        .try_lease(&user_key(1), LEASE_TTL)
-        .map_err(|e| Failure::Setup(e.to_string()))?;
-    ensure(lease.is_some(), || {
-        Failure::Setup("could not take the lease on a cold user:1".into())
-    })?;
-    let limit = LEASE_TTL + Duration::from_secs(1);
+    let key = user_key(1);
+    let what = "get_user_profile_leased(user 1)";
+    let call = remote_call(
+        &lab,
+        a,
+        Function::GetUserProfileLeased,
+        1,
+        "",
+        Some(Trap::after_read()),
+    );
+    let mut holder = Remote::start(&call).map_err(Failure::Setup)?;
     let started = Instant::now();
-    let read = spawn(&lab, "get_user_profile_leased(user 1)", move |lab| {
-        (a.get_user_profile_leased)(lab, 1)
-    })
-    .wait(limit);
-    // Not returning in time is the behaviour under test here, not a hang of
-    // the harness; anything else (a todo!(), say) is reported as it is.
-    let read = read.map_err(|failure| match failure {
-        Failure::Hang { .. } => fail(
-            format!("with a dead lease holder, a read had not returned after {limit:?}"),
-            "a read returns within LEASE_TTL + 1 s",
-            "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
-        ),
-        other => other,
+    let heard = holder.next(BOUND).map_err(|e| {
+        if started.elapsed() < BOUND {
+            return Failure::Setup(e);
+        }
+        Failure::Hang {
+            observed: format!(
+                "a cold {what} in another process neither read Postgres nor returned within {BOUND:?}"
+            ),
+            hint: "on a miss with nobody else around, take the lease and load the row; never wait without a way out".into(),
+        }
     })?;
+    match heard {
+        Heard::Parked => {}
+        Heard::Done(outcome) => {
+            // A panic (such as a todo!()) is reported as it is.
+            let result = remote_result(what, outcome)?;
+            return Err(fail(
+                format!(
+                    "a cold {what} in another process returned {result:?} without reading Postgres"
+                ),
+                "a miss loads the row",
+                "the reader that holds the lease loads the row",
+            ));
+        }
+    }
+    holder.kill();
+    let killed = Instant::now();
+    let limit = LEASE_TTL + Duration::from_secs(1);
+    let mut read = spawn(&lab, what, move |lab| (a.get_user_profile_leased)(lab, 1));
+    if !read.finishes_within(limit.saturating_sub(killed.elapsed())) {
+        // Not returning in time is the behaviour under test here, not a hang
+        // of the harness. What is left of the dead holder's lease says why.
+        let lease = lease_left(&lab, &key);
+        let _ = read.wait(Duration::ZERO); // closes the lab under the reader
+        return Err(match lease {
+            Some(left) => fail(
+                format!(
+                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, and the dead reader's lease was still there ({})",
+                    match left {
+                        Some(left) => format!("expiring in {left:?}"),
+                        None => "never expiring".into(),
+                    }
+                ),
+                "a read returns within LEASE_TTL + 1 s of the holder's death",
+                "a lease lasts LEASE_TTL, the most a dead holder may cost its waiters: taken for longer (a TTL meant for the value), a crash between lease and fill keeps every reader of the key waiting that long",
+            ),
+            None => fail(
+                format!(
+                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, although the dead reader's lease had expired"
+                ),
+                "a read returns within LEASE_TTL + 1 s of the holder's death",
+                "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
+            ),
+        });
+    }
+    let read = read.wait(Duration::ZERO)?;
     ensure(matches!(&read, Ok(Some(u)) if u.id == 1), || {
         fail(
             format!(
                 "with a dead lease holder, the read returned {} after {:?}",
                 show(&read),
-                started.elapsed()
+                killed.elapsed()
             ),
             "user 1",
             "once the lease expires, take it yourself and load the row",
         )
     })
+}
+
+/// What is left of the lease labkit's `try_lease` keeps for `key`: `None`
+/// if there is none, `Some(None)` if it never expires.
+fn lease_left(lab: &Lab, key: &str) -> Option<Option<Duration>> {
+    let lease = testkit::lease_key(&lab.cache, key).ok()?;
+    let ms: i64 = lab
+        .cache
+        .with_raw_connection(|c| redis::cmd("PTTL").arg(&lease).query(c))
+        .ok()?
+        .ok()?;
+    match ms {
+        -2 => None,
+        -1 => Some(None),
+        ms => Some(Some(Duration::from_millis(ms.max(0) as u64))),
+    }
 }
 
 /// With every cache call failing, a leased read is served from Postgres.
@@ -354,4 +452,186 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
             "only the lease holder queries; the others wait for its fill instead of going to Postgres",
         )
     })
+}
+
+/// With every read of Postgres failing, a cold leased read is an `Err`:
+/// `Ok(None)` would tell the caller (and, cached, every other reader) that
+/// the user does not exist.
+pub fn postgres_error_is_an_err(a: Subject) -> Outcome {
+    super::part1::postgres_error_is_an_err_for(
+        &lab()?,
+        a.get_user_profile_leased,
+        "get_user_profile_leased",
+    )
+}
+
+/// A leased read while the leased update is parked before its write: once
+/// the update has returned, nothing stale is cached and the next read has
+/// the new plan (Part 1's check, on Part 3's functions).
+pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    super::part1::read_during_update_leaves_nothing_stale_for(super::part1::Functions {
+        read: a.get_user_profile_leased,
+        read_name: "get_user_profile_leased",
+        update: a.update_user_plan_leased,
+        update_name: "update_user_plan_leased",
+    })
+}
+
+/// How many readers a promptness round releases at once.
+const WAITERS: usize = 6;
+/// How soon after the fill every waiting reader must have returned.
+const PROMPT: Duration = Duration::from_millis(500);
+/// How long a round waits for the lease holder's fill to reach its trap.
+const HOLD_WAIT: Duration = Duration::from_secs(3);
+
+/// While the lease holder is alive, the readers waiting for it get the
+/// value within 500 ms of its fill, however long they had been waiting.
+///
+/// A herd of leased readers on a cold user; the holder's fill is parked, and
+/// released right after a waiter has looked again and missed (its next look
+/// is then a whole polling interval away), or, if nobody looks for a while,
+/// after that while. Two rounds, on users 1 and 2, look for a waiter for
+/// 600 ms and for 1.5 s: a fixed interval P above 500 ms is caught by a look
+/// within the round (the waiter then returns P after the fill) or, when P is
+/// longer than the round looks, by the release that came well before the
+/// waiters' next look (P − 600 ms after the fill in the first round). Both
+/// stay well inside the holder's LEASE_TTL, so its fill is never refused.
+pub fn waiters_get_the_value_promptly(a: Subject) -> Outcome {
+    let lab = lab()?;
+    // A single read first (user 3): an unfinished answer fails here with its
+    // own message, once, rather than six times.
+    call_ok(
+        &lab,
+        "get_user_profile_leased(user 3)",
+        move |lab| (a.get_user_profile_leased)(lab, 3),
+        "a single leased read behaves like Part 1",
+    )?;
+    waiters_round(&lab, a, 1, Duration::from_millis(600))?;
+    waiters_round(&lab, a, 2, Duration::from_millis(1500))
+}
+
+/// What the conductor of a promptness round saw.
+struct Released {
+    /// When the holder's fill returned (or, failing that, was let go).
+    filled: Instant,
+    /// How long the fill was held back.
+    held: Duration,
+    /// Whether a waiter had looked again (and missed) just before.
+    after_a_look: bool,
+}
+
+fn waiters_round(lab: &Arc<Lab>, a: Subject, user_id: i32, look_for: Duration) -> Outcome {
+    let expected = seeded(lab, user_id)?;
+    let key = user_key(user_id);
+    let what = format!("get_user_profile_leased(user {user_id})");
+    let hooks = lab.hooks();
+    let hold = hooks.park(Trap::before_fill(&key));
+    let mut released = None;
+    let limit = HOLD_WAIT + look_for + Duration::from_secs(2);
+    let results = readers(
+        lab,
+        &what,
+        WAITERS,
+        limit,
+        move |lab| {
+            let read = (a.get_user_profile_leased)(lab, user_id);
+            (read, Instant::now())
+        },
+        || {
+            if !hold.wait(HOLD_WAIT) {
+                return;
+            }
+            let parked_at = Instant::now();
+            // Only one trap is armed at a time, and letting a trap go lets
+            // every earlier one go too: the look, then the fill's end.
+            let look = hooks.park(Trap::after_look(&key));
+            let after_a_look = look.wait(look_for);
+            let fill = hooks.park(Trap::after_fill(&key));
+            let held = parked_at.elapsed();
+            drop(look); // lets the fill (and the waiter that looked) go on
+            drop(hold);
+            let filled_in_time = fill.wait(GRACE);
+            let filled = Instant::now();
+            drop(fill);
+            if filled_in_time {
+                released = Some(Released {
+                    filled,
+                    held,
+                    after_a_look,
+                });
+            }
+        },
+    )?;
+    let Some(released) = released else {
+        return Err(fail(
+            format!(
+                "{WAITERS} concurrent cold leased reads of user {user_id}: no fill of {key} within {HOLD_WAIT:?}"
+            ),
+            "the lease holder loads the row and fills the cache",
+            "the reader that holds the lease loads the row and fills the cache with it (fill_with_lease)",
+        ));
+    };
+    let wrong: Vec<String> = results
+        .iter()
+        .filter(|(r, _)| !matches!(r, Ok(Some(u)) if *u == expected))
+        .map(|(r, _)| show(r))
+        .collect();
+    ensure(wrong.is_empty(), || {
+        fail(
+            format!(
+                "{} of {WAITERS} concurrent cold leased reads of user {user_id} got {}",
+                wrong.len(),
+                wrong[0]
+            ),
+            "every reader gets the user",
+            "a waiter reads the value the lease holder filled",
+        )
+    })?;
+    let since_fill = |at: Instant| at.saturating_duration_since(released.filled);
+    let late = results
+        .iter()
+        .filter(|(_, at)| since_fill(*at) > PROMPT)
+        .count()
+        + (WAITERS - results.len());
+    let slowest = results
+        .iter()
+        .map(|(_, at)| since_fill(*at))
+        .max()
+        .unwrap_or_default();
+    ensure(late == 0, || {
+        let held = if released.after_a_look {
+            format!(
+                "the grader held the lease holder's fill of {key} back for {:?}, and let it go just after a waiting reader had looked again and missed",
+                in_ms(released.held)
+            )
+        } else {
+            format!(
+                "the grader held the lease holder's fill of {key} back for {:?} (no waiting reader looked again meanwhile)",
+                in_ms(released.held)
+            )
+        };
+        let slowest = if results.len() < WAITERS {
+            format!(
+                "{} had not returned {:?} after it",
+                WAITERS - results.len(),
+                in_ms(since_fill(Instant::now()))
+            )
+        } else {
+            format!("the slowest returned {:?} after it", in_ms(slowest))
+        };
+        fail(
+            format!(
+                "{held}; {late} of {WAITERS} readers returned more than {PROMPT:?} after the fill ({slowest})"
+            ),
+            format!(
+                "every waiting reader returns within {PROMPT:?} of the fill, while the holder is alive"
+            ),
+            "LEASE_TTL is how long a dead holder may cost, not how long to sleep between looks: while you wait for the holder, look again every few milliseconds (or back off, capped well under 500 ms)",
+        )
+    })
+}
+
+/// A duration to the millisecond, for messages.
+fn in_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
 }

@@ -1,0 +1,45 @@
+//! Turns a failed query into "no such user": `.ok().flatten()` on the
+//! SELECT. While Postgres has trouble, every user reads as missing, and the
+//! absence is even cached, so callers act on a lie (sign-ups of existing
+//! emails, 404s for real accounts).
+
+use std::time::Duration;
+
+use cache_aside_lab::labkit::{Lab, Result};
+use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, User, user_key};
+
+fn load(lab: &Lab, user_id: i32) -> Option<User> {
+    lab.db
+        .query_opt(
+            "SELECT id, name, email, plan FROM users WHERE id = $1",
+            &[&user_id],
+        )
+        .ok()
+        .flatten()
+        .map(|r| User::from_row(&r))
+}
+
+pub fn get_user_profile_leased(lab: &Lab, user_id: i32) -> Result<Option<User>> {
+    let key = user_key(user_id);
+    loop {
+        match lab.cache.get_json::<Option<User>>(&key) {
+            Ok(Some(cached)) => return Ok(cached),
+            Ok(None) => {}
+            Err(_) => return Ok(load(lab, user_id)),
+        }
+        match lab.cache.try_lease(&key, LEASE_TTL) {
+            Ok(Some(lease)) => {
+                let user = load(lab, user_id);
+                let ttl = if user.is_some() {
+                    CACHE_TTL
+                } else {
+                    ABSENT_TTL
+                };
+                let _ = lab.cache.fill_with_lease(&key, &lease, &user, ttl);
+                return Ok(user);
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => return Ok(load(lab, user_id)),
+        }
+    }
+}
