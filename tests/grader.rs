@@ -87,6 +87,7 @@ checks! {
     3: part3_waiters_get_the_value_within_500_ms_of_the_fill = part3::waiters_get_the_value_promptly;
     3: part3_a_dead_lease_holder_delays_readers_by_at_most_lease_ttl = part3::dead_holder_delays_at_most_lease_ttl;
     3: part3_with_redis_failing_a_read_is_served_from_postgres = part3::redis_failing_read_uses_postgres;
+    3: part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres = part3::one_redis_call_failing_read_uses_postgres;
     3: part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error = part3::redis_failing_update_is_an_error;
     4: part4_a_cold_read_with_no_recent_write_is_served_by_the_replica = part4::cold_read_is_served_by_the_replica;
     4: part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags = part4::reads_after_an_update_have_the_new_plan;

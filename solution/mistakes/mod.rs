@@ -52,6 +52,7 @@ mod missing_user_placeholder;
 mod never_fills_cache;
 mod never_reads_cache;
 mod one_global_lock;
+mod only_the_look_falls_back;
 mod postgres_error_reads_as_none;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
@@ -171,6 +172,8 @@ catalogue! {
         "use ABSENT_TTL, not CACHE_TTL";
     waits_forever_on_dead_holder::get_user_profile_leased => [part3_a_dead_lease_holder_delays_readers_by_at_most_lease_ttl],
         "keep retrying try_lease";
+    only_the_look_falls_back::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
+        "every cache call can fail, not only the first";
     read_fails_when_redis_fails::get_user_profile_leased => [part3_with_redis_failing_a_read_is_served_from_postgres],
         "when a cache call fails, read Postgres";
     update_swallows_failed_invalidation::update_user_plan_leased => [part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error],

@@ -341,6 +341,45 @@ fn lease_left(lab: &Lab, key: &str) -> Option<Option<Duration>> {
     }
 }
 
+/// With any one Redis call failing (the look, the lease request, or the
+/// fill), a cold leased read is still served from Postgres; and a user that
+/// exists never reads as `Ok(None)`, whatever happens to its entry.
+pub fn one_redis_call_failing_read_uses_postgres(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let expected = seeded(&lab, 1)?;
+    let key = user_key(1);
+    for (call, trap) in [
+        ("its first look at the cache", Trap::after_look(&key)),
+        ("its lease request", Trap::before_lease(&key)),
+        ("its fill", Trap::before_fill(&key)),
+    ] {
+        lab.cache.invalidate(&key).map_err(setup)?;
+        lab.hooks().fail_next(trap);
+        let read = call_fn(&lab, a)?;
+        ensure(matches!(&read, Ok(Some(u)) if *u == expected), || {
+            fail(
+                format!(
+                    "with Redis failing {call} (once, injected by the grader), get_user_profile_leased(user 1) returned {}",
+                    show(&read)
+                ),
+                "the user, read from Postgres",
+                "every cache call can fail, not only the first: when any of them fails, read Postgres (and skip the fill)",
+            )
+        })?;
+    }
+    drop(lab);
+    super::part1::existing_user_is_never_none_for(
+        a.get_user_profile_leased,
+        "get_user_profile_leased",
+    )
+}
+
+fn call_fn(lab: &Arc<Lab>, a: Subject) -> std::result::Result<Result<Option<User>>, Failure> {
+    call(lab, "get_user_profile_leased(user 1)", move |lab| {
+        (a.get_user_profile_leased)(lab, 1)
+    })
+}
+
 /// With every cache call failing, a leased read is served from Postgres.
 pub fn redis_failing_read_uses_postgres(a: Subject) -> Outcome {
     let lab = lab()?;
