@@ -33,6 +33,7 @@ mod absence_never_cached;
 mod absence_remembered_in_process;
 mod always_reads_the_primary;
 mod always_reads_the_replica;
+mod backoff_without_a_cap;
 mod exists_then_get;
 mod fill_error_reads_as_none;
 mod fill_ignores_lease;
@@ -172,6 +173,8 @@ catalogue! {
         "use ABSENT_TTL, not CACHE_TTL";
     waits_forever_on_dead_holder::get_user_profile_leased => [part3_a_dead_lease_holder_delays_readers_by_at_most_lease_ttl],
         "keep retrying try_lease";
+    backoff_without_a_cap::get_user_profile_leased => [part3_waiters_get_the_value_within_500_ms_of_the_fill],
+        "capped well under 500 ms";
     only_the_look_falls_back::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
         "every cache call can fail, not only the first";
     read_fails_when_redis_fails::get_user_profile_leased => [part3_with_redis_failing_a_read_is_served_from_postgres],

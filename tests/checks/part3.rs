@@ -529,12 +529,14 @@ const HOLD_WAIT: Duration = Duration::from_secs(3);
 /// A herd of leased readers on a cold user; the holder's fill is parked, and
 /// released right after a waiter has looked again and missed (its next look
 /// is then a whole polling interval away), or, if nobody looks for a while,
-/// after that while. Two rounds, on users 1 and 2, look for a waiter for
-/// 600 ms and for 1.5 s: a fixed interval P above 500 ms is caught by a look
+/// after that while. Two rounds, on users 1 and 2. The first looks for a
+/// waiter for 600 ms: a fixed interval P above 500 ms is caught by a look
 /// within the round (the waiter then returns P after the fill) or, when P is
-/// longer than the round looks, by the release that came well before the
-/// waiters' next look (P − 600 ms after the fill in the first round). Both
-/// stay well inside the holder's LEASE_TTL, so its fill is never refused.
+/// longer, by the release that came well before the waiters' next look. The
+/// second holds the fill 1.2 s before it looks for a waiter (600 ms more):
+/// by then a backoff without a cap looks again only after pauses longer than
+/// 500 ms. Both stay inside the holder's LEASE_TTL, so its fill is never
+/// refused.
 pub fn waiters_get_the_value_promptly(a: Subject) -> Outcome {
     let lab = lab()?;
     // A single read first (user 3): an unfinished answer fails here with its
@@ -545,8 +547,16 @@ pub fn waiters_get_the_value_promptly(a: Subject) -> Outcome {
         move |lab| (a.get_user_profile_leased)(lab, 3),
         "a single leased read behaves like Part 1",
     )?;
-    waiters_round(&lab, a, 1, Duration::from_millis(600))?;
-    waiters_round(&lab, a, 2, Duration::from_millis(1500))
+    waiters_round(&lab, a, 1, Duration::ZERO, Duration::from_millis(600))?;
+    // Held 1.2 s first: waiters that back off without a cap (5, 10, 20 …
+    // ms) look again only after long pauses by then.
+    waiters_round(
+        &lab,
+        a,
+        2,
+        Duration::from_millis(1200),
+        Duration::from_millis(600),
+    )
 }
 
 /// What the conductor of a promptness round saw.
@@ -559,14 +569,20 @@ struct Released {
     after_a_look: bool,
 }
 
-fn waiters_round(lab: &Arc<Lab>, a: Subject, user_id: i32, look_for: Duration) -> Outcome {
+fn waiters_round(
+    lab: &Arc<Lab>,
+    a: Subject,
+    user_id: i32,
+    min_hold: Duration,
+    look_for: Duration,
+) -> Outcome {
     let expected = seeded(lab, user_id)?;
     let key = user_key(user_id);
     let what = format!("get_user_profile_leased(user {user_id})");
     let hooks = lab.hooks();
     let hold = hooks.park(Trap::before_fill(&key));
     let mut released = None;
-    let limit = HOLD_WAIT + look_for + Duration::from_secs(2);
+    let limit = HOLD_WAIT + min_hold + look_for + Duration::from_secs(2);
     let results = readers(
         lab,
         &what,
@@ -581,6 +597,9 @@ fn waiters_round(lab: &Arc<Lab>, a: Subject, user_id: i32, look_for: Duration) -
                 return;
             }
             let parked_at = Instant::now();
+            // Holding a fill for a while is the arrangement itself, not a
+            // wait for something to happen.
+            std::thread::sleep(min_hold);
             // Only one trap is armed at a time, and letting a trap go lets
             // every earlier one go too: the look, then the fill's end.
             let look = hooks.park(Trap::after_look(&key));
