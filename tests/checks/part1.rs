@@ -353,13 +353,20 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
 /// afterwards, is returned within ABSENT_TTL: absence may be cached, but
 /// only briefly.
 pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
-    let lab = lab()?;
-    let first = call(&lab, "get_user_profile(user 6)", move |lab| {
-        (a.get_user_profile)(lab, 6)
-    })?;
+    created_user_shows_up_within_absent_ttl_for(&lab()?, a.get_user_profile, "get_user_profile")
+}
+
+/// [`created_user_shows_up_within_absent_ttl`] for any part's read.
+pub fn created_user_shows_up_within_absent_ttl_for(
+    lab: &Arc<Lab>,
+    read: Read,
+    name: &str,
+) -> Outcome {
+    let what = format!("{name}(user 6)");
+    let first = call(lab, what.clone(), move |lab| read(lab, 6))?;
     ensure(matches!(first, Ok(None)), || {
         fail(
-            format!("get_user_profile(user 6) returned {}", show(&first)),
+            format!("{what} returned {}", show(&first)),
             "a user that does not exist reads as Ok(None)",
             "return None when query_opt finds no row; never invent a placeholder user",
         )
@@ -374,10 +381,8 @@ pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
     // Slack for a loaded machine; the bound itself is ABSENT_TTL.
     let limit = ABSENT_TTL + Duration::from_millis(500);
     loop {
-        let read = call(&lab, "get_user_profile(user 6)", move |lab| {
-            (a.get_user_profile)(lab, 6)
-        })?;
-        match read {
+        let got = call(lab, what.clone(), move |lab| read(lab, 6))?;
+        match got {
             Ok(Some(user)) if user.id == 6 => return Ok(()),
             Ok(None) if created.elapsed() < limit => {
                 // Waiting out a bound, not a race: a negative entry that
@@ -387,7 +392,7 @@ pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
             other => {
                 return Err(fail(
                     format!(
-                        "user 6 was created after a read had found it missing; {} ms later, get_user_profile(user 6) still returned {}",
+                        "user 6 was created after a read had found it missing; {} ms later, {what} still returned {}",
                         created.elapsed().as_millis(),
                         show(&other)
                     ),
