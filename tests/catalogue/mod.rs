@@ -5,6 +5,7 @@
 use crate::solution::{designs, mistakes};
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/MAINTAINERS.md");
+const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 
 /// The `//!` doc of a file, as one line.
 fn doc(source: &str) -> String {
@@ -59,8 +60,46 @@ fn current(doc: &mut String, name: &str, table: &str) -> Result<bool, String> {
     Ok(true)
 }
 
-/// The tables in docs/MAINTAINERS.md are the ones generated from the lists.
+/// The README's checklist names every graded check, in lab order, and no
+/// other: the learner reads it as the list of what `cargo test` runs.
+fn readme_checklist() -> Result<(), String> {
+    let readme = std::fs::read_to_string(README).map_err(|e| format!("{README}: {e}"))?;
+    let listed: Vec<&str> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `part"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    let wanted: Vec<String> = crate::CHECKS
+        .iter()
+        .map(|c| c.name.trim_start_matches("part").to_string())
+        .collect();
+    if listed == wanted {
+        return Ok(());
+    }
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| !listed.contains(&w.as_str()))
+        .map(|w| format!("part{w}"))
+        .collect();
+    let extra: Vec<String> = listed
+        .iter()
+        .filter(|l| !wanted.iter().any(|w| w == *l))
+        .map(|l| format!("part{l}"))
+        .collect();
+    Err(format!(
+        "README.md's checklist is not the graded checks in lab order (tests/grader.rs): missing {missing:?}, extra {extra:?}{}",
+        if missing.is_empty() && extra.is_empty() {
+            ", in another order"
+        } else {
+            ""
+        }
+    ))
+}
+
+/// The tables in docs/MAINTAINERS.md are the ones generated from the lists,
+/// and the README's checklist lists every graded check.
 pub fn check() -> Result<(), String> {
+    readme_checklist()?;
     let mut text = std::fs::read_to_string(DOC).map_err(|e| format!("{DOC}: {e}"))?;
     let changed = current(&mut text, "mistakes", &mistakes_table())?
         | current(&mut text, "designs", &designs_table())?;
