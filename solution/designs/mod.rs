@@ -33,6 +33,7 @@ mod marker_after_the_write;
 mod negative_caching;
 mod python_lock_map;
 mod returning_and_jitter;
+mod singleflight_by_lease;
 mod try_lock_polling;
 
 /// `part N: file { functions it defines };`
@@ -60,6 +61,7 @@ catalogue! {
     part 2: python_lock_map { get_user_profile_singleflight };
     part 2: condvar_waiters { get_user_profile_singleflight };
     part 2: try_lock_polling { get_user_profile_singleflight };
+    part 2: singleflight_by_lease { get_user_profile_singleflight };
     part 3: lease_backoff_local_lock { get_user_profile_leased };
     part 4: lsn_check { get_user_profile_replicated, update_user_plan_replicated };
     part 4: marker_after_the_write { update_user_plan_replicated };
