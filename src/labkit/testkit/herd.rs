@@ -13,7 +13,7 @@
 //! A binary that uses this calls [`spec_from_env`] first thing in `main`
 //! and, if it gets a spec, [`serve`]s it with the read the spec names.
 
-use std::io::{BufRead, BufReader, Read as _, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::{Duration, Instant};
@@ -201,6 +201,8 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
     let json = serde_json::to_string(spec).expect("specs serialize");
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut children: Vec<Child> = Vec::new();
+    let mut tails = Vec::new();
+    let mut drains = Vec::new();
     for i in 0..processes {
         let mut child = Command::new(&exe)
             .env(ENV, &json)
@@ -209,6 +211,22 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start a herd process: {e}"))?;
+        // Drained while the child runs: a child that writes more than a pipe
+        // holds (64 KiB) would otherwise block, and look as if it never
+        // reported. Only the last lines are kept, for the error message.
+        let stderr = BufReader::new(child.stderr.take().expect("piped"));
+        let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+        let kept = tail.clone();
+        drains.push(std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() == 5 {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        }));
+        tails.push(tail);
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
         let tx = tx.clone();
         std::thread::spawn(move || {
@@ -228,16 +246,21 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
         let _ = child.kill();
         let _ = child.wait();
     }
+    // The children are gone: their stderr has ended, and is read in full.
+    for drain in drains {
+        let _ = drain.join();
+    }
     outcome.map_err(|(i, why)| {
-        let mut stderr = String::new();
-        if let Some(mut err) = children.get_mut(i).and_then(|c| c.stderr.take()) {
-            let _ = err.read_to_string(&mut stderr);
-        }
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        let tail: Vec<String> = tails.get(i).map_or_else(Vec::new, |t| {
+            t.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect()
+        });
         if tail.is_empty() {
             why
         } else {
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             format!("{why}; its stderr ended with: {}", tail.join(" | "))
         }
     })
