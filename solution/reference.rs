@@ -164,24 +164,40 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
 
 pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     let key = user_key(user_id);
-    if let Some(user) = lab.cache.get_json::<User>(&key)? {
-        return Ok(Some(user));
+    loop {
+        // As in Part 3: `null` is a cached "no such user".
+        if let Some(cached) = lab.cache.get_json::<Option<User>>(&key)? {
+            return Ok(cached);
+        }
+        let Some(lease) = lab.cache.try_lease(&key, LEASE_TTL)? else {
+            // Somebody else is filling: wait for their value, as in Part 3.
+            std::thread::sleep(LEASE_POLL);
+            continue;
+        };
+        // A remote marker ("Scaling Memcache at Facebook", section 5): this
+        // user was written less than MARKER_TTL ago, so the replica may not
+        // have the write yet. Read the primary then, and the replica
+        // otherwise. Looked at *after* taking the lease: an update that
+        // comes later revokes the lease (below), and one that came earlier
+        // left its marker before it removed the lease and the cached copy.
+        let db = if lab.cache.exists(&marker_key(user_id))? {
+            &lab.db
+        } else {
+            &lab.replica
+        };
+        let user = load_from(db, user_id)?;
+        let ttl = if user.is_some() {
+            CACHE_TTL
+        } else {
+            ABSENT_TTL
+        };
+        // Refused (false) if an update came in since we took the lease: the
+        // replica may have answered before it had the write, so return what
+        // we read, but do not cache it. Checking the marker once more would
+        // not do: the write could still land between that look and the fill.
+        lab.cache.fill_with_lease(&key, &lease, &user, ttl)?;
+        return Ok(user);
     }
-    // A remote marker ("Scaling Memcache at Facebook", section 5): this user
-    // was written less than MARKER_TTL ago, so the replica may not have the
-    // write yet. Read the primary then, and the replica otherwise.
-    let db = if lab.cache.exists(&marker_key(user_id))? {
-        &lab.db
-    } else {
-        &lab.replica
-    };
-    // Whatever we read is what we cache: a row from the primary is fresh,
-    // and a row from the replica is fresh too when no write is recent.
-    let Some(user) = load_from(db, user_id)? else {
-        return Ok(None);
-    };
-    lab.cache.set_json(&key, &user, CACHE_TTL)?;
-    Ok(Some(user))
 }
 
 pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
@@ -193,6 +209,8 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
     lab.cache
         .set_json(&marker_key(user_id), &true, MARKER_TTL)?;
     lab.db.execute(UPDATE_PLAN, &[&plan, &user_id])?;
-    lab.cache.delete(&user_key(user_id))?;
-    Ok(())
+    // Write, then invalidate, as in Part 1; `invalidate` also revokes the
+    // lease of a reader that looked before the marker was up and may be
+    // about to fill the replica's old row (Part 3). If it fails, say so.
+    lab.cache.invalidate(&user_key(user_id))
 }

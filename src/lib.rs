@@ -172,10 +172,12 @@ pub fn update_user_plan_leased(lab: &Lab, user_id: i32, plan: &str) -> Result<()
 pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     // TODO: Part 4. Goal: with no recent write, a cold read is served by the
     // replica (0 statements on lab.db); right after a write, every read has
-    // the new plan, even while the replica still lags, and nothing stale
-    // gets cached.
-    // Question: how can a reader in another process know that this user was
-    // written a moment ago?
+    // the new plan, in every process, even while the replica still lags;
+    // and nothing stale gets cached, not even by a reader that was reading
+    // the replica while the write happened.
+    // Questions: how can a reader in another process know that this user
+    // was written a moment ago? And a reader that looked just before the
+    // write, then read the replica's old row: what stops its fill?
     todo!(
         "Part 4: get_user_profile_replicated({lab}, user {user_id}) is not written yet. Goal: the replica serves reads, except just after a write, when it may lag. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )
@@ -185,9 +187,11 @@ pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<Use
 /// the old plan, although the replica may still have it for a while.
 pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
     // TODO: Part 4. Goal: after this returns, every read has the new plan,
-    // even a read that misses while the replica still lags.
+    // even a read that misses while the replica still lags, or one that was
+    // already under way; if the invalidation fails, say so.
     // Question: a reader may miss at any moment of your update; what must
-    // already be in place when the cached copy goes?
+    // already be in place when the cached copy goes, and what must go with
+    // it?
     todo!(
         "Part 4: update_user_plan_replicated({lab}, user {user_id}, {plan:?}) is not written yet. Goal: once it returns, no reader sees the old plan, however far the replica lags. Its TODO in src/lib.rs says more; HINTS.md has hints."
     )

@@ -91,9 +91,15 @@ checks! {
     3: part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error = part3::redis_failing_update_is_an_error;
     4: part4_a_cold_read_with_no_recent_write_is_served_by_the_replica = part4::cold_read_is_served_by_the_replica;
     4: part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags = part4::reads_after_an_update_have_the_new_plan;
+    4: part4_after_an_update_in_another_process_reads_here_have_the_new_plan = part4::reads_after_an_update_elsewhere_have_the_new_plan;
     4: part4_a_read_during_an_update_leaves_nothing_stale = part4::read_during_an_update_leaves_nothing_stale;
+    4: part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale = part4::read_while_the_update_waits_to_write_leaves_nothing_stale;
+    4: part4_a_read_whose_replica_select_waits_out_an_update_caches_nothing_stale = part4::read_whose_replica_select_waits_out_an_update;
+    4: part4_a_read_whose_fill_waits_out_an_update_caches_nothing_stale = part4::read_whose_fill_waits_out_an_update;
     4: part4_reads_return_to_the_replica_within_marker_ttl_of_a_write = part4::reads_return_to_the_replica;
     4: part4_missing_users_read_as_none_and_bad_plans_change_nothing = part4::missing_users_and_bad_plans;
+    4: part4_a_postgres_error_is_an_err_never_none = part4::postgres_error_is_an_err;
+    4: part4_an_update_whose_invalidation_fails_returns_an_err = part4::failed_invalidation_is_an_err;
 }
 
 /// `cargo test`: your answers.

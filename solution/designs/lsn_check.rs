@@ -2,10 +2,12 @@
 //! primary's WAL (`pg_current_wal_lsn()`), and a reader reads the replica
 //! only once the replica has replayed that far (`pg_last_wal_replay_lsn()`).
 //! Reads go back to the replica as soon as it has the write, not after a
-//! fixed time.
+//! fixed time. Fills are guarded by Part 3's lease, as in the reference.
+
+use std::time::Duration;
 
 use cache_aside_lab::labkit::{Lab, Result};
-use cache_aside_lab::{CACHE_TTL, MARKER_TTL, User, user_key};
+use cache_aside_lab::{ABSENT_TTL, CACHE_TTL, LEASE_TTL, MARKER_TTL, User, user_key};
 
 fn lsn_key(user_id: i32) -> String {
     format!("lsn:user:{user_id}")
@@ -13,9 +15,17 @@ fn lsn_key(user_id: i32) -> String {
 
 pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<User>> {
     let key = user_key(user_id);
-    if let Some(user) = lab.cache.get_json::<User>(&key)? {
-        return Ok(Some(user));
-    }
+    let lease = loop {
+        if let Some(cached) = lab.cache.get_json::<Option<User>>(&key)? {
+            return Ok(cached);
+        }
+        match lab.cache.try_lease(&key, LEASE_TTL)? {
+            Some(lease) => break lease,
+            None => std::thread::sleep(Duration::from_millis(2)),
+        }
+    };
+    // The write's position, looked up once we hold the lease: a write after
+    // this revokes the lease, so its row is never filled from here.
     let db = match lab.cache.get_json::<String>(&lsn_key(user_id))? {
         None => &lab.replica,
         Some(lsn) => {
@@ -37,11 +47,15 @@ pub fn get_user_profile_replicated(lab: &Lab, user_id: i32) -> Result<Option<Use
         "SELECT id, name, email, plan FROM users WHERE id = $1",
         &[&user_id],
     )?;
-    let Some(user) = row.map(|r| User::from_row(&r)) else {
-        return Ok(None);
+    let user = row.map(|r| User::from_row(&r));
+    let ttl = match user {
+        Some(_) => CACHE_TTL,
+        None => ABSENT_TTL,
     };
-    lab.cache.set_json(&key, &user, CACHE_TTL)?;
-    Ok(Some(user))
+    // False if revoked (a write came in meanwhile): return what we read,
+    // uncached.
+    let _filled = lab.cache.fill_with_lease(&key, &lease, &user, ttl)?;
+    Ok(user)
 }
 
 pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Result<()> {
@@ -57,6 +71,7 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
     // Recorded before the cached copy goes, so that every reader who misses
     // afterwards finds it. MARKER_TTL only bounds how long it is kept.
     lab.cache.set_json(&lsn_key(user_id), &lsn, MARKER_TTL)?;
-    lab.cache.delete(&user_key(user_id))?;
-    Ok(())
+    // Value and lease at once: a reader that looked before the LSN was
+    // recorded cannot fill what it read.
+    lab.cache.invalidate(&user_key(user_id))
 }

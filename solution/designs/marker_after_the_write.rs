@@ -1,7 +1,7 @@
 //! The remote marker set after the write but before the invalidation: a
-//! reader that misses before the marker still finds the old value cached or
-//! fills one that the invalidation then removes, and every reader after the
-//! invalidation finds the marker. Correct, like setting it first.
+//! reader that misses before the marker still finds the old value cached, or
+//! holds a lease that the invalidation then revokes, and every reader after
+//! the invalidation finds the marker. Correct, like setting it first.
 
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{MARKER_TTL, marker_key, user_key};
@@ -13,6 +13,5 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
     )?;
     lab.cache
         .set_json(&marker_key(user_id), &"written", MARKER_TTL)?;
-    lab.cache.delete(&user_key(user_id))?;
-    Ok(())
+    lab.cache.invalidate(&user_key(user_id))
 }

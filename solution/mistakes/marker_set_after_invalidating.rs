@@ -10,7 +10,7 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
         "UPDATE users SET plan = $1 WHERE id = $2",
         &[&plan, &user_id],
     )?;
-    lab.cache.delete(&user_key(user_id))?;
+    lab.cache.invalidate(&user_key(user_id))?;
     lab.cache
         .set_json(&marker_key(user_id), &true, MARKER_TTL)?;
     Ok(())

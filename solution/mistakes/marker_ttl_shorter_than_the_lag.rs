@@ -14,6 +14,5 @@ pub fn update_user_plan_replicated(lab: &Lab, user_id: i32, plan: &str) -> Resul
         "UPDATE users SET plan = $1 WHERE id = $2",
         &[&plan, &user_id],
     )?;
-    lab.cache.delete(&user_key(user_id))?;
-    Ok(())
+    lab.cache.invalidate(&user_key(user_id))
 }

@@ -1,8 +1,8 @@
 //! The catalogue of classic mistakes. Each file is one learner's answer
 //! with exactly one realistic mistake: it defines the functions the mistake
-//! lives in (usually one), and the entry takes the others from the
-//! reference. Its `//!`
-//! doc says what the mistake is and why it hurts in production.
+//! lives in (usually one; a read and its update when it lives in both), and
+//! the entry takes the others from the reference. Its `//!` doc says what
+//! the mistake is and why it hurts in production.
 //!
 //! The maintainer command proves that every entry is rejected by the checks
 //! listed here, each in a fresh process and `LAB_REPEAT` times, with a
@@ -43,10 +43,16 @@ mod hit_refreshes_the_ttl;
 mod invalidates_before_writing;
 mod invalidates_the_wrong_key;
 mod leader_never_fills;
+mod lease_taken_for_cache_ttl;
+mod leased_fill_ttl_in_milliseconds;
+mod leased_postgres_error_reads_as_none;
+mod leased_update_invalidates_first;
 mod lock_dropped_before_query;
 mod lock_released_before_fill;
 mod lock_striped_by_id;
 mod lock_without_double_check;
+mod marker_in_process_memory;
+mod marker_rechecked_before_the_fill;
 mod marker_set_after_invalidating;
 mod marker_ttl_shorter_than_the_lag;
 mod missing_user_placeholder;
@@ -54,9 +60,16 @@ mod never_fills_cache;
 mod never_reads_cache;
 mod one_global_lock;
 mod only_the_look_falls_back;
+mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
+mod refused_fill_returns_none;
+mod replica_fill_not_guarded;
+mod replicated_read_hides_postgres_errors;
+mod replicated_update_deletes_value_not_lease;
+mod replicated_update_ignores_failed_invalidation;
+mod replicated_update_invalidates_first;
 mod singleflight_fill_error_reads_as_none;
 mod singleflight_without_lock;
 mod sql_built_with_format;
@@ -73,13 +86,6 @@ mod waiters_skip_to_postgres;
 mod waiters_trust_the_fill;
 mod waits_forever_on_dead_holder;
 mod write_through_set;
-// Part 3, added since: leases
-mod lease_taken_for_cache_ttl;
-mod leased_fill_ttl_in_milliseconds;
-mod leased_postgres_error_reads_as_none;
-mod leased_update_invalidates_first;
-mod polls_every_lease_ttl;
-mod refused_fill_returns_none;
 
 /// `file::function[, function…] => [checks that reject it], "hint";`
 macro_rules! catalogue {
@@ -203,4 +209,18 @@ catalogue! {
         "lasting longer than the replica can lag";
     fills_from_the_replica_despite_the_marker::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
         "cache what you return";
+    marker_in_process_memory::get_user_profile_replicated, update_user_plan_replicated => [part4_after_an_update_in_another_process_reads_here_have_the_new_plan],
+        "never reaches another process";
+    replicated_update_invalidates_first::update_user_plan_replicated => [part4_a_read_during_an_update_leaves_nothing_stale, part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale],
+        "before the UPDATE had run";
+    replica_fill_not_guarded::get_user_profile_replicated => [part4_a_read_whose_replica_select_waits_out_an_update_caches_nothing_stale, part4_a_read_whose_fill_waits_out_an_update_caches_nothing_stale],
+        "a fill must be refused";
+    marker_rechecked_before_the_fill::get_user_profile_replicated => [part4_a_read_whose_fill_waits_out_an_update_caches_nothing_stale],
+        "a fill must be refused";
+    replicated_update_deletes_value_not_lease::update_user_plan_replicated => [part4_a_read_whose_replica_select_waits_out_an_update_caches_nothing_stale, part4_a_read_whose_fill_waits_out_an_update_caches_nothing_stale],
+        "take that right away";
+    replicated_read_hides_postgres_errors::get_user_profile_replicated => [part4_a_postgres_error_is_an_err_never_none],
+        "Ok(None) says \"no such user\"";
+    replicated_update_ignores_failed_invalidation::update_user_plan_replicated => [part4_an_update_whose_invalidation_fails_returns_an_err],
+        "propagate the error of the removal";
 }

@@ -6,17 +6,24 @@
 //! tries again (a few times) if a loaded machine let the window pass.
 //!
 //! Never demanded: a marker in particular. An answer that compares the
-//! replica's replay position with the write's is as good.
+//! replica's replay position with the write's is as good. Nor a lease: a
+//! check looks whether one is held only to choose between two hints.
+//! Races are arranged with the hooks (a reader held before its replica read
+//! or its fill, an update held before its write or after its invalidation)
+//! and another process (an update made by another instance).
 
-use cache_aside_lab::labkit::testkit::{DbExt, Trap};
-use cache_aside_lab::{CACHE_TTL, MARKER_TTL, user_key};
+use cache_aside_lab::labkit::testkit::{self, CacheExt, DbExt, Function, Trap};
+use cache_aside_lab::{MARKER_TTL, user_key};
 
-use super::part1::{Functions, bad_plans_change_nothing, hostile_plans};
+use super::part1::{
+    Functions, bad_plans_change_nothing, failed_invalidation_is_an_err_for, hostile_plans,
+    postgres_error_is_an_err_for,
+};
 use super::*;
 
 /// How often a scenario is tried again when the replica caught up before
 /// the reads it was meant to judge (a heavily loaded machine).
-const ATTEMPTS: usize = 3;
+const ATTEMPTS: usize = 5;
 
 fn setup(e: cache_aside_lab::labkit::Error) -> Failure {
     Failure::Setup(e.to_string())
@@ -78,6 +85,21 @@ fn plan_of(result: &Option<User>) -> Option<&str> {
 /// is the same (the sign may have expired before the very first read).
 const HINT_TRUST: &str = "right after a write the replica lags: readers must be able to tell that this user was just written (something in Redis, where every process sees it, in place before the cached copy goes and lasting longer than the replica can lag), and read the primary meanwhile";
 
+/// The same observation when the write was made by another process (and
+/// reads in the writer's own process were right).
+const HINT_ELSEWHERE: &str = "the update ran in another process, and a read in this one got the replica's old row: a sign of the write kept in the writer's memory never reaches another process; leave it where every instance of the application looks";
+
+/// The cached copy went before the write: a reader in between loaded the
+/// old row again, wherever it read.
+const HINT_ORDER: &str = "the cached copy was removed before the UPDATE had run, so a reader in between loaded the old row again (the primary had nothing newer yet) and cached it; no marker helps there: which order of write and invalidation leaves no such window?";
+
+/// A reader that found no sign of the write filled the old row after the
+/// update: the look came too early, and the fill was not refused.
+const HINT_GUARD: &str = "the reader found no sign of a write, read the old row, and its fill landed after the update had removed the cached copy: a look beforehand cannot see a write that comes later (nor can a second look just before the fill), so a fill must be refused when the user was written in between; Part 3 has the tool";
+
+/// The reader held a lease that the update left in place.
+const HINT_REVOKE: &str = "the reader took the right to fill before the update, and the update left it in place, so the old row it read was filled after the update had returned: when the update removes the cached copy it must take that right away too, as in Part 3";
+
 /// With no recent write, a cold read is served by the replica and filled.
 pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
     let lab = replica_lab()?;
@@ -111,38 +133,63 @@ pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
     })?;
     let key = user_key(1);
     let (present, ttl) = cached(&lab, &key)?;
-    ensure(
-        present && ttl.is_some_and(|t| !t.is_zero() && t <= CACHE_TTL),
-        || {
-            fail(
-                format!("after a cold read, {key} cached: {present}, TTL {ttl:?}"),
-                "cached with a TTL in (0, CACHE_TTL]",
-                "a miss fills the cache, as in Part 1",
-            )
-        },
-    )
+    ensure(present, || {
+        fail(
+            format!("after a cold read of user 1, {key} is not in the cache"),
+            format!("{key} cached, with {}", cache_ttl_range()),
+            "a miss fills the cache, as in Part 1",
+        )
+    })?;
+    ensure(ttl_fits_cache_ttl(ttl), || {
+        fail(
+            format!("after a cold read, {key} was cached with TTL {ttl:?} (None = never expires)"),
+            cache_ttl_range(),
+            "fill with CACHE_TTL, as in Part 1: far above it serves stale data for long if an invalidation is ever lost, far below it (a wrong constant, or a unit slip) makes the cache miss most of the time",
+        )
+    })
+}
+
+/// Tries `attempt` up to [`ATTEMPTS`] times, until one of them could be
+/// judged (the replica still lagged when it mattered); a failure ends it at
+/// once.
+fn judged_once(
+    what: &str,
+    mut attempt: impl FnMut() -> std::result::Result<bool, Failure>,
+) -> Outcome {
+    for _ in 0..ATTEMPTS {
+        if attempt()? {
+            return Ok(());
+        }
+    }
+    Err(Failure::Setup(format!(
+        "in {ATTEMPTS} tries, the replica had caught up before {what} could be judged: is its recovery_min_apply_delay set (scripts/services up --replica sets 300 ms)? A loaded machine?"
+    )))
+}
+
+/// Where the update of a scenario runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// In this process, as the reads.
+    Here,
+    /// In another process: another instance of the application.
+    Elsewhere,
 }
 
 /// After an update returns, every read has the new plan while the replica
 /// still has the old one (reads after an eviction, and hits), and once the
 /// replica has caught up, nothing stale is cached.
 pub fn reads_after_an_update_have_the_new_plan(a: Subject) -> Outcome {
-    for attempt in 1..=ATTEMPTS {
-        match lagging_reads(a)? {
-            0 if attempt < ATTEMPTS => continue,
-            0 => {
-                return Err(Failure::Setup(format!(
-                    "in {ATTEMPTS} tries, the replica had caught up before any read could be judged: is its recovery_min_apply_delay set (scripts/services up --replica sets 300 ms)? A loaded machine?"
-                )));
-            }
-            _ => return Ok(()),
-        }
-    }
-    Ok(())
+    judged_once("any read", || Ok(lagging_reads(a, Writer::Here)? > 0))
+}
+
+/// The same when the update ran in another process: what tells a reader
+/// that the user was just written must reach every process.
+pub fn reads_after_an_update_elsewhere_have_the_new_plan(a: Subject) -> Outcome {
+    judged_once("any read", || Ok(lagging_reads(a, Writer::Elsewhere)? > 0))
 }
 
 /// One try: how many reads were judged while the replica still lagged.
-fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
+fn lagging_reads(a: Subject, writer: Writer) -> std::result::Result<usize, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 1)?.plan;
     let plan = other_plan(&old);
@@ -153,35 +200,53 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
         "a cold read loads the row",
     )?;
     let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
-    call_ok(
-        &lab,
-        updating.clone(),
-        move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
-        "a valid plan must be accepted",
-    )?;
+    let (hint, there) = match writer {
+        Writer::Here => {
+            call_ok(
+                &lab,
+                updating.clone(),
+                move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+                "a valid plan must be accepted",
+            )?;
+            (HINT_TRUST, "")
+        }
+        Writer::Elsewhere => {
+            let outcome = elsewhere(&lab, a, Function::UpdateUserPlanReplicated, 1, plan)?;
+            if let Err(e) = remote_result(&updating, outcome)? {
+                return Err(fail(
+                    format!("{updating} in another process returned Err({e})"),
+                    "Ok",
+                    "a valid plan must be accepted",
+                ));
+            }
+            (HINT_ELSEWHERE, " in another process")
+        }
+    };
     let written = Instant::now();
     let key = user_key(1);
     let mut judged = 0;
     while Instant::now() < written + BOUND {
-        let lagging = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
         let primary_before = lab.db.query_count();
         let first = call_ok(
             &lab,
             "get_user_profile_replicated(user 1)",
             read(a, 1),
-            HINT_TRUST,
+            hint,
         )?;
+        // Asked at once, so that a loaded machine costs as little of the
+        // window as possible: the replica still had the old row after the
+        // read, so it had it during the read (and during its fill).
+        let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
+        let after = written.elapsed().as_millis();
         let primary_read = lab.db.query_count() > primary_before;
         let second = call_ok(
             &lab,
             "get_user_profile_replicated(user 1)",
             read(a, 1),
-            HINT_TRUST,
+            hint,
         )?;
-        let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
         // Once the update has returned, an old plan is wrong whenever it
         // is read; the lag only decides whether a right answer proved much.
-        let after = written.elapsed().as_millis();
         let while_lagging = if still {
             format!(", while the replica still had {old:?}")
         } else {
@@ -190,17 +255,17 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
         ensure(plan_of(&first) == Some(plan), || {
             fail(
                 format!(
-                    "{after} ms after {updating} returned{while_lagging}, a read after an eviction returned {}",
+                    "{after} ms after {updating} returned{there}{while_lagging}, a read after an eviction returned {}",
                     show(&Ok(first.clone()))
                 ),
                 format!("plan {plan:?}: once the update has returned, no read has the old plan"),
-                HINT_TRUST,
+                hint,
             )
         })?;
         ensure(plan_of(&second) == Some(plan), || {
             fail(
                 format!(
-                    "{after} ms after {updating} returned, a read that returned {plan:?} was followed by a hit on {}",
+                    "{after} ms after {updating} returned{there}, a read that returned {plan:?} was followed by a hit on {}",
                     show(&Ok(second.clone()))
                 ),
                 format!("plan {plan:?} from the cache too"),
@@ -211,11 +276,11 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
                 },
             )
         })?;
-        if !lagging {
+        // Judged only if the replica still had the old row after the read.
+        if !still {
             break;
         }
-        // Judged only if the replica still had the old row after the reads.
-        judged += usize::from(still);
+        judged += 1;
         // As if Redis had evicted it: the next read is a miss again.
         lab.cache.delete(&key).map_err(setup)?;
     }
@@ -228,7 +293,7 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
                 plan_of(&cached).unwrap_or_default()
             ),
             format!("nothing stale cached: {plan:?} or no entry"),
-            HINT_TRUST,
+            hint,
         )
     })?;
     Ok(judged)
@@ -237,23 +302,12 @@ fn lagging_reads(a: Subject) -> std::result::Result<usize, Failure> {
 /// A reader that misses right after the update removed the cached copy
 /// (the update held there) leaves nothing stale once the update returns.
 pub fn read_during_an_update_leaves_nothing_stale(a: Subject) -> Outcome {
-    for attempt in 1..=ATTEMPTS {
-        match read_during_update(a)? {
-            Some(()) => return Ok(()),
-            None if attempt < ATTEMPTS => continue,
-            None => {
-                return Err(Failure::Setup(format!(
-                    "in {ATTEMPTS} tries, the replica had caught up before the reader ran: is its recovery_min_apply_delay set? A loaded machine?"
-                )));
-            }
-        }
-    }
-    Ok(())
+    judged_once("the reader", || read_during_update(a))
 }
 
-/// One try; `None` if it could not be judged (the replica caught up too
+/// One try; false if it could not be judged (the replica caught up too
 /// soon).
-fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
+fn read_during_update(a: Subject) -> std::result::Result<bool, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 2)?.plan;
     let plan = other_plan(&old);
@@ -281,6 +335,7 @@ fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
         }
     }
     let mut judged = true;
+    let mut written_first = true;
     if held {
         // The update has removed the cached copy and is held there; a
         // reader misses now, while the replica still lags.
@@ -291,6 +346,11 @@ fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
             HINT_TRUST,
         )?;
         judged = replica_plan(&lab, 2)?.as_deref() == Some(old.as_str());
+        // Had the update written before it removed the cached copy? If not,
+        // the reader loaded the old row wherever it read: an order mistake,
+        // not a missing sign. (Asked after the reader, so as not to spend
+        // the window; the held update has not moved since.)
+        written_first = stored(&lab, 2)?.is_some_and(|u| u.plan == plan);
     }
     drop(parked);
     let done = writer.wait(BOUND)?;
@@ -313,13 +373,214 @@ fn read_during_update(a: Subject) -> std::result::Result<Option<()>, Failure> {
                     show(&Ok(after.clone()))
                 ),
                 format!("plan {plan:?}, and nothing stale cached"),
-                "the reader missed while the replica still lagged, found no sign of the write, and cached the replica's old row: what must already be in place before the cached copy goes?",
+                if written_first {
+                    "the reader missed while the replica still lagged, found no sign of the write, and cached the replica's old row: what must already be in place before the cached copy goes?"
+                } else {
+                    HINT_ORDER
+                },
             )
         },
     )?;
     // Nothing stale: it proved something only if the reader ran while the
     // replica lagged.
-    Ok(judged.then_some(()))
+    Ok(judged)
+}
+
+/// A reader that runs while the update is held before its write (its
+/// marker, if any, already set) leaves nothing stale once the update
+/// returns: the cached copy must not go before the write.
+pub fn read_while_the_update_waits_to_write_leaves_nothing_stale(a: Subject) -> Outcome {
+    let lab = replica_lab()?;
+    let old = seeded(&lab, 2)?.plan;
+    let plan = other_plan(&old);
+    call_ok(
+        &lab,
+        "get_user_profile_replicated(user 2)",
+        read(a, 2),
+        "a cold read loads the row",
+    )?;
+    let key = user_key(2);
+    let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
+    let (parked, writer) = start_parked(
+        &lab,
+        Trap::before_write(),
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 2, plan),
+        || {
+            fail(
+                format!("{updating} sent no write to Postgres"),
+                "the new plan must be written to the primary",
+                "use lab.db.execute with an UPDATE",
+            )
+        },
+    )?;
+    // The write is held before it runs. A reader now either hits the old
+    // copy (the update has not touched it yet) or, if it is already gone,
+    // loads the old row and caches it.
+    let gone = !cached(&lab, &key)?.0;
+    let during = call(&lab, "get_user_profile_replicated(user 2)", read(a, 2))?;
+    let during = ok(
+        "get_user_profile_replicated(user 2) while the update waited to write",
+        during,
+        "a read while an update is in flight still returns the user",
+    )?;
+    drop(parked);
+    ok(
+        &updating,
+        writer.wait(BOUND)?,
+        "a valid plan must be accepted",
+    )?;
+    caught_up(&lab, 2, plan)?;
+    let held: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile_replicated(user 2)",
+        read(a, 2),
+        HINT_ORDER,
+    )?;
+    ensure(
+        plan_of(&held).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
+        || {
+            fail(
+                format!(
+                    "{updating} was held before its UPDATE{}; a read then returned {}; once the update had returned and the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    if gone {
+                        ", with the cached copy already removed"
+                    } else {
+                        ""
+                    },
+                    show(&Ok(during.clone())),
+                    plan_of(&held).unwrap_or("(nothing)"),
+                    show(&Ok(after.clone()))
+                ),
+                format!("plan {plan:?}, and nothing stale cached"),
+                HINT_ORDER,
+            )
+        },
+    )
+}
+
+/// Which step of a reader the grader holds until an update has returned.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// Its replica SELECT, before it is sent (it found no sign of a write).
+    ReplicaRead,
+    /// Its fill, once it has read the replica's row.
+    Fill,
+}
+
+/// A reader held before its replica SELECT until an update has returned
+/// (it found no sign of the write, and the replica it then reads still
+/// lags) caches nothing stale.
+pub fn read_whose_replica_select_waits_out_an_update(a: Subject) -> Outcome {
+    judged_once("the held reader", || {
+        read_held_over_an_update(a, Held::ReplicaRead)
+    })
+}
+
+/// A reader held before its fill (with the replica's row, read before the
+/// update) until an update has returned caches nothing stale.
+pub fn read_whose_fill_waits_out_an_update(a: Subject) -> Outcome {
+    // No lag needed: the row was read before the write.
+    read_held_over_an_update(a, Held::Fill).map(|_| ())
+}
+
+/// Whether a lease on `key` is held right now (only to choose the hint:
+/// nothing requires leases).
+fn lease_held(lab: &Lab, key: &str) -> std::result::Result<bool, Failure> {
+    let name = testkit::lease_key(&lab.cache, key).map_err(setup)?;
+    let n = lab
+        .cache
+        .with_raw_connection(|c| redis::cmd("EXISTS").arg(&name).query::<i64>(c))
+        .map_err(setup)?
+        .map_err(|e| Failure::Setup(format!("Redis: {e}")))?;
+    Ok(n > 0)
+}
+
+/// One try; false if it could not be judged (a held replica read sent
+/// after the replica had caught up).
+fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool, Failure> {
+    let lab = replica_lab()?;
+    let old = seeded(&lab, 2)?.plan;
+    let plan = other_plan(&old);
+    let key = user_key(2);
+    let (trap, step) = match held {
+        Held::ReplicaRead => (
+            Trap::before_replica_read(),
+            "its replica SELECT".to_string(),
+        ),
+        Held::Fill => (Trap::before_fill(&key), format!("filling {key}")),
+    };
+    let missing = || match held {
+        Held::ReplicaRead => fail(
+            "a cold read of user 2, never written, sent no read to the replica",
+            "with no recent write, a miss reads lab.replica",
+            "with no recent write of this user, the replica is up to date: read lab.replica",
+        ),
+        Held::Fill => fail(
+            format!("a cold read of user 2 never filled {key}"),
+            format!("a miss leaves {key} cached"),
+            "a miss fills the cache, as in Part 1",
+        ),
+    };
+    let (parked, reader) = start_parked(
+        &lab,
+        trap,
+        "get_user_profile_replicated(user 2)",
+        read(a, 2),
+        missing,
+    )?;
+    let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
+    let update = call(&lab, updating.clone(), move |lab| {
+        (a.update_user_plan_replicated)(lab, 2, plan)
+    })?;
+    ok(&updating, update, "a valid plan must be accepted")?;
+    let lease_left = lease_held(&lab, &key)?;
+    drop(parked);
+    ok(
+        "the held get_user_profile_replicated(user 2)",
+        reader.wait(BOUND)?,
+        "a fill that is refused is not an error: return what was read",
+    )?;
+    // A held replica read proved something only if the replica still had
+    // the old row when it was sent, so still now; a held fill always does.
+    let judged = match held {
+        Held::ReplicaRead => replica_plan(&lab, 2)?.as_deref() == Some(old.as_str()),
+        Held::Fill => true,
+    };
+    caught_up(&lab, 2, plan)?;
+    let cached: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
+    let after = call_ok(
+        &lab,
+        "get_user_profile_replicated(user 2)",
+        read(a, 2),
+        HINT_GUARD,
+    )?;
+    ensure(
+        plan_of(&cached).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
+        || {
+            let what = match held {
+                Held::ReplicaRead => format!(
+                    "a read of user 2 found no sign of a write and was held before {step} until {updating} had returned, then read the replica (still on {old:?})"
+                ),
+                Held::Fill => format!(
+                    "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
+                ),
+            };
+            fail(
+                format!(
+                    "{what}; once the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    plan_of(&cached).unwrap_or("(nothing)"),
+                    show(&Ok(after.clone()))
+                ),
+                format!(
+                    "plan {plan:?}, and nothing stale cached: a fill that overlapped the update is refused (or removed)"
+                ),
+                if lease_left { HINT_REVOKE } else { HINT_GUARD },
+            )
+        },
+    )?;
+    Ok(judged)
 }
 
 /// At the latest MARKER_TTL after a write, cold reads go to the replica
@@ -406,4 +667,24 @@ pub fn missing_users_and_bad_plans(a: Subject) -> Outcome {
     let mut plans = vec!["platinum"];
     plans.extend(hostile_plans());
     bad_plans_change_nothing(f, &plans)
+}
+
+/// With every read of Postgres failing, a replicated read is an `Err`, as
+/// in Part 1: `Ok(None)` would say that the user does not exist.
+pub fn postgres_error_is_an_err(a: Subject) -> Outcome {
+    postgres_error_is_an_err_for(
+        &replica_lab()?,
+        a.get_user_profile_replicated,
+        "get_user_profile_replicated",
+    )
+}
+
+/// When the invalidation after the write fails, the replicated update says
+/// so, as in Part 1: a marker expires long before the cached copy would.
+pub fn failed_invalidation_is_an_err(a: Subject) -> Outcome {
+    failed_invalidation_is_an_err_for(
+        a.update_user_plan_replicated,
+        a.get_user_profile_replicated,
+        "update_user_plan_replicated",
+    )
 }
