@@ -52,6 +52,7 @@ mod lock_released_before_fill;
 mod lock_striped_by_id;
 mod lock_without_double_check;
 mod marker_in_process_memory;
+mod marker_looked_for_before_the_lease;
 mod marker_rechecked_before_the_fill;
 mod marker_set_after_invalidating;
 mod marker_ttl_shorter_than_the_lag;
@@ -66,6 +67,7 @@ mod process_local_cache;
 mod read_fails_when_redis_fails;
 mod refused_fill_returns_none;
 mod replica_fill_not_guarded;
+mod replicated_absence_cached_for_cache_ttl;
 mod replicated_read_hides_postgres_errors;
 mod replicated_update_deletes_value_not_lease;
 mod replicated_update_ignores_failed_invalidation;
@@ -209,6 +211,10 @@ catalogue! {
         "lasting longer than the replica can lag";
     fills_from_the_replica_despite_the_marker::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
         "cache what you return";
+    marker_looked_for_before_the_lease::get_user_profile_replicated => [part4_a_read_whose_lease_request_waits_out_an_update_caches_nothing_stale],
+        "take the lease first, then look";
+    replicated_absence_cached_for_cache_ttl::get_user_profile_replicated => [part4_a_user_created_after_a_miss_shows_up_within_absent_ttl],
+        "for ABSENT_TTL at most";
     marker_in_process_memory::get_user_profile_replicated, update_user_plan_replicated => [part4_after_an_update_in_another_process_reads_here_have_the_new_plan],
         "never reaches another process";
     replicated_update_invalidates_first::update_user_plan_replicated => [part4_a_read_during_an_update_leaves_nothing_stale, part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale],

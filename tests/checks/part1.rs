@@ -474,13 +474,23 @@ pub fn failed_invalidation_is_an_err_for(update: Update, read: Read, name: &str)
             "write Postgres first, then remove the cached copy",
         )
     })?;
-    ensure(done.is_err(), || {
+    let attempted = lab.hooks().removals_failed() > 0;
+    ensure(done.is_err() || !attempted, || {
         fail(
             format!(
                 "{updating} returned Ok although removing user:1 from the cache failed (injected by the grader)"
             ),
             "Err: the cache may still serve the old plan, and the caller must know",
             "propagate the error of the removal with `?` instead of ignoring it",
+        )
+    })?;
+    ensure(done.is_err(), || {
+        fail(
+            format!(
+                "{updating} returned Ok, and removed nothing from the cache after its write to Postgres"
+            ),
+            "the cached copy is removed after the write (here that removal fails, and the update returns Err)",
+            "write Postgres first, then remove the cached copy, and pass the removal's error on",
         )
     })
 }

@@ -80,6 +80,10 @@ fn plan_of(result: &Option<User>) -> Option<&str> {
     result.as_ref().map(|u| u.plan.as_str())
 }
 
+/// A sign of the write looked for before the lease was taken: an update can
+/// come and go in between, and the lease taken afterwards is not revoked.
+const HINT_LOOK_AFTER_LEASE: &str = "the reader looked for a sign of a write, then took its lease; an update that came in between left its sign too late for that look, and revoked no lease (there was none yet): take the lease first, then look";
+
 /// One hint for "a read after the write got the replica's old row": with no
 /// sign of the write, or with a sign that expires too soon, the observation
 /// is the same (the sign may have expired before the very first read).
@@ -467,6 +471,10 @@ enum Held {
     ReplicaRead,
     /// Its fill, once it has read the replica's row.
     Fill,
+    /// Its lease request, for answers that take one (after it has looked
+    /// for a sign of a write, it may be). Answers without leases are not
+    /// held, and pass.
+    Lease,
 }
 
 /// A reader held before its replica SELECT until an update has returned
@@ -475,6 +483,15 @@ enum Held {
 pub fn read_whose_replica_select_waits_out_an_update(a: Subject) -> Outcome {
     judged_once("the held reader", || {
         read_held_over_an_update(a, Held::ReplicaRead)
+    })
+}
+
+/// A reader held before its lease request (if it takes one) until an
+/// update has returned caches nothing stale: a sign of the write that the
+/// reader looked for before it held the lease is out of date by then.
+pub fn read_whose_lease_request_waits_out_an_update(a: Subject) -> Outcome {
+    judged_once("the held reader", || {
+        read_held_over_an_update(a, Held::Lease)
     })
 }
 
@@ -510,9 +527,10 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
             "its replica SELECT".to_string(),
         ),
         Held::Fill => (Trap::before_fill(&key), format!("filling {key}")),
+        Held::Lease => (Trap::before_lease(&key), "its lease request".to_string()),
     };
     let missing = || match held {
-        Held::ReplicaRead => fail(
+        Held::ReplicaRead | Held::Lease => fail(
             "a cold read of user 2, never written, sent no read to the replica",
             "with no recent write, a miss reads lab.replica",
             "with no recent write of this user, the replica is up to date: read lab.replica",
@@ -523,13 +541,40 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
             "a miss fills the cache, as in Part 1",
         ),
     };
-    let (parked, reader) = start_parked(
-        &lab,
-        trap,
-        "get_user_profile_replicated(user 2)",
-        read(a, 2),
-        missing,
-    )?;
+    let (parked, reader) = if held == Held::Lease {
+        let parked = lab.hooks().park(trap);
+        let mut reader = spawn(&lab, "get_user_profile_replicated(user 2)", read(a, 2));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut asked = false;
+        while Instant::now() < deadline {
+            if parked.wait(Duration::from_millis(10)) {
+                asked = true;
+                break;
+            }
+            if reader.finishes_within(Duration::ZERO) {
+                break;
+            }
+        }
+        if !asked {
+            // No lease asked for: nothing to hold here.
+            drop(parked);
+            ok(
+                "get_user_profile_replicated(user 2)",
+                reader.wait(BOUND)?,
+                "a cold read loads the row",
+            )?;
+            return Ok(true);
+        }
+        (parked, reader)
+    } else {
+        start_parked(
+            &lab,
+            trap,
+            "get_user_profile_replicated(user 2)",
+            read(a, 2),
+            missing,
+        )?
+    };
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
     let update = call(&lab, updating.clone(), move |lab| {
         (a.update_user_plan_replicated)(lab, 2, plan)
@@ -545,7 +590,7 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
     // A held replica read proved something only if the replica still had
     // the old row when it was sent, so still now; a held fill always does.
     let judged = match held {
-        Held::ReplicaRead => replica_plan(&lab, 2)?.as_deref() == Some(old.as_str()),
+        Held::ReplicaRead | Held::Lease => replica_plan(&lab, 2)?.as_deref() == Some(old.as_str()),
         Held::Fill => true,
     };
     caught_up(&lab, 2, plan)?;
@@ -566,6 +611,9 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
                 Held::Fill => format!(
                     "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
                 ),
+                Held::Lease => format!(
+                    "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
+                ),
             };
             fail(
                 format!(
@@ -576,7 +624,11 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
                 format!(
                     "plan {plan:?}, and nothing stale cached: a fill that overlapped the update is refused (or removed)"
                 ),
-                if lease_left { HINT_REVOKE } else { HINT_GUARD },
+                match held {
+                    Held::Lease => HINT_LOOK_AFTER_LEASE,
+                    _ if lease_left => HINT_REVOKE,
+                    _ => HINT_GUARD,
+                },
             )
         },
     )?;
@@ -686,5 +738,15 @@ pub fn failed_invalidation_is_an_err(a: Subject) -> Outcome {
         a.update_user_plan_replicated,
         a.get_user_profile_replicated,
         "update_user_plan_replicated",
+    )
+}
+
+/// A user created after a read found it missing is returned within
+/// ABSENT_TTL, as in Part 1 (the replica gets it a moment later).
+pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
+    super::part1::created_user_shows_up_within_absent_ttl_for(
+        &replica_lab()?,
+        a.get_user_profile_replicated,
+        "get_user_profile_replicated",
     )
 }

@@ -210,6 +210,7 @@ pub struct Hooks {
     fail_cache: AtomicBool,
     fail_reads: AtomicBool,
     fail_removals: AtomicBool,
+    removals_failed: AtomicU64,
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
@@ -249,6 +250,11 @@ impl Hooks {
     pub fn fail_next(&self, trap: Trap) {
         self.watched.store(true, Ordering::SeqCst);
         self.lock().failing = Some(trap);
+    }
+
+    /// How many removals [`Hooks::fail_removals`] has failed so far.
+    pub fn removals_failed(&self) -> u64 {
+        self.removals_failed.load(Ordering::SeqCst)
     }
 
     /// Closes the lab: every later call fails. A check calls this when a
@@ -342,6 +348,7 @@ impl Hooks {
     /// Called by `Cache` before it removes a key.
     pub(crate) fn check_removal(&self) -> Result<()> {
         if self.fail_removals.load(Ordering::Relaxed) {
+            self.removals_failed.fetch_add(1, Ordering::SeqCst);
             return Err(Error::Injected {
                 service: Service::Redis,
             });
