@@ -397,7 +397,7 @@ pub fn created_user_shows_up_within_absent_ttl_for(
                         show(&other)
                     ),
                     format!("the new user within ABSENT_TTL ({ABSENT_TTL:?})"),
-                    "a missing user may be remembered, but for ABSENT_TTL at most (set_json with ABSENT_TTL), never for CACHE_TTL, and never in process memory",
+                    "a missing user may be remembered, but for ABSENT_TTL at most (cache it with ABSENT_TTL as its TTL), never for CACHE_TTL, and never in process memory",
                 ));
             }
         }
