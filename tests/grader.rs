@@ -144,7 +144,7 @@ fn suite() -> Suite {
     entries.push(Entry::Stubs);
     entries.push(Entry::Plain {
         name: "the_catalogue_tables_in_docs_are_current",
-        run: catalogue::check,
+        check: catalogue::check,
     });
     Suite {
         title: "Grading the reference answers in solution/reference.rs, not src/lib.rs (built with --features solution)".into(),

@@ -3,56 +3,45 @@
 
 use std::fmt::Write as _;
 
-use super::{Part, Record, Role, Verdict};
+use super::Part;
+use super::judge::Verdict;
+use super::plan::{Role, Trial};
 
 pub struct Board<'a> {
     pub title: String,
     pub parts: &'a [Part],
-    pub records: &'a [Record],
+    /// Every trial of the plan, with its verdict, in lab order.
+    pub trials: Vec<(&'a Trial, Verdict)>,
 }
 
 impl Board<'_> {
+    /// How many trials ran or were skipped.
+    pub fn ran(&self) -> usize {
+        self.trials
+            .iter()
+            .filter(|(_, v)| v.ran() || matches!(v, Verdict::Skipped(_)))
+            .count()
+    }
+
+    fn of(&self, role: Role) -> impl Iterator<Item = &(&Trial, Verdict)> {
+        self.trials.iter().filter(move |(t, _)| t.role() == role)
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "\n{}", self.title);
         for part in self.parts {
-            let graded: Vec<&Record> = self
-                .records
-                .iter()
-                .filter(|r| r.role == Role::Graded && r.part == Some(part.number))
-                .collect();
-            let ran: Vec<&Record> = graded.iter().copied().filter(|r| r.ran()).collect();
-            let passed = ran.iter().filter(|r| r.passed()).count();
             let label = format!("Part {}  {}", part.number, part.label());
-            let skipped = graded.iter().find_map(|r| r.skipped.as_deref());
-            let state = if let (true, Some(why)) = (ran.is_empty(), skipped) {
-                format!("skipped: {why}")
-            } else if ran.is_empty() {
-                format!("not run: {}", part.command())
-            } else {
-                let mut s = format!("{passed}/{}", ran.len());
-                if passed == ran.len() {
-                    s += "  done";
-                }
-                if ran.len() < graded.len() {
-                    s += &format!("  ({} not run)", graded.len() - ran.len());
-                }
-                s
-            };
-            let _ = writeln!(out, "  {label:<34} {state}");
+            let _ = writeln!(out, "  {label:<34} {}", self.state(part));
         }
         for (role, what, verb) in [
             (Role::Design, "Correct designs", "accepted"),
             (Role::Mistake, "Classic mistakes", "rejected"),
             (Role::Maintainer, "Maintainer checks", "passed"),
         ] {
-            let ran: Vec<&Record> = self
-                .records
-                .iter()
-                .filter(|r| r.role == role && r.ran())
-                .collect();
+            let ran: Vec<&Verdict> = self.of(role).map(|(_, v)| v).filter(|v| v.ran()).collect();
             if !ran.is_empty() {
-                let ok = ran.iter().filter(|r| r.passed()).count();
+                let ok = ran.iter().filter(|v| matches!(v, Verdict::Passed)).count();
                 let _ = writeln!(out, "  {what:<34} {ok}/{} {verb}", ran.len());
             }
         }
@@ -60,17 +49,46 @@ impl Board<'_> {
         out
     }
 
+    /// A part's line: passed of run, skipped, or how to run it.
+    fn state(&self, part: &Part) -> String {
+        let graded: Vec<&Verdict> = self
+            .of(Role::Graded)
+            .filter(|(t, _)| t.part == Some(part.number))
+            .map(|(_, v)| v)
+            .collect();
+        let ran: Vec<&Verdict> = graded.iter().copied().filter(|v| v.ran()).collect();
+        let passed = ran.iter().filter(|v| matches!(v, Verdict::Passed)).count();
+        let skipped = graded.iter().find_map(|v| match v {
+            Verdict::Skipped(why) => Some(why),
+            _ => None,
+        });
+        if let (true, Some(why)) = (ran.is_empty(), skipped) {
+            return format!("skipped: {why}");
+        }
+        if ran.is_empty() {
+            return format!("not run: {}", part.command());
+        }
+        let mut s = format!("{passed}/{}", ran.len());
+        if passed == ran.len() {
+            s += "  done";
+        }
+        if ran.len() < graded.len() {
+            s += &format!("  ({} not run)", graded.len() - ran.len());
+        }
+        s
+    }
+
     fn next_step(&self) -> String {
-        if let Some(failed) = self.records.iter().find(|r| !r.passed() && r.ran()) {
-            let Some(Verdict::Failed { observed, hint }) = &failed.verdict else {
-                unreachable!("ran and did not pass");
-            };
-            return format!("Next: {}\n  {observed}\n  hint: {hint}\n", failed.name);
+        let failed = self.trials.iter().find_map(|(t, v)| match v {
+            Verdict::Failed { observed, hint, .. } => Some((t, observed, hint)),
+            _ => None,
+        });
+        if let Some((trial, observed, hint)) = failed {
+            return format!("Next: {}\n  {observed}\n  hint: {hint}\n", trial.name);
         }
         let open = self.parts.iter().find(|part| {
-            self.records
-                .iter()
-                .any(|r| r.role == Role::Graded && r.part == Some(part.number) && !r.ran())
+            self.of(Role::Graded)
+                .any(|(t, v)| t.part == Some(part.number) && !v.ran())
         });
         match open {
             Some(part) => format!(

@@ -36,61 +36,22 @@ pub struct Job {
     pub check: String,
 }
 
-/// What a child reports.
+/// What one job came to. The child sends it as its report line (without
+/// `output`, which the parent adds); a child that dies without a report
+/// counts as a setup failure that says why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
+pub struct Done {
     pub outcome: Outcome,
     /// Spaces kept for inspection (`LAB_KEEP_FAILED`): (schema, key prefix).
     pub kept: Vec<(String, String)>,
-}
-
-/// A finished job, as the parent saw it.
-#[derive(Debug, Clone)]
-pub struct Done {
-    /// Err: the child died without a report (it said why).
-    pub report: Result<Report, String>,
     /// What the child printed (learner code's own output), unless streamed.
+    #[serde(skip)]
     pub output: String,
-}
-
-impl Done {
-    /// The outcome, with a child that died without a report counted as a
-    /// setup failure.
-    pub fn outcome(&self) -> Outcome {
-        match &self.report {
-            Ok(report) => report.outcome.clone(),
-            Err(why) => Err(Failure::Setup(why.clone())),
-        }
-    }
-}
-
-/// Where a finished job's result lands.
-#[derive(Default)]
-pub struct Ticket {
-    done: Mutex<Option<Done>>,
-    ready: Condvar,
-}
-
-impl Ticket {
-    pub fn wait(&self) -> Done {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if let Some(d) = done.as_ref() {
-                return d.clone();
-            }
-            done = self.ready.wait(done).unwrap_or_else(|e| e.into_inner());
-        }
-    }
-
-    fn set(&self, value: Done) {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
-        self.ready.notify_all();
-    }
 }
 
 #[derive(Default)]
 struct Queue {
-    jobs: VecDeque<(Job, Arc<Ticket>)>,
+    jobs: VecDeque<(Job, mpsc::Sender<Done>)>,
     closed: bool,
 }
 
@@ -117,12 +78,13 @@ impl Pool {
         pool
     }
 
-    pub fn submit(&self, job: Job) -> Arc<Ticket> {
-        let ticket = Arc::new(Ticket::default());
+    /// Queues `job`; its result arrives on the receiver.
+    pub fn submit(&self, job: Job) -> mpsc::Receiver<Done> {
+        let (tx, rx) = mpsc::channel();
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        queue.jobs.push_back((job, ticket.clone()));
+        queue.jobs.push_back((job, tx));
         self.more.notify_one();
-        ticket
+        rx
     }
 
     fn work(&self) {
@@ -139,8 +101,8 @@ impl Pool {
                     queue = self.more.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            let Some((job, ticket)) = next else { return };
-            ticket.set(run_child(&job, self.stream));
+            let Some((job, tx)) = next else { return };
+            let _ = tx.send(run_child(&job, self.stream));
         }
     }
 }
@@ -181,7 +143,7 @@ fn run_child(job: &Job, stream: bool) -> Done {
     while ended < 2 {
         match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(Line::Text { text, stderr }) => match text.strip_prefix(MARKER) {
-                Some(json) => report = serde_json::from_str::<Report>(json).ok(),
+                Some(json) => report = serde_json::from_str::<Done>(json).ok(),
                 None if stream => {
                     if stderr {
                         eprintln!("{text}");
@@ -209,10 +171,7 @@ fn run_child(job: &Job, stream: bool) -> Done {
     }
     let status = child.wait();
     match report {
-        Some(report) => Done {
-            report: Ok(report),
-            output,
-        },
+        Some(report) => Done { output, ..report },
         None => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             crashed(
@@ -225,9 +184,11 @@ fn run_child(job: &Job, stream: bool) -> Done {
     }
 }
 
-fn crashed(why: String, output: String) -> Done {
+/// A job whose child gave no report: a setup failure that says why.
+pub fn crashed(why: String, output: String) -> Done {
     Done {
-        report: Err(why),
+        outcome: Err(Failure::Setup(why)),
+        kept: Vec::new(),
         output,
     }
 }
@@ -258,20 +219,24 @@ pub fn job_from_env() -> Option<Job> {
 
 /// The child's side: runs `check` on `answers`, prints the report line and
 /// exits (whatever threads of learner code are still stuck).
-pub fn serve(run: impl FnOnce() -> Outcome) -> ! {
+pub fn serve(check: impl FnOnce() -> Outcome) -> ! {
     panics::install_quiet_hook();
     let keep = std::env::var_os("LAB_KEEP_FAILED").is_some();
     if keep {
         testkit::keep_spaces();
     }
     let outcome =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|payload| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|payload| {
             let panic = panics::Panic::from_payload(&*payload);
             Err(Failure::Setup(format!("the check itself failed: {panic}")))
         });
     // Kept only when the check failed; a passing check leaves nothing.
     let kept = testkit::release_kept(!keep || outcome.is_ok());
-    let report = Report { outcome, kept };
+    let report = Done {
+        outcome,
+        kept,
+        output: String::new(),
+    };
     let line = serde_json::to_string(&report).expect("reports serialize");
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "{MARKER}{line}");

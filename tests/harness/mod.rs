@@ -16,18 +16,34 @@
 //! `--test-threads`, `--format`), prints libtest's output, and is what
 //! `cargo nextest` documents as compatible; it leaves running the trials to
 //! us, which is what the three points above need.
+//!
+//! # Layout
+//!
+//! A run is data flowing one way: the [`Suite`] becomes a plan of trials
+//! (`plan.rs`, which validates the catalogues' names), each trial's jobs run
+//! in child processes (`jobs.rs`), its judge turns their results into one
+//! [`judge::Verdict`] (`judge.rs`, one judge per kind of trial), and the
+//! verdicts go to a printer (`pretty.rs` or `json.rs`) and the board
+//! (`board.rs`).
 
 mod board;
 pub mod jobs;
-mod report;
+mod json;
+mod judge;
+mod plan;
+mod pretty;
 
-use std::sync::{Arc, Mutex};
+use std::process::ExitCode;
+use std::sync::mpsc::Receiver;
 
-use cache_aside_lab::labkit::testkit::{self, Answers, herd, remote};
-use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
+use cache_aside_lab::labkit::testkit::{Answers, herd, remote};
+use libtest_mimic::{Arguments, FormatSetting, Trial as Probe};
 
-use crate::checks::{CheckFn, Failure};
-use jobs::{Done, Job, Pool};
+use crate::checks::CheckFn;
+use board::Board;
+use jobs::{Done, Pool};
+use judge::Verdict;
+use plan::Trial;
 
 /// One part of the lab.
 pub struct Part {
@@ -88,7 +104,7 @@ pub enum Entry {
     /// A check that runs no answers, in this process.
     Plain {
         name: &'static str,
-        run: fn() -> Result<(), String>,
+        check: fn() -> Result<(), String>,
     },
 }
 
@@ -105,52 +121,8 @@ pub struct Suite {
     pub entries: Vec<Entry>,
 }
 
-/// How many times each check runs: `LAB_REPEAT=100` for the determinism
-/// run, each time in a fresh process.
-pub fn repeat() -> usize {
-    std::env::var("LAB_REPEAT")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(1)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Graded,
-    Design,
-    Mistake,
-    Maintainer,
-}
-
-#[derive(Debug, Clone)]
-pub enum Verdict {
-    Passed,
-    Failed { observed: String, hint: String },
-}
-
-/// What the board needs to know of one trial.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub name: String,
-    pub role: Role,
-    pub part: Option<u8>,
-    pub verdict: Option<Verdict>,
-    /// Why it was skipped at run time (Part 4 without a replica).
-    pub skipped: Option<String>,
-}
-
-impl Record {
-    fn ran(&self) -> bool {
-        self.verdict.is_some()
-    }
-    fn passed(&self) -> bool {
-        matches!(self.verdict, Some(Verdict::Passed))
-    }
-}
-
 /// The grader's `main`.
-pub fn main(suite: Suite) -> std::process::ExitCode {
+pub fn main(suite: Suite) -> ExitCode {
     if let Some(spec) = herd::spec_from_env() {
         let answers = find(&suite.answers, &spec.read);
         herd::serve(&spec, answers.get_user_profile_leased);
@@ -167,7 +139,7 @@ pub fn main(suite: Suite) -> std::process::ExitCode {
             .unwrap_or_else(|| panic!("no check named {}", job.check));
         jobs::serve(|| (check.run)(answers));
     }
-    run(suite)
+    grade(suite)
 }
 
 fn find(all: &[&'static Answers], name: &str) -> &'static Answers {
@@ -177,417 +149,128 @@ fn find(all: &[&'static Answers], name: &str) -> &'static Answers {
         .unwrap_or_else(|| panic!("no answers named {name}"))
 }
 
-fn run(suite: Suite) -> std::process::ExitCode {
-    let args = Arguments::from_args();
-    let workers = args
-        .test_threads
+/// How one printer writes a run: each selected trial as it is judged, then
+/// the summary.
+trait Printer {
+    /// Before a trial's verdict is printed.
+    fn begin(&mut self, name: &str);
+    fn verdict(&mut self, name: &str, verdict: &Verdict);
+    /// The failures and the result line (and the board, for people); true
+    /// if nothing failed.
+    fn finish(self: Box<Self>, filtered_out: usize, board: &Board) -> bool;
+}
+
+/// Whether a trial runs in this run, as libtest would decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Selection {
+    /// Not selected (a filter, `--skip`, `--exact`): not even printed.
+    Filtered,
+    /// Selected, but `#[ignore]`d and not asked for: printed as ignored.
+    Ignored,
+    Run,
+}
+
+fn probe(trial: &Trial) -> Probe {
+    Probe::test(trial.name.clone(), || Ok(())).with_ignored_flag(trial.ignored)
+}
+
+/// libtest-mimic decides what is selected, exactly as libtest would.
+fn select(args: &Arguments, trial: &Trial) -> Selection {
+    let probe = probe(trial);
+    if args.is_filtered_out(&probe) {
+        Selection::Filtered
+    } else if args.is_ignored(&probe) {
+        Selection::Ignored
+    } else {
+        Selection::Run
+    }
+}
+
+/// `--test-threads`, else `RUST_TEST_THREADS`, else one per core.
+fn workers(args: &Arguments) -> usize {
+    args.test_threads
         .or_else(|| std::env::var("RUST_TEST_THREADS").ok()?.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let pool = Pool::start(workers, args.nocapture);
-    let mut records = Vec::new();
-    let mut trials = Vec::new();
-    for planned in plan(&suite) {
-        records.push(planned.record());
-        // libtest-mimic decides what is selected, exactly as libtest would.
-        let probe = Trial::test(planned.name.clone(), || Ok(())).with_ignored_flag(planned.ignored);
-        let selected = !args.is_filtered_out(&probe);
-        let run = selected && !args.is_ignored(&probe);
-        trials.push((planned, selected, run, Vec::new()));
-    }
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The run: plan, start every selected trial's jobs at once, then judge and
+/// print the trials one by one, in lab order, as their jobs finish.
+fn grade(suite: Suite) -> ExitCode {
+    let args = Arguments::from_args();
+    let trials = match plan::plan(&suite) {
+        Ok(trials) => trials,
+        Err(e) => {
+            eprintln!("error: the grader's plan is wrong: {e}");
+            return ExitCode::from(101);
+        }
+    };
     if args.list {
-        let probes = trials
-            .iter()
-            .map(|(p, ..)| Trial::test(p.name.clone(), || Ok(())).with_ignored_flag(p.ignored))
-            .collect();
-        return libtest_mimic::run(&args, probes).exit_code();
+        return libtest_mimic::run(&args, trials.iter().map(probe).collect()).exit_code();
     }
-    // Start every selected check now, in lab order: they run in parallel
-    // (in the pool's child processes) while the trials are reported one by
-    // one, in order.
-    for (planned, _, run, tickets) in &mut trials {
-        if *run && planned.skip.is_none() {
-            *tickets = planned
-                .jobs
-                .iter()
-                .cloned()
-                .map(|j| pool.submit(j))
-                .collect();
-        }
-    }
-    let names: Vec<String> = trials
+    let selections: Vec<Selection> = trials.iter().map(|t| select(&args, t)).collect();
+    let pool = Pool::start(workers(&args), args.nocapture);
+    // Started now, in lab order: they run in parallel (in the pool's child
+    // processes) while the trials are judged one by one, in order.
+    let pending: Vec<Vec<_>> = trials
         .iter()
-        .filter(|(_, selected, ..)| *selected)
-        .map(|(p, ..)| p.name.clone())
+        .zip(&selections)
+        .map(|(trial, selection)| match selection {
+            Selection::Run if trial.skip.is_none() => {
+                trial.jobs().into_iter().map(|j| pool.submit(j)).collect()
+            }
+            _ => Vec::new(),
+        })
         .collect();
-    let filtered_out = trials.len() - names.len();
-    // Judged one by one, in lab order, as the jobs finish.
-    let outcomes = trials
-        .into_iter()
-        .enumerate()
-        .map(|(i, (planned, selected, run, tickets))| {
-            let outcome = if !run {
-                None
-            } else if let Some(reason) = &planned.skip {
-                Some(Err(reason.clone()))
-            } else {
-                let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
-                Some(Ok((planned.judge)(&done)))
-            };
-            (i, planned.name, selected, outcome)
-        });
-    let json = matches!(args.format, Some(FormatSetting::Json));
-    if !json {
-        println!("\n{}", suite.title);
-    }
-    let records = Arc::new(Mutex::new(records));
-    let record = |i: usize,
-                  outcome: &Option<
-        std::result::Result<std::result::Result<(), Rejection>, String>,
-    >| {
-        let mut records = records.lock().unwrap();
-        match outcome {
-            Some(Ok(Ok(()))) => records[i].verdict = Some(Verdict::Passed),
-            Some(Ok(Err(r))) => {
-                records[i].verdict = Some(Verdict::Failed {
-                    observed: r.observed.clone(),
-                    hint: r.hint.clone(),
-                })
-            }
-            Some(Err(reason)) => records[i].skipped = Some(reason.clone()),
-            None => {}
-        }
-    };
-    let ok = if json {
-        // Machine-readable output: libtest-mimic's, on outcomes judged in order.
-        let mut mimic = Vec::new();
-        for (i, name, _, outcome) in outcomes {
-            record(i, &outcome);
-            let ignored = outcome.is_none();
-            mimic.push(
-                Trial::ignorable_test(name, move || match outcome {
-                    None | Some(Err(_)) => Ok(Completion::ignored()),
-                    Some(Ok(Ok(()))) => Ok(Completion::Completed),
-                    Some(Ok(Err(r))) => Err(Failed::from(r.message)),
-                })
-                .with_ignored_flag(ignored),
-            );
-        }
-        let mut one = args.clone();
-        one.filter = None;
-        one.skip.clear();
-        one.ignored = false;
-        one.include_ignored = false;
-        !libtest_mimic::run(&one, mimic).has_failed()
-    } else {
-        let shown: Vec<&str> = names.iter().map(String::as_str).collect();
-        let mut printer = report::Printer::start(&args, &shown);
-        for (i, name, selected, outcome) in outcomes {
-            if !selected {
-                continue;
-            }
-            printer.begin(&name);
-            record(i, &outcome);
-            printer.outcome(
-                &name,
-                match outcome {
-                    None => report::Outcome::Ignored(None),
-                    Some(Err(reason)) => report::Outcome::Ignored(Some(reason)),
-                    Some(Ok(Ok(()))) => report::Outcome::Passed,
-                    Some(Ok(Err(r))) => report::Outcome::Failed(r.message),
-                },
-            );
-        }
-        printer.finish(filtered_out)
-    };
-    let records = records.lock().unwrap().clone();
-    let ran = records
+    let shown: Vec<&str> = trials
         .iter()
-        .filter(|r| r.ran() || r.skipped.is_some())
-        .count();
-    if !json && ran > 1 {
-        let board = board::Board {
-            title: format!("Progress: {}", suite.title),
-            parts: suite.parts,
-            records: &records,
-        };
-        print!("{}", board.render());
+        .zip(&selections)
+        .filter(|(_, s)| **s != Selection::Filtered)
+        .map(|(t, _)| t.name.as_str())
+        .collect();
+    let filtered_out = trials.len() - shown.len();
+    let mut printer: Box<dyn Printer> = match args.format {
+        Some(FormatSetting::Json) => Box::new(json::Json::start(shown.len())),
+        _ => Box::new(pretty::Pretty::start(&args, &suite.title, &shown)),
+    };
+    let mut judged = Vec::with_capacity(trials.len());
+    for ((trial, selection), pending) in trials.iter().zip(selections).zip(pending) {
+        let verdict = judge(trial, selection, pending);
+        if selection != Selection::Filtered {
+            printer.begin(&trial.name);
+            printer.verdict(&trial.name, &verdict);
+        }
+        judged.push((trial, verdict));
     }
-    if ok {
-        std::process::ExitCode::SUCCESS
+    let board = Board {
+        title: format!("Progress: {}", suite.title),
+        parts: suite.parts,
+        trials: judged,
+    };
+    if printer.finish(filtered_out, &board) {
+        ExitCode::SUCCESS
     } else {
-        std::process::ExitCode::from(101)
+        ExitCode::from(101)
     }
 }
 
-/// Why a trial failed: the full message, and the board's short version.
-struct Rejection {
-    message: String,
-    observed: String,
-    hint: String,
-}
-
-impl Rejection {
-    fn of(failure: &Failure, done: &Done, context: &str) -> Rejection {
-        let mut message = String::new();
-        if !context.is_empty() {
-            message += context;
-            message += "\n";
-        }
-        message += &failure.to_string();
-        message += &details(done);
-        Rejection {
-            message,
-            observed: failure.observed(),
-            hint: failure.hint(),
-        }
+/// The verdict on one trial, once the jobs it started have finished.
+fn judge(trial: &Trial, selection: Selection, pending: Vec<Receiver<Done>>) -> Verdict {
+    if selection != Selection::Run {
+        return Verdict::Ignored;
     }
-
-    fn plain(message: String) -> Rejection {
-        Rejection {
-            observed: message.lines().next().unwrap_or_default().to_string(),
-            hint: "see the message above".into(),
-            message,
-        }
+    if let Some(reason) = &trial.skip {
+        return Verdict::Skipped(reason.clone());
     }
-}
-
-/// What a child printed, and what it kept, after the verdict.
-fn details(done: &Done) -> String {
-    let mut text = String::new();
-    if let Ok(report) = &done.report {
-        for (schema, prefix) in &report.kept {
-            text += &format!(
-                "\nkept for inspection (LAB_KEEP_FAILED): schema {schema}, keys {prefix}*"
-            );
-        }
-    }
-    let lines: Vec<&str> = done.output.lines().collect();
-    if !lines.is_empty() {
-        let shown = &lines[lines.len().saturating_sub(30)..];
-        text += "\noutput of the check's process";
-        if shown.len() < lines.len() {
-            text += &format!(" (last {} of {} lines)", shown.len(), lines.len());
-        }
-        text += ":\n    ";
-        text += &shown.join("\n    ");
-    }
-    text
-}
-
-type Judge = Box<dyn Fn(&[Done]) -> Result<(), Rejection> + Send + Sync>;
-
-/// One trial: what it runs, how it judges, and where it stands.
-struct Planned {
-    name: String,
-    role: Role,
-    part: Option<u8>,
-    /// Part of an optional part: run only when asked for.
-    ignored: bool,
-    /// Why it cannot run here (Part 4 without a replica): reported as
-    /// skipped, never as a failure.
-    skip: Option<String>,
-    jobs: Vec<Job>,
-    judge: Judge,
-}
-
-impl Planned {
-    fn record(&self) -> Record {
-        Record {
-            name: self.name.clone(),
-            role: self.role,
-            part: self.part,
-            verdict: None,
-            skipped: None,
-        }
-    }
-}
-
-/// Every trial in lab order: the graded checks, then the catalogues and the
-/// maintainer checks.
-fn plan(suite: &Suite) -> Vec<Planned> {
-    let part_of = |number: u8| suite.parts.iter().find(|p| p.number == number);
-    // LAB_REQUIRE_REPLICA (autograding): a missing replica fails Part 4's
-    // checks instead of skipping them, so that no points come without it.
-    let no_replica = testkit::replica_url()
-        .err()
-        .filter(|_| std::env::var_os("LAB_REQUIRE_REPLICA").is_none());
-    let skip = |number: u8| {
-        part_of(number)
-            .filter(|p| p.needs_replica)
-            .and(no_replica.as_ref())
-            .map(|why| format!("no read replica ({why}): scripts/services up --replica"))
-    };
-    let mut out = Vec::new();
-    let mut add = |name: String, role: Role, part: Option<u8>, jobs: Vec<Job>, judge: Judge| {
-        out.push(Planned {
-            name,
-            role,
-            part,
-            ignored: part.and_then(part_of).is_some_and(|p| p.optional),
-            skip: part.and_then(skip),
-            jobs,
-            judge,
-        });
-    };
-    let runs = repeat();
-    let repeated = |answers: &Answers, check: &str| -> Vec<Job> {
-        (0..runs)
-            .map(|_| Job {
-                answers: answers.name.into(),
-                check: check.into(),
+    let done: Vec<Done> = pending
+        .into_iter()
+        .map(|rx| {
+            rx.recv().unwrap_or_else(|_| {
+                jobs::crashed(
+                    "the worker running the check's process died".into(),
+                    String::new(),
+                )
             })
-            .collect()
-    };
-    let run_of = move |i: usize| {
-        if runs > 1 {
-            format!(" (run {} of {runs})", i % runs + 1)
-        } else {
-            String::new()
-        }
-    };
-    for check in suite.checks {
-        let judge: Judge = Box::new(move |done| {
-            for (i, d) in done.iter().enumerate() {
-                if let Err(failure) = d.outcome() {
-                    let context = if runs > 1 {
-                        format!("failed in run {} of {runs}:", i + 1)
-                    } else {
-                        String::new()
-                    };
-                    return Err(Rejection::of(&failure, d, &context));
-                }
-            }
-            Ok(())
-        });
-        let jobs = repeated(suite.subject, check.name);
-        add(
-            check.name.into(),
-            Role::Graded,
-            Some(check.part),
-            jobs,
-            judge,
-        );
-    }
-    for entry in &suite.entries {
-        match *entry {
-            Entry::Design {
-                name,
-                part,
-                answers,
-            } => {
-                let checks: Vec<&'static str> = suite
-                    .checks
-                    .iter()
-                    .filter(|c| c.part == part)
-                    .map(|c| c.name)
-                    .collect();
-                let jobs: Vec<Job> = checks.iter().flat_map(|c| repeated(answers, c)).collect();
-                let judge: Judge = Box::new(move |done| {
-                    for (i, d) in done.iter().enumerate() {
-                        if let Err(failure) = d.outcome() {
-                            let check = checks[i / runs];
-                            return Err(Rejection::of(
-                                &failure,
-                                d,
-                                &format!("{check} rejected this correct design{}:", run_of(i)),
-                            ));
-                        }
-                    }
-                    Ok(())
-                });
-                let trial = format!("designs::part{part}::{name}");
-                add(trial, Role::Design, Some(part), jobs, judge);
-            }
-            Entry::Mistake {
-                name,
-                answers,
-                caught_by,
-                hint,
-            } => {
-                let part = caught_by
-                    .first()
-                    .and_then(|c| suite.checks.iter().find(|k| k.name == *c))
-                    .map_or(0, |c| c.part);
-                let jobs: Vec<Job> = caught_by
-                    .iter()
-                    .flat_map(|c| repeated(answers, c))
-                    .collect();
-                let judge: Judge = Box::new(move |done| {
-                    for (i, d) in done.iter().enumerate() {
-                        let check = caught_by[i / runs];
-                        let run = run_of(i);
-                        match d.outcome() {
-                            Ok(()) => {
-                                return Err(Rejection::plain(format!(
-                                    "{check} passed{run}; it must reject this mistake"
-                                )));
-                            }
-                            Err(failure @ Failure::Wrong { .. }) => {
-                                let message = failure.to_string();
-                                if std::env::var_os("LAB_SHOW_REJECTIONS").is_some() {
-                                    println!("\n{name}, rejected by {check}{run}:\n{message}");
-                                }
-                                if !message.contains(hint) {
-                                    return Err(Rejection::plain(format!(
-                                        "{check} rejected it{run}, but its message lacks the hint {hint:?}:\n{message}"
-                                    )));
-                                }
-                            }
-                            Err(other) => {
-                                return Err(Rejection::plain(format!(
-                                    "{check} failed it{run} by something other than behaviour:\n{other}{}",
-                                    details(d)
-                                )));
-                            }
-                        }
-                    }
-                    Ok(())
-                });
-                let trial = format!("mistakes::part{part}::{name}");
-                add(trial, Role::Mistake, Some(part), jobs, judge);
-            }
-            Entry::Stubs => {
-                // Every check that can run here (Part 4's need a replica).
-                let checks: Vec<&'static str> = suite
-                    .checks
-                    .iter()
-                    .filter(|c| skip(c.part).is_none())
-                    .map(|c| c.name)
-                    .collect();
-                let jobs: Vec<Job> = checks
-                    .iter()
-                    .map(|c| Job {
-                        answers: Answers::LEARNER.name.into(),
-                        check: (*c).into(),
-                    })
-                    .collect();
-                let judge: Judge = Box::new(move |done| {
-                    for (check, d) in checks.iter().zip(done) {
-                        match d.outcome() {
-                            Err(Failure::Panicked { panic, .. }) if panic.is_todo() => {}
-                            other => {
-                                return Err(Rejection::plain(format!(
-                                    "{check} on src/lib.rs did not fail with a stub's todo!() (is src/lib.rs the stubs as shipped?): {other:?}"
-                                )));
-                            }
-                        }
-                    }
-                    Ok(())
-                });
-                let trial = "maintainers::the_stubs_as_shipped_fail_every_check_with_their_todo";
-                add(trial.into(), Role::Maintainer, None, jobs, judge);
-            }
-            Entry::Plain { name, run } => {
-                let judge: Judge = Box::new(move |_| run().map_err(Rejection::plain));
-                add(
-                    format!("maintainers::{name}"),
-                    Role::Maintainer,
-                    None,
-                    Vec::new(),
-                    judge,
-                );
-            }
-        }
-    }
-    out
+        })
+        .collect();
+    trial.judge.verdict(&done)
 }

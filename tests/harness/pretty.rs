@@ -1,24 +1,22 @@
-//! libtest's human output, written here rather than by libtest-mimic.
+//! libtest's human output (`--format pretty` and `terse`), written here
+//! rather than by libtest-mimic.
 //!
 //! libtest-mimic prints a failure under `---- name ----`, where libtest
 //! itself prints `---- name stdout ----`, and tools that read test output
 //! (bacon, the watch loop the README suggests) look for exactly libtest's
-//! line. So the pretty and terse formats are printed here, line for line as
-//! libtest prints them; listing and `--format json` stay libtest-mimic's.
+//! line. So these formats are printed here, line for line as libtest prints
+//! them; `--list` stays libtest-mimic's.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use libtest_mimic::{Arguments, ColorSetting, FormatSetting};
 
-/// How one trial came out.
-pub enum Outcome {
-    Passed,
-    Failed(String),
-    Ignored(Option<String>),
-}
+use super::Printer;
+use super::board::Board;
+use super::judge::Verdict;
 
-pub struct Printer {
+pub struct Pretty {
     terse: bool,
     color: bool,
     width: usize,
@@ -32,9 +30,10 @@ const RED: &str = "\x1b[31m";
 const YELLOW: &str = "\x1b[33m";
 const RESET: &str = "\x1b[0m";
 
-impl Printer {
-    /// Starts a run of `names` (those selected, ignored ones included).
-    pub fn start(args: &Arguments, names: &[&str]) -> Printer {
+impl Pretty {
+    /// Starts a run of `names` (those selected, ignored ones included),
+    /// under `title`: whose answers are graded.
+    pub fn start(args: &Arguments, title: &str, names: &[&str]) -> Pretty {
         let color = match args.color.unwrap_or(ColorSetting::Auto) {
             ColorSetting::Always => true,
             ColorSetting::Never => false,
@@ -42,8 +41,9 @@ impl Printer {
         };
         let terse = args.quiet || matches!(args.format, Some(FormatSetting::Terse));
         let n = names.len();
+        println!("\n{title}");
         println!("\nrunning {n} test{}", if n == 1 { "" } else { "s" });
-        Printer {
+        Pretty {
             terse,
             color,
             width: names.iter().map(|n| n.chars().count()).max().unwrap_or(0),
@@ -60,32 +60,35 @@ impl Printer {
             text.to_string()
         }
     }
+}
 
-    /// Before a trial's outcome is known ("test name ... ").
-    pub fn begin(&self, name: &str) {
+impl Printer for Pretty {
+    /// "test name ... "
+    fn begin(&mut self, name: &str) {
         if !self.terse {
             print!("test {name:<0$} ... ", self.width);
             let _ = std::io::stdout().flush();
         }
     }
 
-    pub fn outcome(&mut self, name: &str, outcome: Outcome) {
-        let (mark, word) = match &outcome {
-            Outcome::Passed => {
+    fn verdict(&mut self, name: &str, verdict: &Verdict) {
+        let (mark, word) = match verdict {
+            Verdict::Passed => {
                 self.counts[0] += 1;
                 (self.paint(GREEN, "."), self.paint(GREEN, "ok"))
             }
-            Outcome::Failed(message) => {
+            Verdict::Failed { message, .. } => {
                 self.counts[1] += 1;
                 self.failures.push((name.to_string(), message.clone()));
                 (self.paint(RED, "F"), self.paint(RED, "FAILED"))
             }
-            Outcome::Ignored(reason) => {
+            Verdict::Ignored => {
                 self.counts[2] += 1;
-                let word = match reason {
-                    Some(reason) => format!("ignored, {reason}"),
-                    None => "ignored".into(),
-                };
+                (self.paint(YELLOW, "i"), self.paint(YELLOW, "ignored"))
+            }
+            Verdict::Skipped(reason) => {
+                self.counts[2] += 1;
+                let word = format!("ignored, {reason}");
                 (self.paint(YELLOW, "i"), self.paint(YELLOW, &word))
             }
         };
@@ -97,8 +100,9 @@ impl Printer {
         }
     }
 
-    /// The failures, then the result line; true if all passed.
-    pub fn finish(self, filtered_out: usize) -> bool {
+    /// The failures, the result line, then the board if more than one
+    /// trial was run; true if all passed.
+    fn finish(self: Box<Self>, filtered_out: usize, board: &Board) -> bool {
         if self.terse {
             println!();
         }
@@ -123,6 +127,9 @@ impl Printer {
             "\ntest result: {verdict}. {passed} passed; {failed} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out; finished in {:.2}s\n",
             self.started.elapsed().as_secs_f64()
         );
+        if board.ran() > 1 {
+            print!("{}", board.render());
+        }
         ok
     }
 }
