@@ -13,7 +13,7 @@
 //! both sides alike. `-- --quick` is the CI smoke run; `-- --json` ends with
 //! one JSON line holding a `summary`.
 
-#[allow(dead_code)] // the bench needs four of the five answers
+#[allow(dead_code)] // the bench runs only some of the reference answers
 #[path = "../solution/reference.rs"]
 mod reference;
 

@@ -55,7 +55,33 @@ pub struct Part {
     pub needs_replica: bool,
 }
 
+/// What sets a part apart.
+pub enum Flag {
+    /// Its checks are `#[ignore]`d until asked for.
+    Optional,
+    /// Its checks need a read replica.
+    NeedsReplica,
+}
+
 impl Part {
+    pub const fn new(number: u8, title: &'static str, flags: &[Flag]) -> Part {
+        let mut part = Part {
+            number,
+            title,
+            optional: false,
+            needs_replica: false,
+        };
+        let mut i = 0;
+        while i < flags.len() {
+            match flags[i] {
+                Flag::Optional => part.optional = true,
+                Flag::NeedsReplica => part.needs_replica = true,
+            }
+            i += 1;
+        }
+        part
+    }
+
     pub fn label(&self) -> String {
         if self.optional {
             format!("{} (optional)", self.title)
@@ -74,11 +100,14 @@ impl Part {
     }
 }
 
-/// One graded check: its test name and the function behind it.
+/// One graded check: its test name, the function behind it, and what it
+/// proves (a line of the README's checklist).
 pub struct Check {
     pub name: &'static str,
     pub part: u8,
     pub run: CheckFn,
+    #[cfg_attr(not(feature = "solution"), allow(dead_code))] // read by tests/catalogue
+    pub proves: &'static str,
 }
 
 /// A catalogue entry or a maintainer check: what it must show.

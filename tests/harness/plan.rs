@@ -2,7 +2,7 @@
 //! the jobs it runs and the judge that reads them. The catalogues' check
 //! names and parts are validated here, before anything runs.
 
-use cache_aside_lab::labkit::testkit::{self, Answers};
+use cache_aside_lab::labkit::testkit::{self, Answers, Function};
 
 use super::jobs::Job;
 use super::judge::{Judge, Runs};
@@ -222,7 +222,34 @@ pub fn plan(suite: &Suite) -> Result<Vec<Trial>, String> {
             .filter(|_| std::env::var_os("LAB_REQUIRE_REPLICA").is_none()),
         times: repeat(),
     };
+    parts_agree(suite)?;
     let graded = suite.checks.iter().map(|c| planner.graded(c));
     let entries = suite.entries.iter().map(|e| planner.entry(e));
     graded.chain(entries).collect()
+}
+
+/// The parts here are the parts of the TODO functions (testkit's list), and
+/// each has graded checks.
+fn parts_agree(suite: &Suite) -> Result<(), String> {
+    for f in Function::ALL {
+        if !suite.parts.iter().any(|p| p.number == f.part()) {
+            return Err(format!(
+                "{} is in part {}, which tests/grader.rs lacks",
+                f.name(),
+                f.part()
+            ));
+        }
+    }
+    for part in suite.parts {
+        if !Function::ALL.iter().any(|f| f.part() == part.number) {
+            return Err(format!(
+                "part {} has no TODO function in labkit::testkit::answers' list",
+                part.number
+            ));
+        }
+        if !suite.checks.iter().any(|c| c.part == part.number) {
+            return Err(format!("part {} has no graded check", part.number));
+        }
+    }
+    Ok(())
 }
