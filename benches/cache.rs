@@ -26,6 +26,7 @@ use cache_aside_lab::labkit::testkit::{
     self, CacheExt, DbExt, LabExt, PoolSizes, Read, database_url, herd, isolated_sized, redis_url,
 };
 use cache_aside_lab::{User, user_key};
+use serde::Serialize;
 
 const SELECT: &str = "SELECT id, name, email, plan FROM users WHERE id = $1";
 const UPDATE: &str = "UPDATE users SET plan = $1, updated_at = now() WHERE id = $2";
@@ -220,282 +221,373 @@ fn hit_throughput(lab: &Arc<Lab>, threads: usize, time: Duration) -> f64 {
     )
 }
 
-/// The latency table: (row, floor, row stats, floor stats, ratio).
-type Line = (&'static str, &'static str, Stats, Stats, f64);
+/// How long and how often to measure: `-- --quick` is CI's smoke run.
+struct Plan {
+    /// Latency: interleaved rounds, and ops per row in each.
+    rounds: usize,
+    per_round: usize,
+    /// Throughput: how long each run lasts, and how many runs per ratio.
+    time: Duration,
+    reps: usize,
+    /// Cold herds of single-flight readers measured.
+    herd_rounds: usize,
+    /// Writes timed for the replica's lag.
+    lag_writes: usize,
+}
 
-fn latency(lab: &Arc<Lab>, user1: &User, rounds: usize, per_round: usize) -> Vec<Line> {
-    let hit_key = lab.cache.storage_key(&user_key(1));
-    let miss_key = lab.cache.storage_key("raw-miss");
-    // Rows share the raw connections, one row at a time.
-    let redis = RefCell::new(raw_redis());
-    let pg = RefCell::new(raw_pg(lab));
-    let select = pg.borrow_mut().prepare(SELECT).expect("prepare");
-    let update = pg.borrow_mut().prepare(UPDATE).expect("prepare");
-    // Postgres latency on a 2-core VM depends on which core the backend
-    // process sits on, so the fair floor for labkit's Postgres rows is the
-    // raw client of the very connection labkit pools.
-    let pooled = lab
-        .db
-        .with_raw_client(|c| c.prepare(SELECT))
-        .expect("pool")
-        .expect("prepare");
-    let plans = ["free", "pro"];
-    let flip = RefCell::new(0usize);
-    let raw_get = || {
-        let _: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&hit_key)
-            .query(&mut *redis.borrow_mut())
-            .expect("GET");
-    };
-    let raw_miss = || {
-        let mut r = redis.borrow_mut();
-        let _: i64 = redis::cmd("DEL")
-            .arg(&miss_key)
-            .query(&mut *r)
-            .expect("DEL");
-        let _: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&miss_key)
-            .query(&mut *r)
-            .expect("GET");
-        let row = pg
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        if quick {
+            Plan {
+                rounds: 7,
+                per_round: 150,
+                time: Duration::from_millis(200),
+                reps: 5,
+                herd_rounds: 3,
+                lag_writes: 10,
+            }
+        } else {
+            Plan {
+                rounds: 25,
+                per_round: 400,
+                time: Duration::from_millis(800),
+                reps: 7,
+                herd_rounds: 9,
+                lag_writes: 100,
+            }
+        }
+    }
+}
+
+/// One row of a latency table: a path, its floor, and the ratio.
+struct Line {
+    row: &'static str,
+    floor: &'static str,
+    r: Stats,
+    f: Stats,
+    ratio: f64,
+}
+
+impl Pair<'_> {
+    fn line(mut self) -> Line {
+        Line {
+            row: self.row,
+            floor: self.floor,
+            r: stats(&mut self.samples.1),
+            f: stats(&mut self.samples.0),
+            ratio: median(self.ratios),
+        }
+    }
+}
+
+/// A latency table under `title`: each row beside its floor.
+fn print_table(title: &str, lines: &[Line]) {
+    println!(
+        "\n{:<34} {:>7} {:>7} {:>7}   {:<40} {:>7} {:>7}   {:>6}",
+        title, "mean", "p50", "p99", "floor, measured alternately", "mean", "p50", "ratio"
+    );
+    for Line {
+        row,
+        floor,
+        r,
+        f,
+        ratio,
+    } in lines
+    {
+        println!(
+            "{row:<34} {:>7.1} {:>7.1} {:>7.1}   {floor:<40} {:>7.1} {:>7.1}   {ratio:>5.2}x",
+            r.mean, r.p50, r.p99, f.mean, f.p50
+        );
+    }
+}
+
+/// The raw clients of the latency floors, which the rows share, one row at
+/// a time.
+struct Raw {
+    redis: RefCell<redis::Connection>,
+    pg: RefCell<postgres::Client>,
+    select: postgres::Statement,
+    update: postgres::Statement,
+    /// The SELECT prepared on the connection labkit pools.
+    pooled: postgres::Statement,
+    hit_key: String,
+    miss_key: String,
+    /// Which plan the next update writes.
+    flip: RefCell<usize>,
+}
+
+impl Raw {
+    fn new(lab: &Lab) -> Raw {
+        let mut pg = raw_pg(lab);
+        let select = pg.prepare(SELECT).expect("prepare");
+        let update = pg.prepare(UPDATE).expect("prepare");
+        // Postgres latency on a 2-core VM depends on which core the backend
+        // process sits on, so the fair floor for labkit's Postgres rows is
+        // the raw client of the very connection labkit pools.
+        let pooled = lab
+            .db
+            .with_raw_client(|c| c.prepare(SELECT))
+            .expect("pool")
+            .expect("prepare");
+        Raw {
+            redis: RefCell::new(raw_redis()),
+            pg: RefCell::new(pg),
+            select,
+            update,
+            pooled,
+            hit_key: lab.cache.storage_key(&user_key(1)),
+            miss_key: lab.cache.storage_key("raw-miss"),
+            flip: RefCell::new(0),
+        }
+    }
+
+    fn next_plan(&self) -> &'static str {
+        *self.flip.borrow_mut() += 1;
+        ["free", "pro"][*self.flip.borrow() % 2]
+    }
+
+    fn cmd<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> T {
+        cmd.query(&mut *self.redis.borrow_mut()).expect("redis")
+    }
+
+    fn get(&self) {
+        let _: Option<Vec<u8>> = self.cmd(redis::cmd("GET").arg(&self.hit_key));
+    }
+
+    /// A miss by hand: DEL, GET, SELECT, SET.
+    fn miss(&self) {
+        let _: i64 = self.cmd(redis::cmd("DEL").arg(&self.miss_key));
+        let _: Option<Vec<u8>> = self.cmd(redis::cmd("GET").arg(&self.miss_key));
+        let row = self
+            .pg
             .borrow_mut()
-            .query_opt(&select, &[&2i32])
+            .query_opt(&self.select, &[&2i32])
             .expect("SELECT")
             .expect("row");
         let json = serde_json::to_vec(&User::from_row(&row)).expect("json");
-        let _: () = redis::cmd("SET")
-            .arg(&miss_key)
+        let set = redis::cmd("SET")
+            .arg(&self.miss_key)
             .arg(json)
             .arg("PX")
             .arg(60_000)
-            .query(&mut *r)
-            .expect("SET");
+            .clone();
+        let _: () = self.cmd(&set);
+    }
+
+    /// An update by hand: UPDATE, DEL.
+    fn update(&self) {
+        self.pg
+            .borrow_mut()
+            .execute(&self.update, &[&self.next_plan(), &4i32])
+            .expect("UPDATE");
+        let _: i64 = self.cmd(redis::cmd("DEL").arg(&self.miss_key));
+    }
+}
+
+fn labkit_miss(lab: &Lab) {
+    lab.cache.delete("user:2").expect("delete");
+    reference::get_user_profile(lab, 2).expect("miss");
+}
+
+fn labkit_hit(lab: &Lab) {
+    lab.cache
+        .get_json::<User>("user:1")
+        .expect("get")
+        .expect("hit");
+}
+
+/// labkit's paths and the reference answers, each beside its floor.
+fn local_pairs<'a>(lab: &'a Lab, raw: &'a Raw) -> Vec<Pair<'a>> {
+    let query = || {
+        lab.db.query_opt(SELECT, &[&1i32]).expect("query");
     };
-    let labkit_miss = || {
-        lab.cache.delete("user:2").expect("delete");
-        reference::get_user_profile(lab, 2).expect("miss");
-    };
-    let next_plan = || {
-        *flip.borrow_mut() += 1;
-        plans[*flip.borrow() % 2]
-    };
-    let mut pairs = vec![
-        pair("cache.get_json hit", GET_FLOOR, raw_get, || {
-            lab.cache
-                .get_json::<User>("user:1")
-                .expect("get")
-                .expect("hit");
-        }),
-        pair("get_user_profile, hit", GET_FLOOR, raw_get, || {
-            reference::get_user_profile(lab, 1).expect("hit");
-        }),
+    vec![
+        pair(
+            "cache.get_json hit",
+            GET_FLOOR,
+            || raw.get(),
+            || labkit_hit(lab),
+        ),
+        pair(
+            "get_user_profile, hit",
+            GET_FLOOR,
+            || raw.get(),
+            || {
+                reference::get_user_profile(lab, 1).expect("hit");
+            },
+        ),
         pair(
             "db.query_opt",
             "raw prepared SELECT (pooled connection)",
             || {
                 lab.db
-                    .with_raw_client(|c| c.query_opt(&pooled, &[&1i32]).expect("SELECT"))
+                    .with_raw_client(|c| c.query_opt(&raw.pooled, &[&1i32]).expect("SELECT"))
                     .expect("pool");
             },
-            || {
-                lab.db.query_opt(SELECT, &[&1i32]).expect("query");
-            },
+            query,
         ),
         pair(
             "db.query_opt",
             "raw prepared SELECT (dedicated client)",
             || {
-                pg.borrow_mut()
-                    .query_opt(&select, &[&1i32])
+                raw.pg
+                    .borrow_mut()
+                    .query_opt(&raw.select, &[&1i32])
                     .expect("SELECT");
             },
-            || {
-                lab.db.query_opt(SELECT, &[&1i32]).expect("query");
-            },
+            query,
         ),
         pair(
             "get_user_profile, miss",
             "raw DEL + GET + SELECT + SET",
-            raw_miss,
-            labkit_miss,
+            || raw.miss(),
+            || labkit_miss(lab),
         ),
         pair(
             "update_user_plan",
             "raw UPDATE + DEL",
+            || raw.update(),
             || {
-                pg.borrow_mut()
-                    .execute(&update, &[&next_plan(), &4i32])
-                    .expect("UPDATE");
-                let _: i64 = redis::cmd("DEL")
-                    .arg(&miss_key)
-                    .query(&mut *redis.borrow_mut())
-                    .expect("DEL");
-            },
-            || {
-                reference::update_user_plan(lab, 3, next_plan()).expect("update");
+                reference::update_user_plan(lab, 3, raw.next_plan()).expect("update");
             },
         ),
-    ];
+    ]
+}
+
+/// The latency rows, then the same hit beside a miss on a "remote" database.
+fn latency(lab: &Lab, user1: &User, plan: &Plan) -> Vec<Line> {
+    let raw = Raw::new(lab);
     let prepare = || warm(lab, user1);
-    measure(&mut pairs, rounds, per_round, &prepare);
+    let mut pairs = local_pairs(lab, &raw);
+    measure(&mut pairs, plan.rounds, plan.per_round, &prepare);
 
     // A remote database: every statement 1 ms slower. A hit never notices.
     lab.hooks().slow_statements(Duration::from_millis(1));
     let mut remote = vec![pair(
         "remote DB: get_user_profile, hit",
         "remote DB: get_user_profile, miss",
-        labkit_miss,
+        || labkit_miss(lab),
         || {
             reference::get_user_profile(lab, 1).expect("hit");
         },
     )];
-    measure(
-        &mut remote,
-        rounds.min(5),
-        (per_round / 10).max(10),
-        &prepare,
-    );
+    let per_round = (plan.per_round / 10).max(10);
+    measure(&mut remote, plan.rounds.min(5), per_round, &prepare);
     lab.hooks().slow_statements(Duration::ZERO);
-    pairs
-        .into_iter()
-        .chain(remote)
-        .map(|mut p| {
-            (
-                p.row,
-                p.floor,
-                stats(&mut p.samples.1),
-                stats(&mut p.samples.0),
-                median(p.ratios),
-            )
-        })
-        .collect()
+    pairs.into_iter().chain(remote).map(Pair::line).collect()
 }
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let json = args.iter().any(|a| a == "--json");
-    let lab = match isolated_sized(PoolSizes {
-        postgres: 8,
-        redis: 64,
-    }) {
-        Ok(lab) => Arc::new(lab),
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
-        }
-    };
-    let user1 = match reference::get_user_profile(&lab, 1) {
-        Ok(Some(user)) => user,
-        other => {
-            eprintln!("error: cannot read user 1 of the seed data: {other:?}");
-            std::process::exit(1);
-        }
-    };
-    let (rounds, per_round) = if quick { (7, 150) } else { (25, 400) };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
-        "cache-aside lab benchmark: {rounds} rounds x {per_round} ops per row, interleaved; {cores} cores"
-    );
-
-    let lines = latency(&lab, &user1, rounds, per_round);
-    println!(
-        "\n{:<34} {:>7} {:>7} {:>7}   {:<40} {:>7} {:>7}   {:>6}",
-        "latency, 1 thread (µs)",
-        "mean",
-        "p50",
-        "p99",
-        "floor, measured alternately",
-        "mean",
-        "p50",
-        "ratio"
-    );
-    for (row, floor, r, f, ratio) in &lines {
-        println!(
-            "{row:<34} {:>7.1} {:>7.1} {:>7.1}   {floor:<40} {:>7.1} {:>7.1}   {ratio:>5.2}x",
-            r.mean, r.p50, r.p99, f.mean, f.p50
-        );
+/// Hit throughput on `threads` threads: a raw GET's, labkit's, and their
+/// ratio (medians over `plan.reps` runs).
+fn hit_throughput_vs_raw(
+    lab: &Arc<Lab>,
+    user1: &User,
+    threads: usize,
+    plan: &Plan,
+) -> (f64, f64, f64) {
+    let key = lab.cache.storage_key("user:1");
+    let (mut raw, mut ours, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for rep in 0..plan.reps {
+        let raw_run = || {
+            let key = key.clone();
+            throughput(
+                threads,
+                plan.time,
+                raw_redis,
+                move |c: &mut redis::Connection| {
+                    let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
+                },
+            )
+        };
+        let lab_run = || hit_throughput(lab, threads, plan.time);
+        warm(lab, user1);
+        // Alternate which side goes first, so order effects cancel.
+        let (a, b) = if rep % 2 == 0 {
+            let a = raw_run();
+            (a, lab_run())
+        } else {
+            let b = lab_run();
+            (raw_run(), b)
+        };
+        raw.push(a);
+        ours.push(b);
+        r.push(b / a);
     }
-    let ratio_of = |row: &str, floor: &str| {
-        lines
-            .iter()
-            .find(|l| l.0 == row && l.1 == floor)
-            .map_or(f64::NAN, |l| l.4)
-    };
+    (median(raw), median(ours), median(r))
+}
 
-    let time = Duration::from_millis(if quick { 200 } else { 800 });
-    let reps = if quick { 5 } else { 7 };
+/// The hit throughput table; returns the ratio at 16 threads.
+fn hit_throughput_table(lab: &Arc<Lab>, user1: &User, plan: &Plan) -> f64 {
     println!(
         "\n{:<42} {:>12} {:>12} {:>8}",
         "hit throughput (ops/s, median)", "raw GET", "get_json", "ratio"
     );
-    let mut throughput_16 = 0.0;
+    let mut at_16 = f64::NAN;
     for threads in [1, 4, 16, 64] {
-        let (mut raw, mut ours, mut r) = (Vec::new(), Vec::new(), Vec::new());
-        for rep in 0..reps {
-            let key = lab.cache.storage_key("user:1");
-            let raw_run = || {
-                let key = key.clone();
-                throughput(
-                    threads,
-                    time,
-                    raw_redis,
-                    move |c: &mut redis::Connection| {
-                        let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
-                    },
-                )
-            };
-            let lab_run = || hit_throughput(&lab, threads, time);
-            warm(&lab, &user1);
-            // Alternate which side goes first, so order effects cancel.
-            let (a, b) = if rep % 2 == 0 {
-                let a = raw_run();
-                (a, lab_run())
-            } else {
-                let b = lab_run();
-                (raw_run(), b)
-            };
-            raw.push(a);
-            ours.push(b);
-            r.push(b / a);
-        }
-        let r = median(r);
+        let (raw, ours, ratio) = hit_throughput_vs_raw(lab, user1, threads, plan);
         if threads == 16 {
-            throughput_16 = r;
+            at_16 = ratio;
         }
         println!(
-            "{:<42} {:>12.0} {:>12.0} {:>7.2}x",
-            format!("{threads} threads"),
-            median(raw),
-            median(ours),
-            r
+            "{:<42} {raw:>12.0} {ours:>12.0} {ratio:>7.2}x",
+            format!("{threads} threads")
         );
     }
+    at_16
+}
 
-    let n = 1000;
-    let herd_rounds = if quick { 3 } else { 9 };
+/// How many readers a herd has.
+const HERD: usize = 1000;
+
+/// The herds of `HERD` readers on user 1.
+struct Herds {
+    /// Medians over `plan.herd_rounds`: all hits, and cold single-flight.
+    warm_ms: f64,
+    single_ms: f64,
+    /// The most statements any warm, or cold single-flight, herd sent.
+    warm_statements: u64,
+    single_statements: u64,
+    /// Readers of those herds that did not get user 1.
+    failed: usize,
+    /// One cold herd each: leased, and with no protection at all.
+    leased: HerdRun,
+    plain: HerdRun,
+}
+
+fn herds(lab: &Arc<Lab>, user1: &User, plan: &Plan) -> Herds {
     let cold = |lab: &Lab| lab.cache.invalidate("user:1").expect("invalidate");
     let (mut warm_ms, mut single_ms) = (Vec::new(), Vec::new());
-    let (mut warm_statements, mut statements, mut failed) = (0, 0, 0);
-    for _ in 0..herd_rounds {
-        warm(&lab, &user1);
-        let hot = herd(&lab, n, reference::get_user_profile_singleflight);
+    let (mut warm_statements, mut single_statements, mut failed) = (0, 0, 0);
+    for _ in 0..plan.herd_rounds {
+        warm(lab, user1);
+        let hot = herd(lab, HERD, reference::get_user_profile_singleflight);
         warm_ms.push(hot.wall_ms);
         warm_statements = warm_statements.max(hot.statements);
-        cold(&lab);
-        let single = herd(&lab, n, reference::get_user_profile_singleflight);
+        cold(lab);
+        let single = herd(lab, HERD, reference::get_user_profile_singleflight);
         single_ms.push(single.wall_ms);
-        statements = statements.max(single.statements);
+        single_statements = single_statements.max(single.statements);
         failed += hot.failed + single.failed;
     }
-    cold(&lab);
-    let leased = herd(&lab, n, reference::get_user_profile_leased);
-    cold(&lab);
-    let plain = herd(&lab, n, reference::get_user_profile);
-    let (warm_ms, single_ms) = (median(warm_ms), median(single_ms));
+    cold(lab);
+    let leased = herd(lab, HERD, reference::get_user_profile_leased);
+    cold(lab);
+    let plain = herd(lab, HERD, reference::get_user_profile);
+    Herds {
+        warm_ms: median(warm_ms),
+        single_ms: median(single_ms),
+        warm_statements,
+        single_statements,
+        failed,
+        leased,
+        plain,
+    }
+}
+
+fn print_herds(h: &Herds) {
     println!(
         "\n{:<42} {:>10} {:>11} {:>8}",
-        format!("herd of {n} threads on user 1 (median)"),
+        format!("herd of {HERD} threads on user 1 (median)"),
         "wall (ms)",
         "statements",
         "failed"
@@ -503,77 +595,136 @@ fn main() {
     let row = |label: &str, ms: f64, sent: u64, failed: usize| {
         println!("{label:<42} {ms:>10.1} {sent:>11} {failed:>8}");
     };
-    row("warm (all hits)", warm_ms, warm_statements, 0);
-    row(
-        "cold, single-flight (reference)",
-        single_ms,
-        statements,
-        failed,
-    );
-    row(
-        "cold, leases (reference, one run)",
-        leased.wall_ms,
-        leased.statements,
-        leased.failed,
-    );
-    row(
-        "cold, no protection (Part 1, one run)",
-        plain.wall_ms,
-        plain.statements,
-        plain.failed,
-    );
+    row("warm (all hits)", h.warm_ms, h.warm_statements, 0);
+    let single = "cold, single-flight (reference)";
+    row(single, h.single_ms, h.single_statements, h.failed);
+    let (leased, plain) = (&h.leased, &h.plain);
+    let label = "cold, leases (reference, one run)";
+    row(label, leased.wall_ms, leased.statements, leased.failed);
+    let label = "cold, no protection (Part 1, one run)";
+    row(label, plain.wall_ms, plain.statements, plain.failed);
+}
 
-    let lag = replica_lag(&lab, if quick { 10 } else { 100 });
-    let cluster = cluster_section(&lab, &user1, rounds, per_round, time, reps);
+/// `x` rounded to `places` decimals, as the summary gives it.
+fn round(x: f64, places: i32) -> f64 {
+    let scale = 10f64.powi(places);
+    (x * scale).round() / scale
+}
 
-    let summary = format!(
-        "{{\"hit_vs_raw_get\":{:.3},\"db_read_vs_raw_select\":{:.3},\"hit_throughput_16_vs_raw\":{:.3},\"herd_1000_statements\":{},\"herd_1000_wall_vs_warm\":{:.3}}}",
-        ratio_of("cache.get_json hit", GET_FLOOR),
-        ratio_of("db.query_opt", "raw prepared SELECT (pooled connection)"),
-        throughput_16,
-        statements,
-        single_ms / warm_ms
-    );
-    let summary = match cluster {
-        Some(c) => format!(
-            "{},\"cluster_hit_vs_single\":{:.3},\"cluster_hit_vs_raw_cluster_get\":{:.3},\"cluster_throughput_16_vs_single\":{:.3},\"cluster_throughput_16_vs_raw\":{:.3}}}",
-            summary.trim_end_matches('}'),
-            c.hit_vs_single,
-            c.hit_vs_raw,
-            c.throughput_vs_single,
-            c.throughput_vs_raw
-        ),
-        None => summary,
-    };
-    let summary = match lag {
-        Some((p50, max)) => format!(
-            "{},\"replica_lag_p50_ms\":{p50:.1},\"replica_lag_max_ms\":{max:.1}}}",
-            summary.trim_end_matches('}')
-        ),
-        None => summary,
-    };
-    println!("\nsummary: {summary}");
-    if json {
-        let latency: Vec<String> = lines
-            .iter()
-            .map(|(row, floor, r, f, ratio)| {
-                format!(
-                    "{{\"row\":{row:?},\"floor\":{floor:?},\"p50_us\":{:.2},\"p99_us\":{:.2},\"floor_p50_us\":{:.2},\"ratio\":{ratio:.3}}}",
-                    r.p50, r.p99, f.p50
-                )
-            })
-            .collect();
-        println!(
-            "{{\"summary\":{summary},\"latency\":[{}]}}",
-            latency.join(",")
-        );
+/// The headline ratios: the `summary` line (and the JSON's).
+#[derive(Serialize)]
+struct Summary {
+    hit_vs_raw_get: f64,
+    db_read_vs_raw_select: f64,
+    hit_throughput_16_vs_raw: f64,
+    herd_1000_statements: u64,
+    herd_1000_wall_vs_warm: f64,
+    #[serde(flatten)]
+    cluster: Option<ClusterRatios>,
+    #[serde(flatten)]
+    lag: Option<Lag>,
+}
+
+/// A latency row, for `--json`.
+#[derive(Serialize)]
+struct LatencyRow {
+    row: &'static str,
+    floor: &'static str,
+    p50_us: f64,
+    p99_us: f64,
+    floor_p50_us: f64,
+    ratio: f64,
+}
+
+/// `--json`'s one line.
+#[derive(Serialize)]
+struct Report<'a> {
+    summary: &'a Summary,
+    latency: Vec<LatencyRow>,
+}
+
+fn report<'a>(summary: &'a Summary, lines: &[Line]) -> Report<'a> {
+    let latency = lines
+        .iter()
+        .map(|l| LatencyRow {
+            row: l.row,
+            floor: l.floor,
+            p50_us: round(l.r.p50, 2),
+            p99_us: round(l.r.p99, 2),
+            floor_p50_us: round(l.f.p50, 2),
+            ratio: round(l.ratio, 3),
+        })
+        .collect();
+    Report { summary, latency }
+}
+
+/// An isolated lab with pools for the benchmark's threads, and user 1 as
+/// the seed has it; the error to report otherwise.
+fn setup() -> Result<(Arc<Lab>, User), String> {
+    let lab = isolated_sized(PoolSizes {
+        postgres: 8,
+        redis: 64,
+    })
+    .map_err(|e| e.to_string())?;
+    match reference::get_user_profile(&lab, 1) {
+        Ok(Some(user)) => Ok((Arc::new(lab), user)),
+        other => Err(format!("cannot read user 1 of the seed data: {other:?}")),
     }
 }
 
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let plan = Plan::new(args.iter().any(|a| a == "--quick"));
+    let (lab, user1) = setup().unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "cache-aside lab benchmark: {} rounds x {} ops per row, interleaved; {cores} cores",
+        plan.rounds, plan.per_round
+    );
+    let lines = latency(&lab, &user1, &plan);
+    print_table("latency, 1 thread (µs)", &lines);
+    let ratio_of = |row: &str, floor: &str| {
+        let line = lines.iter().find(|l| l.row == row && l.floor == floor);
+        line.map_or(f64::NAN, |l| l.ratio)
+    };
+    let throughput_16 = hit_throughput_table(&lab, &user1, &plan);
+    let herds = herds(&lab, &user1, &plan);
+    print_herds(&herds);
+    let lag = replica_lag(&lab, plan.lag_writes);
+    let cluster = cluster_section(&lab, &user1, &plan);
+    let summary = Summary {
+        hit_vs_raw_get: round(ratio_of("cache.get_json hit", GET_FLOOR), 3),
+        db_read_vs_raw_select: round(
+            ratio_of("db.query_opt", "raw prepared SELECT (pooled connection)"),
+            3,
+        ),
+        hit_throughput_16_vs_raw: round(throughput_16, 3),
+        herd_1000_statements: herds.single_statements,
+        herd_1000_wall_vs_warm: round(herds.single_ms / herds.warm_ms, 3),
+        cluster,
+        lag,
+    };
+    let summary_json = serde_json::to_string(&summary).expect("the summary serializes");
+    println!("\nsummary: {summary_json}");
+    if args.iter().any(|a| a == "--json") {
+        let report = serde_json::to_string(&report(&summary, &lines));
+        println!("{}", report.expect("the report serializes"));
+    }
+}
+/// How far the replica lags a write (ms), in the summary.
+#[derive(Serialize)]
+struct Lag {
+    replica_lag_p50_ms: f64,
+    replica_lag_max_ms: f64,
+}
+
 /// Part 4: how far the replica lags a write, over `writes` writes (median
-/// and max, ms): a write on the primary, then the replica polled until it
-/// has it. `None` without a replica.
-fn replica_lag(lab: &Lab, writes: usize) -> Option<(f64, f64)> {
+/// and max): a write on the primary, then the replica polled until it has
+/// it. `None` without a replica.
+fn replica_lag(lab: &Lab, writes: usize) -> Option<Lag> {
     if testkit::replica_url().is_err() {
         println!("\nreplica lag: no read replica (scripts/services up --replica)");
         return None;
@@ -614,7 +765,10 @@ fn replica_lag(lab: &Lab, writes: usize) -> Option<(f64, f64)> {
         max
     );
     println!("{:<42} {:>10} {:>10}", "", "median", "max");
-    Some((p50, max))
+    Some(Lag {
+        replica_lag_p50_ms: round(p50, 1),
+        replica_lag_max_ms: round(max, 1),
+    })
 }
 
 /// The Redis Cluster to compare with: `REDIS_CLUSTER_URL`, or the one
@@ -630,166 +784,164 @@ fn cluster_url() -> Option<String> {
         .find_map(|l| l.strip_prefix("REDIS_CLUSTER_URL=").map(str::to_string))
 }
 
+/// The cluster's ratios, in the summary.
+#[derive(Serialize)]
 struct ClusterRatios {
+    #[serde(rename = "cluster_hit_vs_single")]
     hit_vs_single: f64,
+    #[serde(rename = "cluster_hit_vs_raw_cluster_get")]
     hit_vs_raw: f64,
+    #[serde(rename = "cluster_throughput_16_vs_single")]
     throughput_vs_single: f64,
+    #[serde(rename = "cluster_throughput_16_vs_raw")]
     throughput_vs_raw: f64,
+}
+
+/// A lab whose cache is the Redis Cluster at `url`, and a raw cluster
+/// client beside it.
+struct Cluster {
+    url: String,
+    lab: Arc<Lab>,
+    client: redis::cluster::ClusterClient,
+    /// user:1's real name in Redis.
+    key: String,
+}
+
+impl Cluster {
+    /// The cluster to compare with, if there is one; says why otherwise.
+    fn open() -> Option<Cluster> {
+        let Some(url) = cluster_url() else {
+            println!("\ncluster: none (scripts/services up --cluster, or REDIS_CLUSTER_URL)");
+            return None;
+        };
+        let sizes = PoolSizes {
+            postgres: 2,
+            redis: 64,
+        };
+        let lab = match testkit::isolated_on(&url, sizes) {
+            Ok(lab) => Arc::new(lab),
+            Err(e) => {
+                println!("\ncluster: cannot use {url}: {e}");
+                return None;
+            }
+        };
+        let client = redis::cluster::ClusterClient::new(vec![url.as_str()]).ok()?;
+        let key = lab.cache.storage_key(&user_key(1));
+        Some(Cluster {
+            url,
+            lab,
+            client,
+            key,
+        })
+    }
+
+    /// Hit latency against the single node's and against a raw cluster
+    /// client's GET.
+    fn latency(&self, single: &Lab, prepare: &dyn Fn(), plan: &Plan) -> Option<Vec<Line>> {
+        let raw = RefCell::new(self.client.get_connection().ok()?);
+        let raw_get = || {
+            let _: Option<Vec<u8>> = redis::cmd("GET")
+                .arg(&self.key)
+                .query(&mut *raw.borrow_mut())
+                .expect("cluster GET");
+        };
+        let hit = "cluster: cache.get_json hit";
+        let mut pairs = vec![
+            pair(
+                hit,
+                "single node: cache.get_json hit",
+                || labkit_hit(single),
+                || labkit_hit(&self.lab),
+            ),
+            pair(hit, "raw cluster GET (ClusterConnection)", raw_get, || {
+                labkit_hit(&self.lab)
+            }),
+        ];
+        measure(&mut pairs, plan.rounds, plan.per_round, prepare);
+        Some(pairs.into_iter().map(Pair::line).collect())
+    }
+
+    /// Hits per second on 16 threads of a raw cluster client.
+    fn raw_throughput(&self, threads: usize, time: Duration) -> f64 {
+        let (key, client) = (self.key.clone(), self.client.clone());
+        throughput(
+            threads,
+            time,
+            move || client.get_connection().expect("cluster connection"),
+            move |c: &mut redis::cluster::ClusterConnection| {
+                let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
+            },
+        )
+    }
+
+    /// 16-thread hit throughput: the single node, the cluster, and a raw
+    /// cluster client, in rotating order so that order effects cancel.
+    /// Returns cluster / single node and cluster / raw client.
+    fn throughput(&self, single: &Arc<Lab>, prepare: &dyn Fn(), plan: &Plan) -> (f64, f64) {
+        let threads = 16;
+        let (mut vs_single, mut vs_raw) = (Vec::new(), Vec::new());
+        let (mut singles, mut clusters, mut raws) = (Vec::new(), Vec::new(), Vec::new());
+        for rep in 0..plan.reps {
+            prepare();
+            let run_single = || hit_throughput(single, threads, plan.time);
+            let run_cluster = || hit_throughput(&self.lab, threads, plan.time);
+            let run_raw = || self.raw_throughput(threads, plan.time);
+            let (s, c, r) = match rep % 3 {
+                0 => (run_single(), run_cluster(), run_raw()),
+                1 => {
+                    let c = run_cluster();
+                    let r = run_raw();
+                    (run_single(), c, r)
+                }
+                _ => {
+                    let r = run_raw();
+                    let s = run_single();
+                    (s, run_cluster(), r)
+                }
+            };
+            singles.push(s);
+            clusters.push(c);
+            raws.push(r);
+            vs_single.push(c / s);
+            vs_raw.push(c / r);
+        }
+        let (vs_single, vs_raw) = (median(vs_single), median(vs_raw));
+        println!(
+            "\n{:<42} {:>12} {:>12} {:>12}",
+            "hit throughput, 16 threads (ops/s, median)", "single node", "cluster", "raw cluster"
+        );
+        println!(
+            "{:<42} {:>12.0} {:>12.0} {:>12.0}",
+            "",
+            median(singles),
+            median(clusters),
+            median(raws)
+        );
+        println!(
+            "{:<42} cluster / single node {vs_single:.2}x, cluster / raw cluster client {vs_raw:.2}x",
+            ""
+        );
+        (vs_single, vs_raw)
+    }
 }
 
 /// The cache path on a Redis Cluster, in the same run: hit latency against
 /// the single node's and against a raw cluster client's GET, and 16-thread
 /// hit throughput against both.
-fn cluster_section(
-    single: &Arc<Lab>,
-    user1: &User,
-    rounds: usize,
-    per_round: usize,
-    time: Duration,
-    reps: usize,
-) -> Option<ClusterRatios> {
-    let Some(url) = cluster_url() else {
-        println!("\ncluster: none (scripts/services up --cluster, or REDIS_CLUSTER_URL)");
-        return None;
-    };
-    let lab = match testkit::isolated_on(
-        &url,
-        PoolSizes {
-            postgres: 2,
-            redis: 64,
-        },
-    ) {
-        Ok(lab) => Arc::new(lab),
-        Err(e) => {
-            println!("\ncluster: cannot use {url}: {e}");
-            return None;
-        }
-    };
-    let client = redis::cluster::ClusterClient::new(vec![url.as_str()]).ok()?;
-    let raw = RefCell::new(client.get_connection().ok()?);
-    let key = lab.cache.storage_key(&user_key(1));
+fn cluster_section(single: &Arc<Lab>, user1: &User, plan: &Plan) -> Option<ClusterRatios> {
+    let cluster = Cluster::open()?;
     let prepare = || {
         warm(single, user1);
-        warm(&lab, user1);
+        warm(&cluster.lab, user1);
     };
-    let raw_get = || {
-        let _: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&key)
-            .query(&mut *raw.borrow_mut())
-            .expect("cluster GET");
-    };
-    let cluster_hit = || {
-        lab.cache
-            .get_json::<User>("user:1")
-            .expect("get")
-            .expect("hit");
-    };
-    let single_hit = || {
-        single
-            .cache
-            .get_json::<User>("user:1")
-            .expect("get")
-            .expect("hit");
-    };
-    let mut pairs = vec![
-        pair(
-            "cluster: cache.get_json hit",
-            "single node: cache.get_json hit",
-            single_hit,
-            cluster_hit,
-        ),
-        pair(
-            "cluster: cache.get_json hit",
-            "raw cluster GET (ClusterConnection)",
-            raw_get,
-            cluster_hit,
-        ),
-    ];
-    measure(&mut pairs, rounds, per_round, &prepare);
-    println!(
-        "\n{:<34} {:>7} {:>7} {:>7}   {:<40} {:>7} {:>7}   {:>6}",
-        format!("Redis Cluster at {}", testkit::mask_password(&url)),
-        "mean",
-        "p50",
-        "p99",
-        "floor, measured alternately",
-        "mean",
-        "p50",
-        "ratio"
-    );
-    let mut ratios = Vec::new();
-    for mut p in pairs {
-        let (r, f, ratio) = (
-            stats(&mut p.samples.1),
-            stats(&mut p.samples.0),
-            median(p.ratios),
-        );
-        println!(
-            "{:<34} {:>7.1} {:>7.1} {:>7.1}   {:<40} {:>7.1} {:>7.1}   {ratio:>5.2}x",
-            p.row, r.mean, r.p50, r.p99, p.floor, f.mean, f.p50
-        );
-        ratios.push(ratio);
-    }
-    // 16 threads: the single node, the cluster, and a raw cluster client,
-    // in rotating order so that order effects cancel.
-    let threads = 16;
-    let (mut vs_single, mut vs_raw) = (Vec::new(), Vec::new());
-    let (mut singles, mut clusters, mut raws) = (Vec::new(), Vec::new(), Vec::new());
-    for rep in 0..reps {
-        prepare();
-        let run_single = || hit_throughput(single, threads, time);
-        let run_cluster = || hit_throughput(&lab, threads, time);
-        let run_raw = || {
-            let key = key.clone();
-            let client = client.clone();
-            throughput(
-                threads,
-                time,
-                move || client.get_connection().expect("cluster connection"),
-                move |c: &mut redis::cluster::ClusterConnection| {
-                    let _: Vec<u8> = redis::cmd("GET").arg(&key).query(c).expect("GET");
-                },
-            )
-        };
-        let (s, c, r) = match rep % 3 {
-            0 => (run_single(), run_cluster(), run_raw()),
-            1 => {
-                let c = run_cluster();
-                let r = run_raw();
-                (run_single(), c, r)
-            }
-            _ => {
-                let r = run_raw();
-                let s = run_single();
-                (s, run_cluster(), r)
-            }
-        };
-        singles.push(s);
-        clusters.push(c);
-        raws.push(r);
-        vs_single.push(c / s);
-        vs_raw.push(c / r);
-    }
-    let (throughput_vs_single, throughput_vs_raw) = (median(vs_single), median(vs_raw));
-    println!(
-        "\n{:<42} {:>12} {:>12} {:>12}",
-        "hit throughput, 16 threads (ops/s, median)", "single node", "cluster", "raw cluster"
-    );
-    println!(
-        "{:<42} {:>12.0} {:>12.0} {:>12.0}",
-        "",
-        median(singles),
-        median(clusters),
-        median(raws)
-    );
-    println!(
-        "{:<42} cluster / single node {throughput_vs_single:.2}x, cluster / raw cluster client {throughput_vs_raw:.2}x",
-        ""
-    );
+    let lines = cluster.latency(single, &prepare, plan)?;
+    let title = format!("Redis Cluster at {}", testkit::mask_password(&cluster.url));
+    print_table(&title, &lines);
+    let (vs_single, vs_raw) = cluster.throughput(single, &prepare, plan);
     Some(ClusterRatios {
-        hit_vs_single: ratios[0],
-        hit_vs_raw: ratios[1],
-        throughput_vs_single,
-        throughput_vs_raw,
+        hit_vs_single: round(lines[0].ratio, 3),
+        hit_vs_raw: round(lines[1].ratio, 3),
+        throughput_vs_single: round(vs_single, 3),
+        throughput_vs_raw: round(vs_raw, 3),
     })
 }
