@@ -13,7 +13,7 @@ mod reference;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::Lab;
@@ -191,6 +191,145 @@ fn master_of(nodes: &[String], key: &str) -> Option<String> {
     })
 }
 
+/// When the master was killed: set once, read by the workers.
+type KilledAt = Arc<OnceLock<Instant>>;
+
+/// When `t` was, in ms since the kill (negative before it; -1 while the
+/// kill has not happened yet).
+fn at_ms(killed: &KilledAt, t: Instant) -> f64 {
+    match killed.get() {
+        Some(&k) if t >= k => (t - k).as_secs_f64() * 1e3,
+        Some(&k) => -((k - t).as_secs_f64() * 1e3),
+        None => -1.0,
+    }
+}
+
+/// A thread of leased reads of user 1 (every 20 ms), or of leased updates
+/// (every 100 ms), until `stop`; each call timed and judged.
+fn worker(
+    lab: &Arc<Lab>,
+    stop: &Arc<AtomicBool>,
+    killed: &KilledAt,
+    update: bool,
+) -> std::thread::JoinHandle<Vec<Call>> {
+    let (lab, stop, killed) = (lab.clone(), stop.clone(), killed.clone());
+    std::thread::spawn(move || {
+        let mut calls = Vec::new();
+        let mut flip = false;
+        while !stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            lab.db.reset_counters();
+            let ok = if update {
+                flip = !flip;
+                let plan = if flip { "free" } else { "pro" };
+                reference::update_user_plan_leased(&lab, 1, plan).is_ok()
+            } else {
+                matches!(reference::get_user_profile_leased(&lab, 1), Ok(Some(u)) if u.id == 1)
+            };
+            let cached = !update && lab.db.query_count() == 0;
+            calls.push(Call {
+                at_ms: at_ms(&killed, started),
+                took: started.elapsed(),
+                ok,
+                cached,
+            });
+            std::thread::sleep(Duration::from_millis(if update { 100 } else { 20 }));
+        }
+        calls
+    })
+}
+
+/// The master of `key`'s slot ("host:port") and its pid, from the cluster
+/// scripts/chaos started in `dir`.
+fn victim(nodes: &[String], key: &str, dir: &str) -> (String, i32) {
+    let victim = master_of(nodes, key).expect("the slot's master");
+    let port = victim.rsplit_once(':').unwrap().1;
+    let pid: i32 = std::fs::read_to_string(format!("{dir}/{port}/redis.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (victim, pid)
+}
+
+/// Waits until another node than `victim` serves `key`'s slot and the
+/// cluster is ok; how long after `killed` that was.
+fn failover(nodes: &[String], victim: &str, key: &str, killed: Instant) -> Duration {
+    let deadline = killed + Duration::from_secs(30);
+    let others: Vec<String> = nodes.iter().filter(|n| *n != victim).cloned().collect();
+    loop {
+        let info: Option<String> = ask_any(&others, redis::cmd("CLUSTER").arg("INFO"));
+        let ok = info.is_some_and(|i| i.lines().any(|l| l.trim() == "cluster_state:ok"));
+        if ok && master_of(&others, key).is_some_and(|m| m != victim) {
+            return killed.elapsed();
+        }
+        assert!(Instant::now() < deadline, "no failover within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// What happened after the kill, in ms since it.
+struct Timeline {
+    failed_over_ms: f64,
+    first_failed_update: Option<f64>,
+    first_update_after: Option<f64>,
+    first_cached_read_after: Option<f64>,
+    slowest: Duration,
+}
+
+impl Timeline {
+    fn of(reads: &[Call], updates: &[Call], failed_over: Duration) -> Timeline {
+        let failed_over_ms = failed_over.as_secs_f64() * 1e3;
+        let first = |calls: &[Call], pred: &dyn Fn(&Call) -> bool| {
+            calls.iter().find(|c| pred(c)).map(|c| c.at_ms)
+        };
+        Timeline {
+            failed_over_ms,
+            first_failed_update: first(updates, &|c| c.at_ms >= 0.0 && !c.ok),
+            first_update_after: first(updates, &|c| c.at_ms >= failed_over_ms && c.ok),
+            first_cached_read_after: first(reads, &|c| c.at_ms >= failed_over_ms && c.cached),
+            slowest: reads.iter().chain(updates).map(|c| c.took).max().unwrap(),
+        }
+    }
+
+    fn print(&self, victim: &str, reads: &[Call], updates: &[Call]) {
+        let mut events: Vec<(f64, &str)> = vec![
+            (0.0, "the master is killed"),
+            (
+                self.failed_over_ms,
+                "failover complete: another node serves the slot, cluster_state:ok",
+            ),
+        ];
+        let mut event = |at: Option<f64>, what| events.extend(at.map(|t| (t, what)));
+        event(
+            self.first_failed_update,
+            "first update that reported an error (it could not invalidate)",
+        );
+        event(
+            self.first_update_after,
+            "first successful update after the failover",
+        );
+        event(
+            self.first_cached_read_after,
+            "first read served from the cache again",
+        );
+        events.sort_by(|a, b| a.0.total_cmp(&b.0));
+        println!("\nfailover timeline (ms after SIGKILL of the master {victim} of user:1's slot):");
+        for (t, what) in &events {
+            println!("  {t:>7.0}  {what}");
+        }
+        let failed = |calls: &[Call]| calls.iter().filter(|c| !c.ok).count();
+        println!(
+            "  reads: {} in all, {} failed; updates: {} in all, {} failed; slowest call {:?}",
+            reads.len(),
+            failed(reads),
+            updates.len(),
+            failed(updates),
+            self.slowest
+        );
+    }
+}
+
 /// Kill the master of user:1's slot with SIGKILL, in the middle of leased
 /// reads and updates. The reads keep answering (from Postgres while the
 /// slot is down: fail-open), the updates say they could not invalidate, no
@@ -202,13 +341,7 @@ fn cluster_a_killed_master_fails_over_and_the_leased_answers_carry_on() {
         .expect("run this through scripts/chaos --cluster: it kills a cluster master");
     let key = cache_aside_lab::labkit::testkit::CacheExt::storage_key(&lab.cache, &user_key(1));
     let nodes = nodes();
-    let victim = master_of(&nodes, &key).expect("the slot's master");
-    let port = victim.rsplit_once(':').unwrap().1;
-    let pid: i32 = std::fs::read_to_string(format!("{dir}/{port}/redis.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (victim, pid) = victim(&nodes, &key, &dir);
     assert!(
         reference::get_user_profile_leased(&lab, 1)
             .unwrap()
@@ -216,137 +349,46 @@ fn cluster_a_killed_master_fails_over_and_the_leased_answers_carry_on() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let killed_at: Arc<Mutex<Option<Instant>>> = Arc::default();
-    let at_ms = |killed: &Mutex<Option<Instant>>, t: Instant| match *killed.lock().unwrap() {
-        Some(k) if t >= k => (t - k).as_secs_f64() * 1e3,
-        Some(k) => -((k - t).as_secs_f64() * 1e3),
-        None => -1.0,
-    };
-    let worker = |update: bool| {
-        let (lab, stop, killed_at) = (lab.clone(), stop.clone(), killed_at.clone());
-        std::thread::spawn(move || {
-            let mut calls = Vec::new();
-            let mut flip = false;
-            while !stop.load(Ordering::SeqCst) {
-                let started = Instant::now();
-                lab.db.reset_counters();
-                let ok = if update {
-                    flip = !flip;
-                    let plan = if flip { "free" } else { "pro" };
-                    reference::update_user_plan_leased(&lab, 1, plan).is_ok()
-                } else {
-                    matches!(reference::get_user_profile_leased(&lab, 1), Ok(Some(u)) if u.id == 1)
-                };
-                let cached = !update && lab.db.query_count() == 0;
-                calls.push(Call {
-                    at_ms: at_ms(&killed_at, started),
-                    took: started.elapsed(),
-                    ok,
-                    cached,
-                });
-                std::thread::sleep(Duration::from_millis(if update { 100 } else { 20 }));
-            }
-            calls
-        })
-    };
-    let (readers, updater) = (worker(false), worker(true));
+    let killed_at = KilledAt::default();
+    let readers = worker(&lab, &stop, &killed_at, false);
+    let updater = worker(&lab, &stop, &killed_at, true);
     std::thread::sleep(Duration::from_millis(500));
-    *killed_at.lock().unwrap() = Some(Instant::now());
+    let killed = *killed_at.get_or_init(Instant::now);
     let status = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success(), "SIGKILL to the master at {victim}");
-    let killed = killed_at.lock().unwrap().unwrap();
-    // Failover: the slot is served by another node, and the cluster is ok.
-    let deadline = killed + Duration::from_secs(30);
-    let others: Vec<String> = nodes.iter().filter(|n| **n != victim).cloned().collect();
-    let failed_over = loop {
-        let info: Option<String> = ask_any(&others, redis::cmd("CLUSTER").arg("INFO"));
-        let ok = info.is_some_and(|i| i.lines().any(|l| l.trim() == "cluster_state:ok"));
-        if ok && master_of(&others, &key).is_some_and(|m| m != victim) {
-            break killed.elapsed();
-        }
-        assert!(Instant::now() < deadline, "no failover within 30 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let failed_over = failover(&nodes, &victim, &key, killed);
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     let reads = readers.join().unwrap();
     let updates = updater.join().unwrap();
 
-    let after = |calls: &[Call], pred: fn(&Call) -> bool| {
-        calls
-            .iter()
-            .find(|c| c.at_ms >= 0.0 && pred(c))
-            .map(|c| c.at_ms)
-    };
-    let failed_over_ms = failed_over.as_secs_f64() * 1e3;
-    let first_failed_update = after(&updates, |c| !c.ok);
-    let first_cached_read_after = reads
-        .iter()
-        .find(|c| c.at_ms >= failed_over_ms && c.cached)
-        .map(|c| c.at_ms);
-    let first_update_after = updates
-        .iter()
-        .find(|c| c.at_ms >= failed_over_ms && c.ok)
-        .map(|c| c.at_ms);
-    let slowest = reads.iter().chain(&updates).map(|c| c.took).max().unwrap();
-    let mut events: Vec<(f64, String)> = vec![
-        (0.0, "the master is killed".into()),
-        (
-            failed_over_ms,
-            "failover complete: another node serves the slot, cluster_state:ok".into(),
-        ),
-    ];
-    let mut event = |at: Option<f64>, what: &str| {
-        if let Some(t) = at {
-            events.push((t, what.to_string()));
-        }
-    };
-    event(
-        first_failed_update,
-        "first update that reported an error (it could not invalidate)",
-    );
-    event(
-        first_update_after,
-        "first successful update after the failover",
-    );
-    event(
-        first_cached_read_after,
-        "first read served from the cache again",
-    );
-    events.sort_by(|a, b| a.0.total_cmp(&b.0));
-    println!("\nfailover timeline (ms after SIGKILL of the master {victim} of user:1's slot):");
-    for (t, what) in &events {
-        println!("  {t:>7.0}  {what}");
-    }
-    println!(
-        "  reads: {} in all, {} failed; updates: {} in all, {} failed; slowest call {slowest:?}",
-        reads.len(),
-        reads.iter().filter(|c| !c.ok).count(),
-        updates.len(),
-        updates.iter().filter(|c| !c.ok).count()
-    );
-
+    let timeline = Timeline::of(&reads, &updates, failed_over);
+    timeline.print(&victim, &reads, &updates);
+    let failed_over_ms = timeline.failed_over_ms;
     assert!(
         reads.iter().all(|c| c.ok),
         "a leased read failed: with the cache down, it must answer from Postgres"
     );
     assert!(
-        first_failed_update.is_some_and(|t| t < failed_over_ms),
+        timeline
+            .first_failed_update
+            .is_some_and(|t| t < failed_over_ms),
         "no update reported an error while the slot was down"
     );
     assert!(
-        slowest < Duration::from_secs(10),
-        "a call took {slowest:?}: nothing may hang past the lab's bounds"
+        timeline.slowest < Duration::from_secs(10),
+        "a call took {:?}: nothing may hang past the lab's bounds",
+        timeline.slowest
     );
     assert!(
-        first_update_after.is_some(),
+        timeline.first_update_after.is_some(),
         "no update worked after the failover"
     );
     assert!(
-        first_cached_read_after.is_some(),
+        timeline.first_cached_read_after.is_some(),
         "no read was served from the cache after the failover"
     );
     assert!(
