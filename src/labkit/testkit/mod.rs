@@ -178,11 +178,6 @@ pub fn lease_key(cache: &Cache, key: &str) -> Result<String> {
     super::lease::lease_key(&Cache::storage_key(cache, key))
 }
 
-/// Whether `REDIS_URL` names a Redis Cluster node.
-pub fn redis_is_cluster() -> Result<bool> {
-    super::cache::RedisConnector::new(&config::redis_url())?.is_cluster()
-}
-
 /// How many entries of the `key_lock` map have a key matching `pred`, and
 /// how many of those are finished.
 pub fn key_lock_entries(pred: impl Fn(&str) -> bool) -> (usize, usize) {
