@@ -23,13 +23,6 @@ pub type Read = fn(&Lab, i32) -> Result<Option<User>>;
 /// An update: `update_user_plan` and its variants.
 pub type Update = fn(&Lab, i32, &str) -> Result<()>;
 
-/// What a TODO function is: a read or an update.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Read,
-    Update,
-}
-
 /// A TODO function's pointer, called the same way whatever its kind.
 trait Callable {
     /// A read returns its user, an update `None`; `plan` is ignored by reads.
@@ -132,12 +125,6 @@ macro_rules! answer_functions {
             pub fn part(self) -> u8 {
                 match self {
                     $( Function::$variant => $part, )*
-                }
-            }
-
-            pub fn kind(self) -> Kind {
-                match self {
-                    $( Function::$variant => Kind::$kind, )*
                 }
             }
 

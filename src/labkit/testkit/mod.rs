@@ -26,7 +26,7 @@ pub mod remote;
 use std::time::Duration;
 
 pub use super::cache::RedisConn;
-pub use answers::{Answers, Function, Kind, Read, Update};
+pub use answers::{Answers, Function, Read, Update};
 pub use hooks::{Hooks, Matcher, PARK_LIMIT, Parked, Phase, Trap};
 
 use super::{Cache, Db, Lab, Result, config, isolation};
