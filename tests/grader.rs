@@ -10,9 +10,13 @@
 //!
 //! # Layout
 //!
-//! - here: the parts and the graded checks, in lab order, and what is graded.
+//! - here: the parts and the graded checks, in lab order, with what each
+//!   proves (the README's checklist is generated from it), and what is
+//!   graded.
 //! - `checks/`: the checks themselves, one file per part.
-//! - `harness/`: one process per check, lab-order reporting, the board.
+//! - `harness/`: the plan of trials, one process per check, a judge per kind
+//!   of trial, lab-order reporting, the board.
+//! - `catalogue/` (maintainer mode): the generated tables in the docs.
 
 mod checks;
 mod harness;

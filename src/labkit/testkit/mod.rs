@@ -7,8 +7,8 @@
 //!
 //! - `hooks.rs`: slowed and parked statements, a failing cache, a lab that
 //!   can be closed under a stuck thread. They make races deterministic.
-//! - `answers.rs`: one set of the lab's TODO functions as a value (yours,
-//!   the reference, or a catalogue entry).
+//! - `answers.rs`: the one list of the lab's TODO functions, and one set of
+//!   them as a value (yours, the reference, or a catalogue entry).
 //! - `herd.rs`: a herd of readers across several processes, with one JSON
 //!   report per process.
 //! - `remote.rs`: one call of an answer in another process (a write by
