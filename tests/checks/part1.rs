@@ -220,19 +220,23 @@ pub fn read_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
     let held: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
     // A write-through update (SET the new value) leaves the key present with
     // the new plan: that is its own mistake, not an order.
-    ensure(held.as_ref().is_none_or(|u| u.plan != plan), || {
-        fail(
-            format!(
-                "after {}(user 2, {plan:?}) returned, {key} held the new plan",
-                f.update_name
-            ),
-            format!("{key} gone"),
-            "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
-        )
-    })?;
+    ensure(
+        !f.key_must_go || held.as_ref().is_none_or(|u| u.plan != plan),
+        || {
+            fail(
+                format!(
+                    "after {}(user 2, {plan:?}) returned, {key} held the new plan",
+                    f.update_name
+                ),
+                format!("{key} gone"),
+                "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
+            )
+        },
+    )?;
     let after = call_ok(&lab, reading, move |lab| read(lab, 2), HINT_FILL)?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
-    ensure(!present && !stale, || {
+    let refilled = held.as_ref().is_some_and(|u| u.plan == plan);
+    ensure((!present || (refilled && !f.key_must_go)) && !stale, || {
         fail(
             format!(
                 "a reader that ran while the UPDATE was in flight cached plan {:?}; after {} returned, {key} was {} and the next read returned {after:?}",
@@ -371,6 +375,17 @@ pub fn created_user_shows_up_within_absent_ttl_for(
             "return None when query_opt finds no row; never invent a placeholder user",
         )
     })?;
+    // Absence may be cached, under the user's key, for ABSENT_TTL at most:
+    // a TTL above it (a jitter added to it, say) is too long from the start.
+    let key = user_key(6);
+    let (_, ttl) = cached(lab, &key)?;
+    ensure(ttl.is_none_or(|t| t <= ABSENT_TTL), || {
+        fail(
+            format!("after {what} found no such user, {key} was cached with TTL {ttl:?}"),
+            format!("absence cached for ABSENT_TTL ({ABSENT_TTL:?}) at most, or not at all"),
+            "a missing user may be remembered, but for ABSENT_TTL at most (no jitter above it): a user created meanwhile must show up by then",
+        )
+    })?;
     lab.db
         .execute(
             "INSERT INTO users (id, name, email, plan) VALUES (6, 'Fay', 'fay@example.com', 'pro')",
@@ -492,12 +507,39 @@ pub fn failed_invalidation_is_an_err_for(update: Update, read: Read, name: &str)
             "the cached copy is removed after the write (here that removal fails, and the update returns Err)",
             "write Postgres first, then remove the cached copy, and pass the removal's error on",
         )
-    })
+    })?;
+    // The caller retries, Redis works again: the plan in Postgres is already
+    // the new one, and the stale copy must go all the same.
+    call_ok(
+        &lab,
+        format!("{updating}, tried again"),
+        move |lab| update(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
+    let after = call_ok(&lab, "a read of user 1", move |lab| read(lab, 1), HINT_FILL)?;
+    ensure(
+        after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
+        || {
+            fail(
+                format!(
+                    "{updating} failed to remove user:1, was tried again and returned Ok; then a read returned {after:?}"
+                ),
+                format!("plan {plan:?}: the retry removes the stale copy"),
+                "remove the cached copy after every update, even one that changed no row: the copy may be stale from an earlier update whose removal failed",
+            )
+        },
+    )
 }
 
 /// The cache is shared: a write made by another process (another instance
 /// of the application) is seen by this process's next read.
 pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
+    write_by_another_process_is_seen_for(a, a.get_user_profile, "get_user_profile")
+}
+
+/// [`write_by_another_process_is_seen`] for any part's read (the update in
+/// the other process is `update_user_plan`).
+pub fn write_by_another_process_is_seen_for(a: Subject, read: Read, name: &str) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 1)?;
     let plan = if before.plan == "enterprise" {
@@ -505,12 +547,8 @@ pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
     } else {
         "enterprise"
     };
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let reading = format!("{name}(user 1)");
+    call_ok(&lab, reading.clone(), move |lab| read(lab, 1), HINT_FILL)?;
     let updating = format!("update_user_plan(user 1, {plan:?})");
     let done = remote_result(
         &updating,
@@ -526,18 +564,13 @@ pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
             "a valid plan must be accepted",
         )
     })?;
-    let after = call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let after = call_ok(&lab, reading, move |lab| read(lab, 1), HINT_FILL)?;
     ensure(
         after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
         || {
             fail(
                 format!(
-                    "another process ran {updating}; then this process read user 1 and got {after:?}"
+                    "another process ran {updating}; then {name}(user 1) in this process got {after:?}"
                 ),
                 format!("plan {plan:?}: every instance of the application shares one cache"),
                 "a copy kept in this process's memory never hears of a write made by another process: keep cached users in Redis only (lab.cache)",
@@ -579,6 +612,10 @@ pub struct Functions {
     pub read_name: &'static str,
     pub update: Update,
     pub update_name: &'static str,
+    /// Whether the user's key must be gone once the update returns (Part
+    /// 1), or may hold the new plan (Part 3's update may fill it again
+    /// through a lease, like any reader).
+    pub key_must_go: bool,
 }
 
 impl Functions {
@@ -588,6 +625,7 @@ impl Functions {
             read_name: "get_user_profile",
             update: a.update_user_plan,
             update_name: "update_user_plan",
+            key_must_go: true,
         }
     }
 }

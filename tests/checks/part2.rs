@@ -34,9 +34,12 @@ struct Herd {
 enum Fill {
     /// Held for the grace period, then let through.
     Held,
-    /// Held, let through, then evicted at once (as if Redis had dropped it
-    /// or it had expired): the waiters find nothing.
+    /// Held, let through, then evicted right after the first reader looked
+    /// at it (as if Redis had dropped it, or it had expired): the readers
+    /// that look later find nothing.
     Evicted,
+    /// Held, then refused by Redis (the leader's fill fails once).
+    Refused,
 }
 
 fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
@@ -84,13 +87,25 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
                 hooks.statements_started() > base + 1,
                 std::sync::atomic::Ordering::SeqCst,
             );
-            if fill == Fill::Evicted {
-                let filled = hooks.park(Trap::after_fill(&fill_key));
-                drop(held);
-                if filled.wait(BOUND / 2) {
-                    let _ = hooks_lab.cache.delete(&fill_key);
+            match fill {
+                Fill::Held => {}
+                Fill::Evicted => {
+                    let filled = hooks.park(Trap::after_fill(&fill_key));
+                    drop(held);
+                    if filled.wait(BOUND / 2) {
+                        // The next look at the entry (a waiter's) finds it,
+                        // and then it is gone.
+                        let looked = hooks.park(Trap::after_look(&fill_key));
+                        drop(filled);
+                        if looked.wait(BOUND / 2) {
+                            let _ = hooks_lab.cache.delete(&fill_key);
+                        }
+                    }
                 }
-                drop(filled);
+                Fill::Refused => {
+                    hooks.fail_next(Trap::before_fill(&fill_key));
+                    drop(held);
+                }
             }
         },
     )?;
@@ -229,19 +244,26 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
 }
 
 /// All 50 get the user even when the leader's fill is gone by the time the
-/// waiters look (evicted, expired, or it failed): a waiter that finds
-/// nothing loads the user itself.
+/// waiters look (evicted, expired); and when Redis refused it, no reader
+/// reads the user as missing (the fill's error may be passed on).
 pub fn herd_all_get_the_user_when_the_fill_is_gone(a: Subject) -> Outcome {
-    all_get_the_user(a, Fill::Evicted)
+    all_get_the_user(a, Fill::Evicted)?;
+    all_get_the_user(a, Fill::Refused)
 }
 
 fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
     let Herd {
         results, expected, ..
     } = cold_herd(a, fill)?;
+    // A refused fill may fail a read (its error passed on), but never turns
+    // the user into None.
     let wrong: Vec<&Result<Option<User>>> = results
         .iter()
-        .filter(|r| !matches!(r, Ok(Some(u)) if *u == expected))
+        .filter(|r| match r {
+            Ok(Some(u)) => *u != expected,
+            Err(_) => fill != Fill::Refused,
+            Ok(None) => true,
+        })
         .collect();
     ensure(wrong.is_empty(), || match fill {
         Fill::Held => fail(
@@ -255,12 +277,21 @@ fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
         ),
         Fill::Evicted => fail(
             format!(
-                "the first reader filled user:1, and the entry was evicted before the waiters looked; {} of {HERD} readers then got {}",
+                "the first reader filled user:1, and the entry was evicted right after a waiter first looked at it; {} of {HERD} readers then got {}",
                 wrong.len(),
                 show(wrong[0])
             ),
             format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
-            "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted): then the user must still come from Postgres, never None",
+            "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted, even between two looks): read it once with get_json, and when it has nothing, the user must still come from Postgres, never None",
+        ),
+        Fill::Refused => fail(
+            format!(
+                "Redis refused the first reader's fill of user:1 (injected by the grader); {} of {HERD} readers then got {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
+            format!("every reader gets user 1 (or the fill's error): it exists"),
+            "a fill that failed does not make the user missing: the reader that loaded it returns the row (or the error), and the others find nothing and load it themselves",
         ),
     })
 }
@@ -343,4 +374,24 @@ pub fn other_keys_are_not_delayed(a: Subject) -> Outcome {
         })?;
     }
     Ok(())
+}
+
+/// A user created after a read found it missing is returned within
+/// ABSENT_TTL, as in Part 1.
+pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
+    super::part1::created_user_shows_up_within_absent_ttl_for(
+        &lab()?,
+        a.get_user_profile_singleflight,
+        "get_user_profile_singleflight",
+    )
+}
+
+/// The cache is shared: an update made by another process is seen by the
+/// next single-flight read here, as in Part 1.
+pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
+    super::part1::write_by_another_process_is_seen_for(
+        a,
+        a.get_user_profile_singleflight,
+        "get_user_profile_singleflight",
+    )
 }

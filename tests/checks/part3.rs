@@ -367,6 +367,37 @@ pub fn one_redis_call_failing_read_uses_postgres(a: Subject) -> Outcome {
             )
         })?;
     }
+    // Every lease request failing, the rest of Redis working: Postgres must
+    // answer about as soon as it would for a dead holder, not after a wait
+    // for a lease that cannot come.
+    lab.cache.invalidate(&key).map_err(setup)?;
+    lab.hooks().fail_every(Some(Trap::before_lease(&key)));
+    let limit = LEASE_TTL + Duration::from_secs(1);
+    let started = Instant::now();
+    let read = spawn(&lab, "get_user_profile_leased(user 1)", move |lab| {
+        (a.get_user_profile_leased)(lab, 1)
+    })
+    .wait(limit);
+    lab.hooks().fail_every(None);
+    let read = read.map_err(|failure| match failure {
+        Failure::Hang { .. } => fail(
+            format!("with every lease request failing (injected by the grader), a read had not returned after {limit:?}"),
+            "the user, read from Postgres, within LEASE_TTL + 1 s",
+            "a lease request that fails is not somebody else holding the lease: Redis is in trouble, so read Postgres at once",
+        ),
+        other => other,
+    })?;
+    ensure(matches!(&read, Ok(Some(u)) if *u == expected), || {
+        fail(
+            format!(
+                "with every lease request failing (injected by the grader), get_user_profile_leased(user 1) returned {} after {:?}",
+                show(&read),
+                started.elapsed()
+            ),
+            "the user, read from Postgres",
+            "every cache call can fail, not only the first: when any of them fails, read Postgres (and skip the fill)",
+        )
+    })?;
     drop(lab);
     super::part1::existing_user_is_never_none_for(
         a.get_user_profile_leased,
@@ -513,6 +544,7 @@ pub fn read_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
         read_name: "get_user_profile_leased",
         update: a.update_user_plan_leased,
         update_name: "update_user_plan_leased",
+        key_must_go: false,
     })
 }
 

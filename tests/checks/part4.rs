@@ -715,6 +715,7 @@ pub fn missing_users_and_bad_plans(a: Subject) -> Outcome {
         read_name: "get_user_profile_replicated",
         update: a.update_user_plan_replicated,
         update_name: "update_user_plan_replicated",
+        key_must_go: false,
     };
     let mut plans = vec!["platinum"];
     plans.extend(hostile_plans());

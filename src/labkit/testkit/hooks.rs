@@ -191,8 +191,9 @@ pub(crate) fn is_read(sql: &str) -> bool {
 #[derive(Default)]
 struct State {
     armed: Option<(u64, Trap)>,
-    /// The next cache call that matches fails (once), instead of running.
-    failing: Option<Trap>,
+    /// Cache calls that match fail instead of running: once, or (`false`)
+    /// until turned off.
+    failing: Option<(Trap, bool)>,
     /// Ids of traps that have caught a statement.
     sprung: Vec<u64>,
     /// Traps with an id at or below this are released.
@@ -249,7 +250,14 @@ impl Hooks {
     /// one fill, one lease request, one removal. Other calls work.
     pub fn fail_next(&self, trap: Trap) {
         self.watched.store(true, Ordering::SeqCst);
-        self.lock().failing = Some(trap);
+        self.lock().failing = Some((trap, true));
+    }
+
+    /// Makes every cache call that matches `trap` fail, until
+    /// `fail_every(None)`: one kind of call broken, the others working.
+    pub fn fail_every(&self, trap: Option<Trap>) {
+        self.watched.store(true, Ordering::SeqCst);
+        self.lock().failing = trap.map(|t| (t, false));
     }
 
     /// How many removals [`Hooks::fail_removals`] has failed so far.
@@ -392,12 +400,12 @@ impl Hooks {
         }
         self.maybe_park(phase, &action);
         let mut state = self.lock();
-        if state
-            .failing
-            .as_ref()
-            .is_some_and(|trap| trap.matches(phase, &action))
+        if let Some((trap, once)) = &state.failing
+            && trap.matches(phase, &action)
         {
-            state.failing = None;
+            if *once {
+                state.failing = None;
+            }
             return Err(Error::Injected {
                 service: Service::Redis,
             });
