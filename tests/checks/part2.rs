@@ -290,7 +290,7 @@ fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
                 wrong.len(),
                 show(wrong[0])
             ),
-            format!("every reader gets user 1 (or the fill's error): it exists"),
+            "every reader gets user 1 (or the fill's error): it exists".to_string(),
             "a fill that failed does not make the user missing: the reader that loaded it returns the row (or the error), and the others find nothing and load it themselves",
         ),
     })
