@@ -78,12 +78,15 @@ checks! {
     2: part2_all_fifty_concurrent_readers_get_the_user = part2::herd_all_get_the_user;
     2: part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone = part2::herd_all_get_the_user_when_the_fill_is_gone;
     2: part2_a_slow_fill_of_one_key_does_not_delay_another_key = part2::other_keys_are_not_delayed;
+    2: part2_a_hit_during_an_update_leaves_nothing_stale = part2::hit_during_update_leaves_nothing_stale;
     2: part2_a_user_created_after_a_miss_shows_up_within_absent_ttl = part2::created_user_shows_up_within_absent_ttl;
     2: part2_a_write_by_another_process_is_seen_by_the_next_read = part2::write_by_another_process_is_seen;
     3: part3_leased_reads_fill_hit_and_miss = part3::leased_reads_behave_like_part1;
     3: part3_a_postgres_error_is_an_err_never_none = part3::postgres_error_is_an_err;
     3: part3_the_stale_set_race_leaves_no_stale_value = part3::stale_set_race_leaves_no_stale_value;
     3: part3_a_read_during_a_leased_update_leaves_nothing_stale = part3::read_during_update_leaves_nothing_stale;
+    3: part3_a_hit_during_a_leased_update_leaves_nothing_stale = part3::hit_during_update_leaves_nothing_stale;
+    3: part3_two_overlapping_updates_leave_nothing_stale = part3::overlapping_updates_leave_nothing_stale;
     3: part3_a_herd_across_three_processes_sends_one_statement = part3::herd_across_processes;
     3: part3_a_herd_on_a_missing_user_sends_one_statement = part3::missing_user_herd_costs_one_statement;
     3: part3_waiters_get_the_value_within_500_ms_of_the_fill = part3::waiters_get_the_value_promptly;

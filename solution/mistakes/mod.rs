@@ -50,6 +50,7 @@ mod lease_taken_for_cache_ttl;
 mod leased_fill_ttl_in_milliseconds;
 mod leased_postgres_error_reads_as_none;
 mod leased_update_invalidates_first;
+mod leased_update_refills_with_set;
 mod lock_dropped_before_query;
 mod lock_released_before_fill;
 mod lock_striped_by_id;
@@ -201,6 +202,8 @@ catalogue! {
         "capped well under 500 ms";
     lease_error_read_as_busy::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
         "is not somebody else holding the lease";
+    leased_update_refills_with_set::update_user_plan_leased => [part3_two_overlapping_updates_leave_nothing_stale],
+        "fill only through a lease";
     only_the_look_falls_back::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
         "every cache call can fail, not only the first";
     read_fails_when_redis_fails::get_user_profile_leased => [part3_with_redis_failing_a_read_is_served_from_postgres],

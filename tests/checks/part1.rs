@@ -254,20 +254,21 @@ pub fn read_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
 /// user 1 cached must not write that copy back after the update removed it
 /// (to refresh its TTL, say). A hit that writes nothing is never held here.
 pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    hit_during_update_leaves_nothing_stale_for(Functions::part1(a))
+}
+
+/// [`hit_during_update_leaves_nothing_stale`] for any part's read and
+/// update.
+pub fn hit_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
+    let (read, update) = (f.read, f.update);
     let lab = lab()?;
     let before = seeded(&lab, 1)?;
     let plan = if before.plan == "free" { "pro" } else { "free" };
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let reading = format!("{}(user 1)", f.read_name);
+    call_ok(&lab, reading.clone(), move |lab| read(lab, 1), HINT_FILL)?;
     let key = user_key(1);
     let held = lab.hooks().park(Trap::before_fill(&key));
-    let mut reader = spawn(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    });
+    let mut reader = spawn(&lab, reading.clone(), move |lab| read(lab, 1));
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut writes_on_a_hit = false;
     while Instant::now() < deadline {
@@ -280,16 +281,16 @@ pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
         }
     }
     if writes_on_a_hit {
-        let updating = format!("update_user_plan(user 1, {plan:?})");
+        let updating = format!("{}(user 1, {plan:?})", f.update_name);
         call_ok(
             &lab,
             updating,
-            move |lab| (a.update_user_plan)(lab, 1, plan),
+            move |lab| update(lab, 1, plan),
             "a valid plan must be accepted",
         )?;
     }
     drop(held);
-    ok("get_user_profile(user 1)", reader.wait(BOUND)?, HINT_HIT)?;
+    ok(&reading, reader.wait(BOUND)?, HINT_HIT)?;
     if !writes_on_a_hit {
         return Ok(());
     }
@@ -297,8 +298,8 @@ pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     ensure(held_now.as_ref().is_none_or(|u| u.plan == plan), || {
         fail(
             format!(
-                "a read that hit user 1 wrote it back to the cache after update_user_plan(user 1, {plan:?}) had removed it: {key} holds plan {:?} again",
-                before.plan
+                "a read that hit user 1 wrote it back to the cache after {}(user 1, {plan:?}) had removed it: {key} holds plan {:?} again",
+                f.update_name, before.plan
             ),
             format!("{key} gone (or {plan:?})"),
             "a hit has nothing to write: return what you found; writing it back (to refresh its TTL, say) can restore a copy that an update has just removed",
@@ -619,7 +620,7 @@ pub struct Functions {
 }
 
 impl Functions {
-    fn part1(a: Subject) -> Functions {
+    pub fn part1(a: Subject) -> Functions {
         Functions {
             read: a.get_user_profile,
             read_name: "get_user_profile",

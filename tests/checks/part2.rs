@@ -395,3 +395,14 @@ pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
         "get_user_profile_singleflight",
     )
 }
+
+/// A hit that overlaps an update leaves nothing stale, as in Part 1.
+pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    super::part1::hit_during_update_leaves_nothing_stale_for(super::part1::Functions {
+        read: a.get_user_profile_singleflight,
+        read_name: "get_user_profile_singleflight",
+        update: a.update_user_plan,
+        update_name: "update_user_plan",
+        key_must_go: true,
+    })
+}

@@ -725,3 +725,93 @@ fn waiters_round(
 fn in_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_millis() as u64)
 }
+
+fn leased(a: Subject) -> super::part1::Functions {
+    super::part1::Functions {
+        read: a.get_user_profile_leased,
+        read_name: "get_user_profile_leased",
+        update: a.update_user_plan_leased,
+        update_name: "update_user_plan_leased",
+        key_must_go: false,
+    }
+}
+
+/// A hit that overlaps a leased update leaves nothing stale, as in Part 1.
+pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    super::part1::hit_during_update_leaves_nothing_stale_for(leased(a))
+}
+
+/// Two updates that overlap leave nothing stale: an update that writes the
+/// cache itself (refreshing it after the invalidation) is held just before
+/// that write while a second update runs to the end; the first one's value
+/// must not land over the second's. Updates that write no value are not
+/// held, and pass.
+pub fn overlapping_updates_leave_nothing_stale(a: Subject) -> Outcome {
+    let lab = lab()?;
+    let before = seeded(&lab, 2)?;
+    let [first, second] = match before.plan.as_str() {
+        "free" => ["pro", "enterprise"],
+        "pro" => ["enterprise", "free"],
+        _ => ["free", "pro"],
+    };
+    let key = user_key(2);
+    let held = lab.hooks().park(Trap::before_fill(&key));
+    let mut earlier = spawn(
+        &lab,
+        format!("update_user_plan_leased(user 2, {first:?})"),
+        move |lab| (a.update_user_plan_leased)(lab, 2, first),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut fills = false;
+    while Instant::now() < deadline {
+        if held.wait(Duration::from_millis(10)) {
+            fills = true;
+            break;
+        }
+        if earlier.finishes_within(Duration::ZERO) {
+            break;
+        }
+    }
+    if !fills {
+        drop(held);
+        return ok(
+            "update_user_plan_leased(user 2)",
+            earlier.wait(BOUND)?,
+            "a valid plan must be accepted",
+        );
+    }
+    let later_name = format!("update_user_plan_leased(user 2, {second:?})");
+    let mut later = spawn(&lab, later_name.clone(), move |lab| {
+        (a.update_user_plan_leased)(lab, 2, second)
+    });
+    // The later update runs to its end while the earlier one is held, unless
+    // the answer makes it wait for the earlier one (then it runs after it).
+    let _ = later.finishes_within(Duration::from_secs(3));
+    drop(held);
+    ok(
+        "update_user_plan_leased(user 2)",
+        earlier.wait(BOUND)?,
+        "a valid plan must be accepted",
+    )?;
+    ok(
+        &later_name,
+        later.wait(BOUND)?,
+        "a valid plan must be accepted",
+    )?;
+    let stored_plan = seeded(&lab, 2)?.plan;
+    let cached: Option<Option<User>> = lab.cache.get_json(&key).map_err(setup)?;
+    let cached_plan = cached.flatten().map(|u| u.plan);
+    ensure(
+        cached_plan.as_ref().is_none_or(|p| *p == stored_plan),
+        || {
+            fail(
+                format!(
+                    "update_user_plan_leased(user 2, {first:?}) wrote user 2 into the cache; held just before that write while update_user_plan_leased(user 2, {second:?}) ran, it then cached plan {:?} although Postgres has {stored_plan:?}",
+                    cached_plan.clone().unwrap_or_default()
+                ),
+                format!("{key} gone, or plan {stored_plan:?}"),
+                "an update that writes the value it read into the cache races every other update: invalidate and let a reader fill it, or fill only through a lease (which the other update's invalidation revokes)",
+            )
+        },
+    )
+}

@@ -210,6 +210,7 @@ pub struct Hooks {
     peak_in_flight: AtomicU64,
     fail_cache: AtomicBool,
     fail_reads: AtomicBool,
+    fail_primary_reads: AtomicBool,
     fail_removals: AtomicBool,
     removals_failed: AtomicU64,
     closed: AtomicBool,
@@ -237,6 +238,13 @@ impl Hooks {
     /// replica alike.
     pub fn fail_reads(&self, fail: bool) {
         self.fail_reads.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes every read statement sent to the primary fail until turned
+    /// off, while the replica answers: a primary in trouble during Part 4's
+    /// window after a write.
+    pub fn fail_primary_reads(&self, fail: bool) {
+        self.fail_primary_reads.store(fail, Ordering::SeqCst);
     }
 
     /// Makes every cache call that removes a key (`delete`, `invalidate`)
@@ -347,7 +355,11 @@ impl Hooks {
 
     /// Called by `Db` before a read is sent: fails it if reads are to fail.
     pub(crate) fn check_read(&self, sql: &str, service: Service) -> Result<()> {
-        if self.fail_reads.load(Ordering::Relaxed) && is_read(sql) {
+        let primary = service != Service::Replica;
+        if (self.fail_reads.load(Ordering::Relaxed)
+            || (primary && self.fail_primary_reads.load(Ordering::Relaxed)))
+            && is_read(sql)
+        {
             return Err(Error::Injected { service });
         }
         Ok(())
