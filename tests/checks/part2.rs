@@ -34,10 +34,12 @@ struct Herd {
 enum Fill {
     /// Held for the grace period, then let through.
     Held,
-    /// Held, let through, then evicted right after the first reader looked
-    /// at it (as if Redis had dropped it, or it had expired): the readers
-    /// that look later find nothing.
+    /// Held, let through, then evicted at once, before anybody looked (as
+    /// if Redis had dropped it, or it had expired): the waiters find nothing.
     Evicted,
+    /// Held, let through, then evicted right after the first reader looked
+    /// at it: that reader must not look again and trust the second look.
+    EvictedAfterLook,
     /// Held, then refused by Redis (the leader's fill fails once).
     Refused,
 }
@@ -90,6 +92,13 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
             match fill {
                 Fill::Held => {}
                 Fill::Evicted => {
+                    let filled = hooks.park(Trap::after_fill(&fill_key));
+                    drop(held);
+                    if filled.wait(BOUND / 2) {
+                        let _ = hooks_lab.cache.delete(&fill_key);
+                    }
+                }
+                Fill::EvictedAfterLook => {
                     let filled = hooks.park(Trap::after_fill(&fill_key));
                     drop(held);
                     if filled.wait(BOUND / 2) {
@@ -248,6 +257,7 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
 /// reads the user as missing (the fill's error may be passed on).
 pub fn herd_all_get_the_user_when_the_fill_is_gone(a: Subject) -> Outcome {
     all_get_the_user(a, Fill::Evicted)?;
+    all_get_the_user(a, Fill::EvictedAfterLook)?;
     all_get_the_user(a, Fill::Refused)
 }
 
@@ -277,12 +287,21 @@ fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
         ),
         Fill::Evicted => fail(
             format!(
+                "the first reader filled user:1, and the entry was evicted before the waiters looked; {} of {HERD} readers then got {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
+            format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
+            "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted): then the user must still come from Postgres, never None",
+        ),
+        Fill::EvictedAfterLook => fail(
+            format!(
                 "the first reader filled user:1, and the entry was evicted right after a waiter first looked at it; {} of {HERD} readers then got {}",
                 wrong.len(),
                 show(wrong[0])
             ),
             format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
-            "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted, even between two looks): read it once with get_json, and when it has nothing, the user must still come from Postgres, never None",
+            "an entry can vanish between two looks: read it once with get_json and act on what that call returned; when it has nothing, the user must still come from Postgres, never None",
         ),
         Fill::Refused => fail(
             format!(
