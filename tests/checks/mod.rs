@@ -415,3 +415,36 @@ pub fn remote_result(
         }),
     }
 }
+
+/// Runs a cold read of `key`'s user and looks at `key` the moment its fill
+/// has landed (the reader held right after it), so that what the fill left
+/// is seen before any TTL, however short, runs out on a busy machine.
+/// Returns the read's result and `Some((present, ttl))` from that moment,
+/// or `None` if the read never filled `key` (then: what is there now).
+pub fn read_and_look_at_the_fill<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    key: &str,
+    what: impl Into<String>,
+    read: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> std::result::Result<(T, (bool, Option<Duration>)), Failure> {
+    let filled = lab.hooks().park(Trap::after_fill(key));
+    let mut reader = spawn(lab, what, read);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = None;
+    while Instant::now() < deadline {
+        if filled.wait(Duration::from_millis(10)) {
+            seen = Some(cached(lab, key)?);
+            break;
+        }
+        if reader.finishes_within(Duration::ZERO) && !filled.is_parked() {
+            break;
+        }
+    }
+    drop(filled);
+    let result = reader.wait(BOUND)?;
+    let seen = match seen {
+        Some(seen) => seen,
+        None => cached(lab, key)?,
+    };
+    Ok((result, seen))
+}

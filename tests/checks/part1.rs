@@ -48,14 +48,11 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
 /// CACHE_TTL (see [`ttl_fits_cache_ttl`]).
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
     let key = user_key(1);
-    let (present, ttl) = cached(&lab, &key)?;
+    let what = "get_user_profile(user 1)";
+    let (read, (present, ttl)) =
+        read_and_look_at_the_fill(&lab, &key, what, move |lab| (a.get_user_profile)(lab, 1))?;
+    ok(what, read, HINT_FILL)?;
     ensure(present, || {
         fail(
             format!("after a cold read of user 1, {key} is not in the cache"),
