@@ -9,10 +9,10 @@
 //! fresh lab.
 
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
+use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
 use cache_aside_lab::labkit::testkit::{self, Answers, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
@@ -27,6 +27,8 @@ pub const PROCESSES: usize = 3;
 pub const THREADS: usize = 16;
 /// No call of the answers is waited for longer than this.
 const BOUND: Duration = Duration::from_secs(10);
+/// How long the race waits for its reader to reach the trap.
+const PARK_WAIT: Duration = Duration::from_secs(5);
 /// A herd is flagged when it took longer than the reference's by more than
 /// this, and more than [`SLOWER_TIMES`] as long (a clear margin, not a slow
 /// machine): every reader should have the value within this long of the
@@ -227,35 +229,23 @@ impl Env {
     }
 }
 
-/// Starts `f` on its own thread; its result (or its panic) and how long it
-/// took arrive on the receiver. The thread lets go of the lab before
-/// answering, so the lab's private space goes with the caller's last handle.
-fn start<T: Send + 'static>(
-    lab: &Arc<Lab>,
-    f: impl FnOnce(&Lab) -> T + Send + 'static,
-) -> mpsc::Receiver<(std::thread::Result<T>, Duration)> {
-    let (tx, rx) = mpsc::channel();
-    let lab = lab.clone();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
-        drop(lab);
-        let _ = tx.send((out, started.elapsed()));
-    });
-    rx
-}
-
-/// Runs `f` on its own thread: its value, or what went wrong instead.
+/// Runs `f` on its own thread (see `testkit::run`): its value and how long
+/// it took, or what went wrong instead.
 fn bounded<T: Send + 'static>(
     env: &mut Env,
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> std::result::Result<(T, Duration), Seen> {
-    match start(&env.lab, f).recv_timeout(BOUND) {
-        Ok((Ok(value), wall)) => Ok((value, wall)),
-        Ok((Err(payload), _)) => Err(panicked(&*payload)),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-            Err(env.replace().unwrap_or_else(hung))
-        }
+    let (ran, wall) = run::start(env.lab(), f).wait_timed(BOUND);
+    returned(env, ran).map(|value| (value, wall))
+}
+
+/// What a call returned, or what went wrong instead. A call that hung has
+/// left its lab closed: the next step starts on a fresh one.
+fn returned<T>(env: &mut Env, ran: Ran<T>) -> std::result::Result<T, Seen> {
+    match ran {
+        Ran::Returned(value) => Ok(value),
+        Ran::Panicked(panic) => Err(seen_panic(&panic)),
+        Ran::Hung => Err(env.replace().unwrap_or_else(hung)),
     }
 }
 
@@ -263,10 +253,6 @@ fn hung() -> Seen {
     Seen::Failed(format!(
         "did not return within {BOUND:?} (the next step starts on a fresh lab)"
     ))
-}
-
-fn panicked(payload: &(dyn std::any::Any + Send)) -> Seen {
-    seen_panic(&Panic::from_payload(payload))
 }
 
 /// A `todo!()` is "not written yet"; any other panic is a failure.
@@ -537,7 +523,7 @@ fn herd_of(env: &mut Env, user_id: i32, read: Read) -> Seen {
         match run.outcome {
             Ok(Ok(user)) => got += usize::from(user.is_some_and(|u| u.id == user_id)),
             Ok(Err(e)) => return Seen::Failed(format!("a reader got Err({e})")),
-            Err(payload) => return panicked(&*payload),
+            Err(panic) => return seen_panic(&panic),
         }
     }
     Seen::Got {
@@ -566,36 +552,34 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     };
     lab.db.reset_counters();
     let started = Instant::now();
-    let parked = lab.hooks().park(Trap::after_read());
-    let rx = start(&lab, move |lab| read(lab, 4));
     // Wait until the reader is held after its SELECT, or has finished
     // without one (an unfinished answer, say).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut early = None;
-    while !parked.wait(Duration::from_millis(10)) && Instant::now() < deadline {
-        if let Ok((out, _)) = rx.try_recv() {
-            early = Some(out);
-            break;
+    let held = run::start_parked(&lab, Trap::after_read(), PARK_WAIT, move |lab| read(lab, 4));
+    let (parked, reader) = match held {
+        Start::Parked(parked, reader) | Start::Late(parked, reader) => (parked, reader),
+        Start::Finished(reader) => {
+            return match returned(env, reader.wait(BOUND)) {
+                Err(seen) => seen,
+                Ok(Err(e)) => Seen::Failed(format!("the read returned Err({e})")),
+                Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
+            };
+        }
+    };
+    let updated = run::start(&lab, move |lab| update(lab, 4, plan)).wait(BOUND);
+    drop(parked);
+    let read = reader.wait(BOUND);
+    let wall = started.elapsed();
+    // A call that hung has closed the lab: whatever is told, the next step
+    // starts on a fresh one.
+    if matches!(updated, Ran::Hung) || matches!(read, Ran::Hung) {
+        if let Some(no_lab) = env.replace() {
+            return no_lab;
         }
     }
-    if let Some(out) = early {
-        drop(parked);
-        return match out {
-            Err(payload) => panicked(&*payload),
-            Ok(Err(e)) => Seen::Failed(format!("the read returned Err({e})")),
-            Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
-        };
-    }
-    let updated = start(&lab, move |lab| update(lab, 4, plan))
-        .recv_timeout(BOUND)
-        .map(|(out, _)| out);
-    drop(parked);
-    let read = rx.recv_timeout(BOUND).map(|(out, _)| out);
-    let wall = started.elapsed();
     match (updated, read) {
-        (Ok(Err(payload)), _) | (_, Ok(Err(payload))) => return panicked(&*payload),
-        (Ok(Ok(Err(e))), _) => return Seen::Failed(format!("the update returned Err({e})")),
-        (Err(_), _) | (_, Err(_)) => return env.replace().unwrap_or_else(hung),
+        (Ran::Panicked(panic), _) | (_, Ran::Panicked(panic)) => return seen_panic(&panic),
+        (Ran::Returned(Err(e)), _) => return Seen::Failed(format!("the update returned Err({e})")),
+        (Ran::Hung, _) | (_, Ran::Hung) => return hung(),
         _ => {}
     }
     let statements = lab.db.query_count();

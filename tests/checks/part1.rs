@@ -260,21 +260,13 @@ pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
         HINT_FILL,
     )?;
     let key = user_key(1);
-    let held = lab.hooks().park(Trap::before_fill(&key));
-    let mut reader = spawn(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut writes_on_a_hit = false;
-    while Instant::now() < deadline {
-        if held.wait(Duration::from_millis(10)) {
-            writes_on_a_hit = true;
-            break;
-        }
-        if reader.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let (held, reader) = start_trapped(
+        &lab,
+        Trap::before_fill(&key),
+        "get_user_profile(user 1)",
+        move |lab| (a.get_user_profile)(lab, 1),
+    );
+    let writes_on_a_hit = held.is_some();
     if writes_on_a_hit {
         let updating = format!("update_user_plan(user 1, {plan:?})");
         call_ok(

@@ -323,24 +323,15 @@ fn read_during_update(a: Subject) -> std::result::Result<bool, Failure> {
     )?;
     let key = user_key(2);
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
-    let parked = lab.hooks().park(Trap::after_delete(&key));
-    let mut writer = spawn(&lab, updating.clone(), move |lab| {
-        (a.update_user_plan_replicated)(lab, 2, plan)
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut held = false;
-    while Instant::now() < deadline {
-        if parked.wait(Duration::from_millis(10)) {
-            held = true;
-            break;
-        }
-        if writer.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let (parked, writer) = start_trapped(
+        &lab,
+        Trap::after_delete(&key),
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 2, plan),
+    );
     let mut judged = true;
     let mut written_first = true;
-    if held {
+    if parked.is_some() {
         // The update has removed the cached copy and is held there; a
         // reader misses now, while the replica still lags.
         let during = call(&lab, "get_user_profile_replicated(user 2)", read(a, 2))?;
@@ -542,30 +533,15 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
         ),
     };
     let (parked, reader) = if held == Held::Lease {
-        let parked = lab.hooks().park(trap);
-        let mut reader = spawn(&lab, "get_user_profile_replicated(user 2)", read(a, 2));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut asked = false;
-        while Instant::now() < deadline {
-            if parked.wait(Duration::from_millis(10)) {
-                asked = true;
-                break;
-            }
-            if reader.finishes_within(Duration::ZERO) {
-                break;
+        let what = "get_user_profile_replicated(user 2)";
+        match start_trapped(&lab, trap, what, read(a, 2)) {
+            (Some(parked), reader) => (parked, reader),
+            (None, reader) => {
+                // No lease asked for: nothing to hold here.
+                ok(what, reader.wait(BOUND)?, "a cold read loads the row")?;
+                return Ok(true);
             }
         }
-        if !asked {
-            // No lease asked for: nothing to hold here.
-            drop(parked);
-            ok(
-                "get_user_profile_replicated(user 2)",
-                reader.wait(BOUND)?,
-                "a cold read loads the row",
-            )?;
-            return Ok(true);
-        }
-        (parked, reader)
     } else {
         start_parked(
             &lab,

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::LabExt;
 use super::panics::{self, Panic};
+use super::{LabExt, run};
 use crate::User;
 use crate::labkit::Lab;
 
@@ -30,7 +30,7 @@ const ENV: &str = "LAB_HERD";
 /// What one thread of a [`release`]d herd did.
 pub struct Run<T> {
     /// Its result, or the panic it raised.
-    pub outcome: std::thread::Result<T>,
+    pub outcome: Result<T, Panic>,
     pub started: Instant,
     pub finished: Instant,
 }
@@ -40,8 +40,8 @@ pub struct Run<T> {
 /// "ready", say); `during` runs right after the release (to let parked
 /// statements go, say). Waits at most `bound` for the threads; the result
 /// holds those that returned in time, in no particular order, and the others
-/// keep running. A panic is caught and returned, and prints nothing beyond
-/// what the panic hook prints.
+/// keep running. A panic is caught and returned (see [`run::catch`]), and
+/// prints nothing beyond what the panic hook prints.
 pub fn release<T: Send + 'static>(
     n: usize,
     bound: Duration,
@@ -60,7 +60,7 @@ pub fn release<T: Send + 'static>(
             .spawn(move || {
                 gate.wait();
                 let started = Instant::now();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body()));
+                let outcome = run::catch(|| body());
                 // Before answering: whatever `body` holds (a lab, whose space
                 // goes with its last handle) is let go once all have answered.
                 drop(body);
@@ -181,7 +181,7 @@ pub fn serve(
             Ok(Ok(Some(user))) => Reading::User(user),
             Ok(Ok(None)) => Reading::Missing,
             Ok(Err(e)) => Reading::Error(e.to_string()),
-            Err(payload) => Reading::Panicked(Panic::from_payload(&*payload)),
+            Err(panic) => Reading::Panicked(panic),
         })
         .collect();
     readings.resize(spec.threads, Reading::Stuck);
