@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
 use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
-use cache_aside_lab::labkit::testkit::{self, Answers, LabExt, Read, Trap, Update, herd};
+use cache_aside_lab::labkit::testkit::{self, Answers, Function, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
@@ -417,10 +417,10 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
         a.update_user_plan_leased,
     );
     step("7", 3, "leased", seen);
-    let seen = processes(&env, 5, &herd_read_name(a, "singleflight"));
+    let seen = processes(&env, a, 5, Function::GetUserProfileSingleflight);
     step("8", 3, "single-flight (a per-process lock)", seen);
     let _ = env.lab().cache.delete(&user_key(5));
-    let seen = processes(&env, 5, &herd_read_name(a, "leased"));
+    let seen = processes(&env, a, 5, Function::GetUserProfileLeased);
     step("8", 3, "leases (one holder across processes)", seen);
     if testkit::replica_url().is_ok() {
         // Plain cache-aside whose misses always read the replica: the
@@ -605,60 +605,38 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     }
 }
 
-/// The name a herd process of this binary resolves with [`herd_read`].
-fn herd_read_name(answers: &Answers, read: &str) -> String {
-    format!("{} {read}", answers.name)
-}
-
-/// The read a herd process runs: `"<answers> singleflight"` or `"<answers> leased"`.
-pub fn herd_read(name: &str, all: &[&'static Answers]) -> Option<Read> {
-    let (answers, read) = name.rsplit_once(' ')?;
-    let answers = all.iter().find(|a| a.name == answers)?;
-    match read {
-        "singleflight" => Some(answers.get_user_profile_singleflight),
-        "leased" => Some(answers.get_user_profile_leased),
-        _ => None,
-    }
-}
-
-/// `PROCESSES` herd processes of this binary on a cold user: the statements
-/// they sent in all.
-fn processes(env: &Env, user_id: i32, read: &str) -> Seen {
+/// `PROCESSES` herd processes of this binary, each running `read` of
+/// `answers` on a cold user: the statements they sent in all.
+fn processes(env: &Env, answers: &Answers, user_id: i32, read: Function) -> Seen {
     let lab = env.lab();
     let spec = herd::Spec {
         space: lab.space_name().expect("isolated").to_string(),
-        read: read.to_string(),
+        answers: answers.name.to_string(),
+        read,
         user_id,
         threads: THREADS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
     };
     let started = Instant::now();
-    let reports = match herd::run(&spec, PROCESSES) {
-        Ok(reports) => reports,
+    let herd = match herd::run(&spec, PROCESSES) {
+        Ok(herd) => herd,
         Err(why) => return Seen::Failed(format!("the herd did not run: {why}")),
     };
     let wall = started.elapsed();
-    let readings: Vec<&herd::Reading> = reports.iter().flat_map(|r| &r.readings).collect();
-    if let Some(herd::Reading::Panicked(panic)) = readings
-        .iter()
-        .find(|r| matches!(r, herd::Reading::Panicked(_)))
-    {
+    if let Some(panic) = &herd.panic {
         return match seen_panic(panic) {
             Seen::Failed(why) => Seen::Failed(format!("a reader {why}")),
             seen => seen,
         };
     }
-    let got = readings
-        .iter()
-        .filter(|r| matches!(r, herd::Reading::User(u) if u.id == user_id))
-        .count();
-    let statements: u64 = reports.iter().map(|r| r.statements).sum();
+    let statements = herd.statements;
     Seen::Got {
         shown: format!(
-            "{statements} statement{}, {got}/{} got user {user_id}",
+            "{statements} statement{}, {}/{} got user {user_id}",
             if statements == 1 { "" } else { "s" },
-            readings.len()
+            herd.got,
+            herd.readers
         ),
         statements,
         state: None,

@@ -11,7 +11,8 @@
 //! that exits without a report is an error, never "0 statements".
 //!
 //! A binary that uses this calls [`spec_from_env`] first thing in `main`
-//! and, if it gets a spec, [`serve`]s it with the read the spec names.
+//! and, if it gets a spec, [`serve`]s it with the answers the spec names.
+//! The parent reads what came back once, as a [`Tally`].
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -20,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::answers::{Answers, Function};
 use super::panics::{self, Panic};
 use super::{LabExt, run};
 use crate::User;
-use crate::labkit::Lab;
 
 const ENV: &str = "LAB_HERD";
 
@@ -92,8 +93,10 @@ pub fn release<T: Send + 'static>(
 pub struct Spec {
     /// The parent lab's private space (`LabExt::space_name`).
     pub space: String,
-    /// Which read the threads run; the child's binary resolves the name.
-    pub read: String,
+    /// Whose answers: the child's binary resolves the name.
+    pub answers: String,
+    /// Which of their reads the threads run.
+    pub read: Function,
     pub user_id: i32,
     pub threads: usize,
     /// Every statement is slowed this much: a window for the stampede, as
@@ -119,6 +122,39 @@ pub enum Reading {
 pub struct Report {
     pub statements: u64,
     pub readings: Vec<Reading>,
+}
+
+/// What a herd across processes came to, for the user it read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// Statements sent by all the processes together.
+    pub statements: u64,
+    /// Readers in all the processes.
+    pub readers: usize,
+    /// Readers that got the user.
+    pub got: usize,
+    /// The first panic a reader raised, if any did.
+    pub panic: Option<Panic>,
+    /// The first reading that was not the user, if any.
+    pub wrong: Option<Reading>,
+}
+
+impl Tally {
+    /// The processes' reports, read for `user_id`.
+    pub fn of(reports: &[Report], user_id: i32) -> Tally {
+        let readings = || reports.iter().flat_map(|r| &r.readings);
+        let is_user = |r: &&Reading| matches!(r, Reading::User(u) if u.id == user_id);
+        Tally {
+            statements: reports.iter().map(|r| r.statements).sum(),
+            readers: readings().count(),
+            got: readings().filter(is_user).count(),
+            panic: readings().find_map(|r| match r {
+                Reading::Panicked(panic) => Some(panic.clone()),
+                _ => None,
+            }),
+            wrong: readings().find(|r| !is_user(r)).cloned(),
+        }
+    }
 }
 
 /// A line from a herd process.
@@ -147,11 +183,9 @@ fn say(message: &Message) {
     let _ = out.flush();
 }
 
-/// The child's side: runs `spec` with `read` and exits.
-pub fn serve(
-    spec: &Spec,
-    read: impl Fn(&Lab, i32) -> crate::labkit::Result<Option<User>> + Send + Sync + 'static,
-) -> ! {
+/// The child's side: runs `spec` with `answers` (the ones it names) and
+/// exits.
+pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     panics::install_quiet_hook();
     let lab = match super::attach(&spec.space) {
         Ok(lab) => Arc::new(lab),
@@ -162,11 +196,12 @@ pub fn serve(
     };
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
-    let (user_id, herd_lab) = (spec.user_id, lab.clone());
+    let (read, user_id, herd_lab) = (spec.read, spec.user_id, lab.clone());
     let runs = release(
         spec.threads,
         Duration::from_millis(spec.bound_ms),
-        move || read(&herd_lab, user_id),
+        // A read ignores the plan.
+        move || read.call(answers, &herd_lab, user_id, ""),
         || {
             // Every thread waits at the barrier: say so, and wait for go.
             say(&Message::Ready);
@@ -194,9 +229,9 @@ pub fn serve(
 }
 
 /// The parent's side: starts `processes` herd processes from this
-/// executable, releases all their readers at once, and returns their
+/// executable, releases all their readers at once, and tallies their
 /// reports. Waits at most the spec's bound plus start-up time.
-pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
+pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let json = serde_json::to_string(spec).expect("specs serialize");
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
@@ -250,7 +285,7 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
     for drain in drains {
         let _ = drain.join();
     }
-    outcome.map_err(|(i, why)| {
+    let reports = outcome.map_err(|(i, why)| {
         let tail: Vec<String> = tails.get(i).map_or_else(Vec::new, |t| {
             t.lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -263,7 +298,8 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
         } else {
             format!("{why}; its stderr ended with: {}", tail.join(" | "))
         }
-    })
+    })?;
+    Ok(Tally::of(&reports, spec.user_id))
 }
 
 /// Ready, go, reports. Err carries the index of the process at fault.
