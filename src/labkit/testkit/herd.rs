@@ -309,30 +309,36 @@ fn conduct(
     spec: &Spec,
 ) -> Result<Vec<Report>, (usize, String)> {
     let n = children.len();
+    // How long the processes have to get ready, then to report after go.
     let start_up = Duration::from_secs(10);
+    let after_go = Duration::from_millis(spec.bound_ms) + Duration::from_secs(2);
     let mut deadline = Instant::now() + start_up;
-    let mut ready = 0;
+    let mut ready = vec![false; n];
+    let mut gone = false;
     let mut reports: Vec<Option<Report>> = vec![None; n];
     while reports.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         let (i, message) = rx.recv_timeout(left).map_err(|_| {
-            let late = reports.iter().position(Option::is_none).unwrap_or(0);
-            (
-                late,
-                format!("herd process {late} did not report within {left:?}"),
-            )
+            if gone {
+                let late = reports.iter().position(Option::is_none).unwrap_or(0);
+                let why = format!("herd process {late} did not report within {after_go:?} of go");
+                (late, why)
+            } else {
+                let late = ready.iter().position(|r| !r).unwrap_or(0);
+                let why = format!("herd process {late} was not ready within {start_up:?}");
+                (late, why)
+            }
         })?;
         match message {
             Some(Message::Ready) => {
-                ready += 1;
-                if ready == n {
+                ready[i] = true;
+                if !gone && ready.iter().all(|r| *r) {
                     // Every thread of every process waits at its barrier: go.
                     for child in children.iter_mut() {
                         let _ = child.stdin.as_mut().expect("piped").write_all(b"go\n");
                     }
-                    deadline = Instant::now()
-                        + Duration::from_millis(spec.bound_ms)
-                        + Duration::from_secs(2);
+                    gone = true;
+                    deadline = Instant::now() + after_go;
                 }
             }
             Some(Message::Report(report)) => reports[i] = Some(report),
