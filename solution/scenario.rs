@@ -8,6 +8,7 @@
 //! its lab closed (so the stuck thread exits), and the next step starts on a
 //! fresh lab.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,21 +161,20 @@ impl Step {
     /// herd sends "many" statements, a number that changes from run to run:
     /// only "one" or "many" counts there.
     pub fn behaviour(&self) -> String {
-        match (&self.seen, self.number) {
+        match (&self.seen, self.id) {
             (
                 Seen::Got {
                     shown, statements, ..
                 },
-                "6b",
+                StepId::PlainHerd,
             ) => format!("{shown} {}", if *statements > 1 { "many" } else { "one" }),
             (seen, _) => seen.behaviour(),
         }
     }
 
-    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
-    /// at once.
-    pub fn is_herd(&self) -> bool {
-        matches!(self.number, "6a" | "6b" | "8")
+    /// The Part it shows.
+    pub fn part(&self) -> u8 {
+        self.id.part()
     }
 
     /// What is off at this step besides its behaviour, one line each: a TTL
@@ -186,7 +186,7 @@ impl Step {
         };
         notes.extend(ttl.as_ref().and_then(|ttl| ttl.problem()));
         if let Seen::Got { wall: theirs, .. } = &reference.seen {
-            if self.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
+            if self.id.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
                 notes.push(format!(
                     "{wall:.1?} against the reference's {theirs:.1?}: every reader of a herd should have the value within {SLOWER_BY:?} of the fill, not after a long sleep"
                 ));
@@ -196,13 +196,85 @@ impl Step {
     }
 }
 
-/// One step of the scenario.
+/// One step of the scenario, or one row of a step that has two (7, 8, 9).
 pub struct Step {
-    /// "1", "6a", …
-    pub number: &'static str,
-    pub part: u8,
+    pub id: StepId,
     pub label: String,
     pub seen: Seen,
+}
+
+/// Which step of the scenario: its number ("1" … "9") and its Part follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepId {
+    /// 1: a cold read of user 1.
+    ColdRead,
+    /// 2: the same read again, a hit.
+    Hit,
+    /// 3: an update of user 1.
+    Update,
+    /// 4: a read of user 1 after the update.
+    ReadAfterUpdate,
+    /// 5: a read of a missing user.
+    MissingUser,
+    /// 6a: a herd of single-flight readers.
+    SingleflightHerd,
+    /// 6b: a herd of plain Part 1 readers.
+    PlainHerd,
+    /// 7: the stale-set race, plain and leased.
+    StaleSetRace,
+    /// 8: a herd across processes, single-flight and leased.
+    ProcessHerd,
+    /// 9: an update then a read while the replica lags, plain and with a
+    /// marker.
+    ReplicaLag,
+}
+
+impl StepId {
+    /// "1", "6a", …: how the narration numbers it.
+    pub fn number(self) -> &'static str {
+        match self {
+            StepId::ColdRead => "1",
+            StepId::Hit => "2",
+            StepId::Update => "3",
+            StepId::ReadAfterUpdate => "4",
+            StepId::MissingUser => "5",
+            StepId::SingleflightHerd => "6a",
+            StepId::PlainHerd => "6b",
+            StepId::StaleSetRace => "7",
+            StepId::ProcessHerd => "8",
+            StepId::ReplicaLag => "9",
+        }
+    }
+
+    /// The Part it shows.
+    pub fn part(self) -> u8 {
+        match self {
+            StepId::ColdRead
+            | StepId::Hit
+            | StepId::Update
+            | StepId::ReadAfterUpdate
+            | StepId::MissingUser => 1,
+            StepId::SingleflightHerd | StepId::PlainHerd => 2,
+            StepId::StaleSetRace | StepId::ProcessHerd => 3,
+            StepId::ReplicaLag => 4,
+        }
+    }
+
+    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
+    /// at once.
+    pub fn is_herd(self) -> bool {
+        matches!(
+            self,
+            StepId::SingleflightHerd | StepId::PlainHerd | StepId::ProcessHerd
+        )
+    }
+}
+
+/// Its number, padded as asked (`{:>2}`).
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.number())
+    }
 }
 
 /// The lab a scenario runs on; replaced when a step had to close it.
@@ -336,46 +408,59 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
         lab: Arc::new(Lab::isolated()?),
     };
     let space = env.lab().space_name().unwrap_or("shared").to_string();
-    let a = answers;
-    let mut steps = Vec::new();
-    let mut step = |number, part, label: &str, seen| {
-        steps.push(Step {
-            number,
-            part,
-            label: label.to_string(),
-            seen,
-        })
-    };
+    let mut steps = Steps(Vec::new());
+    part1(&mut env, answers, &mut steps);
+    part2(&mut env, answers, &mut steps);
+    part3(&mut env, answers, &mut steps);
+    if testkit::replica_url().is_ok() {
+        part4(&mut env, answers, &mut steps);
+    }
+    Ok((space, steps.0))
+}
 
+/// The steps observed so far.
+struct Steps(Vec<Step>);
+
+impl Steps {
+    fn push(&mut self, id: StepId, label: impl Into<String>, seen: Seen) {
+        self.0.push(Step {
+            id,
+            label: label.into(),
+            seen,
+        });
+    }
+}
+
+/// 1 to 5: a cold read, a hit, an update, a read after it, a missing user.
+fn part1(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |_, user| Ok((show(&user), None)),
     );
     let seen = with_ttl(seen, env.lab(), &user_key(1));
-    step(
-        "1",
-        1,
+    steps.push(
+        StepId::ColdRead,
         "cold read of user 1 (miss: Postgres, then fill)",
         seen,
     );
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |_, user| Ok((show(&user), None)),
     );
-    step("2", 1, "read user 1 again (hit)", seen);
+    steps.push(StepId::Hit, "read user 1 again (hit)", seen);
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.update_user_plan)(lab, 1, "enterprise"),
         |lab, ()| {
             let present = lab.cache.exists(&user_key(1))?;
             Ok((format!("user:1 cached: {present}"), None))
         },
     );
-    step("3", 1, "update_user_plan(1, \"enterprise\")", seen);
+    steps.push(StepId::Update, "update_user_plan(1, \"enterprise\")", seen);
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |lab, user| {
             let truth = stored_plan(lab, 1)?;
@@ -384,61 +469,79 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
             Ok((show(&user), Some(state)))
         },
     );
-    step("4", 1, "read user 1 after the update", seen);
+    steps.push(
+        StepId::ReadAfterUpdate,
+        "read user 1 after the update",
+        seen,
+    );
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 999),
         |_, user| Ok((show(&user), None)),
     );
-    step("5", 1, "read missing user 999", seen);
+    steps.push(StepId::MissingUser, "read missing user 999", seen);
+}
 
+/// 6a and 6b: a herd of single-flight readers, then of plain ones.
+fn part2(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
     env.lab().hooks().slow_statements(SLOW);
-    let seen = herd_of(&mut env, 2, a.get_user_profile_singleflight);
-    step(
-        "6a",
-        2,
-        &format!("{HERD} concurrent cold reads, single-flight"),
+    let seen = herd_of(env, 2, a.get_user_profile_singleflight);
+    steps.push(
+        StepId::SingleflightHerd,
+        format!("{HERD} concurrent cold reads, single-flight"),
         seen,
     );
-    let seen = herd_of(&mut env, 3, a.get_user_profile);
-    step(
-        "6b",
-        2,
-        &format!("{HERD} concurrent cold reads, plain Part 1"),
+    let seen = herd_of(env, 3, a.get_user_profile);
+    steps.push(
+        StepId::PlainHerd,
+        format!("{HERD} concurrent cold reads, plain Part 1"),
         seen,
     );
     env.lab().hooks().slow_statements(Duration::ZERO);
+}
 
-    let seen = race(&mut env, a.get_user_profile, a.update_user_plan);
-    step("7", 3, "plain", seen);
-    let seen = race(
-        &mut env,
-        a.get_user_profile_leased,
-        a.update_user_plan_leased,
+/// 7 and 8: the stale-set race, plain and leased; a herd across processes,
+/// single-flight and leased.
+fn part3(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
+    let seen = race(env, a.get_user_profile, a.update_user_plan);
+    steps.push(StepId::StaleSetRace, "plain", seen);
+    let seen = race(env, a.get_user_profile_leased, a.update_user_plan_leased);
+    steps.push(StepId::StaleSetRace, "leased", seen);
+    let seen = processes(env, a, 5, Function::GetUserProfileSingleflight);
+    steps.push(
+        StepId::ProcessHerd,
+        "single-flight (a per-process lock)",
+        seen,
     );
-    step("7", 3, "leased", seen);
-    let seen = processes(&env, a, 5, Function::GetUserProfileSingleflight);
-    step("8", 3, "single-flight (a per-process lock)", seen);
     let _ = env.lab().cache.delete(&user_key(5));
-    let seen = processes(&env, a, 5, Function::GetUserProfileLeased);
-    step("8", 3, "leases (one holder across processes)", seen);
-    if testkit::replica_url().is_ok() {
-        // Plain cache-aside whose misses always read the replica: the
-        // catalogued mistake, shown before the fix.
-        let seen = replica_step(
-            &mut env,
-            a.update_user_plan,
-            crate::always_reads_the_replica::get_user_profile_replicated,
-        );
-        step("9", 4, "plain: write, invalidate, read the replica", seen);
-        let seen = replica_step(
-            &mut env,
-            a.update_user_plan_replicated,
-            a.get_user_profile_replicated,
-        );
-        step("9", 4, "with a marker", seen);
-    }
-    Ok((space, steps))
+    let seen = processes(env, a, 5, Function::GetUserProfileLeased);
+    steps.push(
+        StepId::ProcessHerd,
+        "leases (one holder across processes)",
+        seen,
+    );
+}
+
+/// 9: an update, then a read while the replica lags; plain cache-aside
+/// whose misses always read the replica (the catalogued mistake, shown
+/// before the fix), then the answers' own.
+fn part4(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
+    let seen = replica_step(
+        env,
+        a.update_user_plan,
+        crate::always_reads_the_replica::get_user_profile_replicated,
+    );
+    steps.push(
+        StepId::ReplicaLag,
+        "plain: write, invalidate, read the replica",
+        seen,
+    );
+    let seen = replica_step(
+        env,
+        a.update_user_plan_replicated,
+        a.get_user_profile_replicated,
+    );
+    steps.push(StepId::ReplicaLag, "with a marker", seen);
 }
 
 /// Part 4: update user 1's plan, then read it at once, while the replica
