@@ -290,26 +290,7 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
         // of the harness. What is left of the dead holder's lease says why.
         let lease = lease_left(&lab, &key);
         let _ = read.wait(Duration::ZERO); // closes the lab under the reader
-        return Err(match lease {
-            Some(left) => fail(
-                format!(
-                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, and the dead reader's lease was still there ({})",
-                    match left {
-                        Some(left) => format!("expiring in {left:?}"),
-                        None => "never expiring".into(),
-                    }
-                ),
-                "a read returns within LEASE_TTL + 1 s of the holder's death",
-                "a lease lasts LEASE_TTL, the most a dead holder may cost its waiters: taken for longer (a TTL meant for the value), a crash between lease and fill keeps every reader of the key waiting that long",
-            ),
-            None => fail(
-                format!(
-                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, although the dead reader's lease had expired"
-                ),
-                "a read returns within LEASE_TTL + 1 s of the holder's death",
-                "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
-            ),
-        });
+        return Err(still_waiting(lease, &key, limit));
     }
     let read = read.wait(Duration::ZERO)?;
     ensure(matches!(&read, Ok(Some(u)) if u.id == 1), || {
@@ -323,6 +304,31 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
             "once the lease expires, take it yourself and load the row",
         )
     })
+}
+
+/// Why a read was still waiting `limit` after the holder of `key`'s lease
+/// died, by what was left of that lease then (see [`lease_left`]).
+fn still_waiting(lease: Option<Option<Duration>>, key: &str, limit: Duration) -> Failure {
+    match lease {
+        Some(left) => fail(
+            format!(
+                "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, and the dead reader's lease was still there ({})",
+                match left {
+                    Some(left) => format!("expiring in {left:?}"),
+                    None => "never expiring".into(),
+                }
+            ),
+            "a read returns within LEASE_TTL + 1 s of the holder's death",
+            "a lease lasts LEASE_TTL, the most a dead holder may cost its waiters: taken for longer (a TTL meant for the value), a crash between lease and fill keeps every reader of the key waiting that long",
+        ),
+        None => fail(
+            format!(
+                "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, although the dead reader's lease had expired"
+            ),
+            "a read returns within LEASE_TTL + 1 s of the holder's death",
+            "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
+        ),
+    }
 }
 
 /// What is left of the lease labkit's `try_lease` keeps for `key`: `None`
@@ -571,8 +577,7 @@ fn waiters_round(
     let expected = seeded(lab, user_id)?;
     let key = user_key(user_id);
     let what = format!("get_user_profile_leased(user {user_id})");
-    let hooks = lab.hooks();
-    let hold = hooks.park(Trap::before_fill(&key));
+    let hold = lab.hooks().park(Trap::before_fill(&key));
     let mut released = None;
     let limit = HOLD_WAIT + min_hold + look_for + Duration::from_secs(2);
     let results = readers(
@@ -584,33 +589,7 @@ fn waiters_round(
             let read = (a.get_user_profile_leased)(lab, user_id);
             (read, Instant::now())
         },
-        || {
-            if !hold.wait(HOLD_WAIT) {
-                return;
-            }
-            let parked_at = Instant::now();
-            // Holding a fill for a while is the arrangement itself, not a
-            // wait for something to happen.
-            std::thread::sleep(min_hold);
-            // Only one trap is armed at a time, and letting a trap go lets
-            // every earlier one go too: the look, then the fill's end.
-            let look = hooks.park(Trap::after_look(&key));
-            let after_a_look = look.wait(look_for);
-            let fill = hooks.park(Trap::after_fill(&key));
-            let held = parked_at.elapsed();
-            drop(look); // lets the fill (and the waiter that looked) go on
-            drop(hold);
-            let filled_in_time = fill.wait(GRACE);
-            let filled = Instant::now();
-            drop(fill);
-            if filled_in_time {
-                released = Some(Released {
-                    filled,
-                    held,
-                    after_a_look,
-                });
-            }
-        },
+        || released = release_the_fill(lab, hold, &key, min_hold, look_for),
     )?;
     let Some(released) = released else {
         return Err(fail(
@@ -637,15 +616,59 @@ fn waiters_round(
             "a waiter reads the value the lease holder filled",
         )
     })?;
+    let returned: Vec<Instant> = results.iter().map(|(_, at)| *at).collect();
+    all_prompt(&returned, &released, &key)
+}
+
+/// The conductor of a promptness round: once the lease holder's fill of
+/// `key` is parked on `hold`, holds it `min_hold`, then lets it go right
+/// after a waiter has looked again and missed (or after `look_for`).
+/// `None` if no fill came within [`HOLD_WAIT`], or it did not end in time.
+fn release_the_fill(
+    lab: &Lab,
+    hold: Parked<'_>,
+    key: &str,
+    min_hold: Duration,
+    look_for: Duration,
+) -> Option<Released> {
+    let hooks = lab.hooks();
+    if !hold.wait(HOLD_WAIT) {
+        return None;
+    }
+    let parked_at = Instant::now();
+    // Holding a fill for a while is the arrangement itself, not a wait for
+    // something to happen.
+    std::thread::sleep(min_hold);
+    // Only one trap is armed at a time, and letting a trap go lets every
+    // earlier one go too: the look, then the fill's end.
+    let look = hooks.park(Trap::after_look(key));
+    let after_a_look = look.wait(look_for);
+    let fill = hooks.park(Trap::after_fill(key));
+    let held = parked_at.elapsed();
+    drop(look); // lets the fill (and the waiter that looked) go on
+    drop(hold);
+    let filled_in_time = fill.wait(GRACE);
+    let filled = Instant::now();
+    drop(fill);
+    filled_in_time.then_some(Released {
+        filled,
+        held,
+        after_a_look,
+    })
+}
+
+/// Fails unless all [`WAITERS`] readers returned (at the times given)
+/// within [`PROMPT`] of the fill.
+fn all_prompt(returned: &[Instant], released: &Released, key: &str) -> Outcome {
     let since_fill = |at: Instant| at.saturating_duration_since(released.filled);
-    let late = results
+    let late = returned
         .iter()
-        .filter(|(_, at)| since_fill(*at) > PROMPT)
+        .filter(|at| since_fill(**at) > PROMPT)
         .count()
-        + (WAITERS - results.len());
-    let slowest = results
+        + (WAITERS - returned.len());
+    let slowest = returned
         .iter()
-        .map(|(_, at)| since_fill(*at))
+        .map(|at| since_fill(*at))
         .max()
         .unwrap_or_default();
     ensure(late == 0, || {
@@ -660,10 +683,10 @@ fn waiters_round(
                 in_ms(released.held)
             )
         };
-        let slowest = if results.len() < WAITERS {
+        let slowest = if returned.len() < WAITERS {
             format!(
                 "{} had not returned {:?} after it",
-                WAITERS - results.len(),
+                WAITERS - returned.len(),
                 in_ms(since_fill(Instant::now()))
             )
         } else {
