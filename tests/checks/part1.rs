@@ -309,9 +309,10 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
     let key = user_key(1);
     // Evicted right after the reader's first look at the entry (a GET that
     // found it, or an EXISTS that said yes).
-    let looked = lab.hooks().park(Trap::after_look(&key));
-    let reader = spawn(&lab, what.clone(), move |lab| read(lab, 1));
-    if looked.wait(Duration::from_secs(5)) {
+    let (looked, reader) = start_trapped(&lab, Trap::after_look(&key), what.clone(), move |lab| {
+        read(lab, 1)
+    });
+    if looked.is_some() {
         lab.cache.delete(&key).map_err(setup)?;
     }
     drop(looked);
