@@ -339,12 +339,13 @@ pub fn readers<T: Send + 'static>(
     Ok(results)
 }
 
-/// Fails as a hang unless all `n` readers returned.
-pub fn all_returned<T>(results: &[T], n: usize) -> Outcome {
+/// Fails as a hang unless all `n` readers returned (within `limit`, as
+/// given to [`readers`]).
+pub fn all_returned<T>(results: &[T], n: usize, limit: Duration) -> Outcome {
     ensure(results.len() == n, || {
         Failure::Hang {
         observed: format!(
-            "{} of {n} concurrent readers had not returned after {BOUND:?}",
+            "{} of {n} concurrent readers had not returned after {limit:?}",
             n - results.len()
         ),
         hint: "waiters must wake up once the leader has filled the cache; never wait without a way out".into(),

@@ -203,7 +203,7 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
             "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
         )
     })?;
-    all_returned(&results, 50)?;
+    all_returned(&results, 50, limit)?;
     let wrong = results.iter().filter(|r| !matches!(r, Ok(None))).count();
     ensure(wrong == 0, || {
         let example = results
@@ -559,7 +559,8 @@ pub fn waiters_get_the_value_promptly(a: Subject) -> Outcome {
 
 /// What the conductor of a promptness round saw.
 struct Released {
-    /// When the holder's fill returned (or, failing that, was let go).
+    /// When the holder's fill had been done (it came back within [`GRACE`]
+    /// of its release, or the round has no `Released`).
     filled: Instant,
     /// How long the fill was held back.
     held: Duration,

@@ -8,9 +8,10 @@
 //! Never demanded: a marker in particular. An answer that compares the
 //! replica's replay position with the write's is as good. Nor a lease: a
 //! check looks whether one is held only to choose between two hints.
-//! Races are arranged with the hooks (a reader held before its replica read
-//! or its fill, an update held before its write or after its invalidation)
-//! and another process (an update made by another instance).
+//! Races are arranged with the hooks (a reader held before its replica read,
+//! its lease request or its fill, an update held before its write or after
+//! its invalidation) and another process (an update made by another
+//! instance).
 
 use cache_aside_lab::labkit::testkit::{self, CacheExt, DbExt, Function, Trap};
 use cache_aside_lab::{MARKER_TTL, user_key};

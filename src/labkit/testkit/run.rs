@@ -1,7 +1,8 @@
 //! One call of answer code on a thread of its own: bounded, parkable, and
-//! with a typed result. The grader's checks, the narration, and the child
-//! processes of [`remote`](super::remote) and [`herd`](super::herd) run
-//! answer code through here.
+//! with a typed result. The grader's checks, the narration and the child
+//! process of [`remote`](super::remote) run their calls of answer code
+//! through here; a herd of them ([`herd::release`](super::herd::release))
+//! catches its readers' panics with [`catch`].
 //!
 //! Answer code may be unfinished or wrong: a `todo!()`, a panic or a hang
 //! is a result like any other ([`Ran`]), never a crash of the caller, and
