@@ -14,9 +14,10 @@
 //! and, if it gets a spec, [`serve`]s it with the answers the spec names.
 //! The parent reads what came back once, as a [`Tally`].
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, mpsc};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -237,69 +238,104 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut children: Vec<Child> = Vec::new();
     let mut tails = Vec::new();
-    let mut drains = Vec::new();
     for i in 0..processes {
-        let mut child = Command::new(&exe)
-            .env(ENV, &json)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start a herd process: {e}"))?;
-        // Drained while the child runs: a child that writes more than a pipe
-        // holds (64 KiB) would otherwise block, and look as if it never
-        // reported. Only the last lines are kept, for the error message.
-        let stderr = BufReader::new(child.stderr.take().expect("piped"));
-        let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let kept = tail.clone();
-        drains.push(std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                if kept.len() == 5 {
-                    kept.pop_front();
-                }
-                kept.push_back(line);
+        match start(&exe, &json, i, tx.clone()) {
+            Ok((child, tail)) => {
+                children.push(child);
+                tails.push(tail);
             }
-        }));
-        tails.push(tail);
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                    let _ = tx.send((i, Some(message)));
-                }
+            Err(why) => {
+                stop(&mut children);
+                return Err(why);
             }
-            // End of output: the child has exited (or closed stdout).
-            let _ = tx.send((i, None));
-        });
-        children.push(child);
+        }
     }
     drop(tx);
     let outcome = conduct(&mut children, &rx, spec);
-    for child in &mut children {
+    stop(&mut children);
+    // The children are gone: their stderr has ended, and is read in full.
+    let tails: Vec<Vec<String>> = tails.into_iter().map(Tail::lines).collect();
+    let reports = outcome.map_err(|(i, why)| match tails.get(i) {
+        Some(tail) if !tail.is_empty() => {
+            format!("{why}; its stderr ended with: {}", tail.join(" | "))
+        }
+        _ => why,
+    })?;
+    Ok(Tally::of(&reports, spec.user_id))
+}
+
+/// Starts herd process `i`: each message it says arrives on `tx`, tagged
+/// with `i`, and `None` once its stdout has ended.
+fn start(
+    exe: &std::path::Path,
+    json: &str,
+    i: usize,
+    tx: mpsc::Sender<(usize, Option<Message>)>,
+) -> Result<(Child, Tail), String> {
+    let mut child = Command::new(exe)
+        .env(ENV, json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start a herd process: {e}"))?;
+    let tail = Tail::drain(child.stderr.take().expect("piped"));
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                let _ = tx.send((i, Some(message)));
+            }
+        }
+        // End of output: the child has exited (or closed stdout).
+        let _ = tx.send((i, None));
+    });
+    Ok((child, tail))
+}
+
+/// Kills the herd processes and waits for them.
+fn stop(children: &mut [Child]) {
+    for child in children {
         let _ = child.kill();
         let _ = child.wait();
     }
-    // The children are gone: their stderr has ended, and is read in full.
-    for drain in drains {
-        let _ = drain.join();
-    }
-    let reports = outcome.map_err(|(i, why)| {
-        let tail: Vec<String> = tails.get(i).map_or_else(Vec::new, |t| {
-            t.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect()
+}
+
+/// The last lines a herd process wrote to stderr, for an error message.
+struct Tail {
+    kept: Arc<Mutex<VecDeque<String>>>,
+    drain: std::thread::JoinHandle<()>,
+}
+
+impl Tail {
+    /// How many of the last lines are kept.
+    const LINES: usize = 5;
+
+    /// Reads `stderr` on a thread of its own while the process runs: a
+    /// process that writes more than a pipe holds (64 KiB) would otherwise
+    /// block, and look as if it never reported.
+    fn drain(stderr: ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let lines = BufReader::new(stderr).lines();
+        let keep = kept.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut keep = keep.lock().unwrap_or_else(|e| e.into_inner());
+                if keep.len() == Tail::LINES {
+                    keep.pop_front();
+                }
+                keep.push_back(line);
+            }
         });
-        if tail.is_empty() {
-            why
-        } else {
-            format!("{why}; its stderr ended with: {}", tail.join(" | "))
-        }
-    })?;
-    Ok(Tally::of(&reports, spec.user_id))
+        Tail { kept, drain }
+    }
+
+    /// The last lines, once the process is gone (its stderr has ended).
+    fn lines(self) -> Vec<String> {
+        let _ = self.drain.join();
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().cloned().collect()
+    }
 }
 
 /// Ready, go, reports. Err carries the index of the process at fault.
