@@ -6,8 +6,8 @@
 //! trap (if any), runs the call on a thread (see [`run`](super::run)), and
 //! speaks one JSON line per [`Message`] on its stdout: [`Message::Parked`]
 //! once the trap has caught the call (it then waits for `go` on its stdin,
-//! or to be killed), and [`Message::Done`] with what the call returned. A child that exits without
-//! saying `Done` is an error, never a result.
+//! or to be killed), and [`Message::Done`] with what the call returned. A
+//! child that exits without saying `Done` is an error, never a result.
 //!
 //! A binary that uses this calls [`call_from_env`] first thing in `main`
 //! and, if it gets a call, [`serve`]s it with the answers the call names.
