@@ -851,6 +851,29 @@ fn on_database(url: &str, database: &str) -> Option<String> {
     Some(format!("{base}/{database}{query}"))
 }
 
+/// The URL of a second database on `DATABASE_URL`'s server, created if it
+/// is not there yet.
+fn peer_database(url: &str) -> String {
+    const PEER: &str = "cache_aside_lab_peer";
+    let peer = on_database(url, PEER).expect("DATABASE_URL names a database");
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
+        .unwrap()
+        .is_some();
+    if !exists {
+        // Another run may create it at the same moment: either wins.
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {PEER}")) {
+            let raced = e.code().is_some_and(|c| {
+                c == &postgres::error::SqlState::DUPLICATE_DATABASE
+                    || c == &postgres::error::SqlState::UNIQUE_VIOLATION
+            });
+            assert!(raced, "cannot create the peer database: {e}");
+        }
+    }
+    peer
+}
+
 /// Two runs that share one Redis but live in two Postgres databases (or
 /// servers) never sweep each other: a run's liveness can be judged only in
 /// its own database, so a live run there must look alive from here too. The
@@ -874,24 +897,8 @@ fn labkit_a_live_run_on_another_database_is_never_swept() {
         testkit::finish();
         return;
     }
-    const PEER: &str = "cache_aside_lab_peer";
     let url = database_url();
-    let peer = on_database(&url, PEER).expect("DATABASE_URL names a database");
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
-        .unwrap()
-        .is_some();
-    if !exists {
-        // Another run may create it at the same moment: either wins.
-        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {PEER}")) {
-            let raced = e.code().is_some_and(|c| {
-                c == &postgres::error::SqlState::DUPLICATE_DATABASE
-                    || c == &postgres::error::SqlState::UNIQUE_VIOLATION
-            });
-            assert!(raced, "cannot create the peer database: {e}");
-        }
-    }
+    let peer = peer_database(&url);
     let exe = std::env::current_exe().unwrap();
     let name = "labkit_a_live_run_on_another_database_is_never_swept";
     let args = [name, "--exact", "--nocapture", "-q"];
