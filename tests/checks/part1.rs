@@ -264,19 +264,11 @@ pub fn hit_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
     let reading = format!("{}(user 1)", f.read_name);
     call_ok(&lab, reading.clone(), move |lab| read(lab, 1), HINT_FILL)?;
     let key = user_key(1);
-    let held = lab.hooks().park(Trap::before_fill(&key));
-    let mut reader = spawn(&lab, reading.clone(), move |lab| read(lab, 1));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut writes_on_a_hit = false;
-    while Instant::now() < deadline {
-        if held.wait(Duration::from_millis(10)) {
-            writes_on_a_hit = true;
-            break;
-        }
-        if reader.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let (held, reader) =
+        start_trapped(&lab, Trap::before_fill(&key), reading.clone(), move |lab| {
+            read(lab, 1)
+        });
+    let writes_on_a_hit = held.is_some();
     if writes_on_a_hit {
         let updating = format!("{}(user 1, {plan:?})", f.update_name);
         call_ok(
@@ -319,9 +311,10 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
     let key = user_key(1);
     // Evicted right after the reader's first look at the entry (a GET that
     // found it, or an EXISTS that said yes).
-    let looked = lab.hooks().park(Trap::after_look(&key));
-    let reader = spawn(&lab, what.clone(), move |lab| read(lab, 1));
-    if looked.wait(Duration::from_secs(5)) {
+    let (looked, reader) = start_trapped(&lab, Trap::after_look(&key), what.clone(), move |lab| {
+        read(lab, 1)
+    });
+    if looked.is_some() {
         lab.cache.delete(&key).map_err(setup)?;
     }
     drop(looked);

@@ -118,7 +118,7 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
             }
         },
     )?;
-    all_returned(&results, HERD)?;
+    all_returned(&results, HERD, BOUND)?;
     Ok(Herd {
         statements: lab.db.query_count(),
         concurrent: lab.hooks().peak_in_flight() > 1,

@@ -203,7 +203,7 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
             "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
         )
     })?;
-    all_returned(&results, 50)?;
+    all_returned(&results, 50, limit)?;
     let wrong = results.iter().filter(|r| !matches!(r, Ok(None))).count();
     ensure(wrong == 0, || {
         let example = results
@@ -290,26 +290,7 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
         // of the harness. What is left of the dead holder's lease says why.
         let lease = lease_left(&lab, &key);
         let _ = read.wait(Duration::ZERO); // closes the lab under the reader
-        return Err(match lease {
-            Some(left) => fail(
-                format!(
-                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, and the dead reader's lease was still there ({})",
-                    match left {
-                        Some(left) => format!("expiring in {left:?}"),
-                        None => "never expiring".into(),
-                    }
-                ),
-                "a read returns within LEASE_TTL + 1 s of the holder's death",
-                "a lease lasts LEASE_TTL, the most a dead holder may cost its waiters: taken for longer (a TTL meant for the value), a crash between lease and fill keeps every reader of the key waiting that long",
-            ),
-            None => fail(
-                format!(
-                    "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, although the dead reader's lease had expired"
-                ),
-                "a read returns within LEASE_TTL + 1 s of the holder's death",
-                "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
-            ),
-        });
+        return Err(still_waiting(lease, &key, limit));
     }
     let read = read.wait(Duration::ZERO)?;
     ensure(matches!(&read, Ok(Some(u)) if u.id == 1), || {
@@ -323,6 +304,31 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
             "once the lease expires, take it yourself and load the row",
         )
     })
+}
+
+/// Why a read was still waiting `limit` after the holder of `key`'s lease
+/// died, by what was left of that lease then (see [`lease_left`]).
+fn still_waiting(lease: Option<Option<Duration>>, key: &str, limit: Duration) -> Failure {
+    match lease {
+        Some(left) => fail(
+            format!(
+                "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, and the dead reader's lease was still there ({})",
+                match left {
+                    Some(left) => format!("expiring in {left:?}"),
+                    None => "never expiring".into(),
+                }
+            ),
+            "a read returns within LEASE_TTL + 1 s of the holder's death",
+            "a lease lasts LEASE_TTL, the most a dead holder may cost its waiters: taken for longer (a TTL meant for the value), a crash between lease and fill keeps every reader of the key waiting that long",
+        ),
+        None => fail(
+            format!(
+                "a reader in another process took the lease on {key}, read the row and died (killed by the grader); {limit:?} later a read here had not returned, although the dead reader's lease had expired"
+            ),
+            "a read returns within LEASE_TTL + 1 s of the holder's death",
+            "keep retrying try_lease while you wait: a dead holder's lease expires after LEASE_TTL",
+        ),
+    }
 }
 
 /// What is left of the lease labkit's `try_lease` keeps for `key`: `None`
@@ -462,8 +468,9 @@ pub fn redis_failing_update_is_an_error(a: Subject) -> Outcome {
 }
 
 /// Several processes read one cold user at once: exactly 1 statement in all.
-/// The herd processes are copies of this test binary (see `herd_main` in
-/// `tests/grader.rs`), each running the same answers' leased read.
+/// The herd processes are copies of this test binary, each running the same
+/// answers' leased read (the grader's `main` serves them first thing: see
+/// `herd::serve`).
 pub fn herd_across_processes(a: Subject) -> Outcome {
     let lab = lab()?;
     // A single read first, in this process: an unfinished answer fails here
@@ -478,41 +485,32 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
     lab.db.reset_counters();
     let spec = herd::Spec {
         space: lab.space_name().expect("isolated").to_string(),
-        read: a.name.to_string(),
+        answers: a.name.to_string(),
+        read: Function::GetUserProfileLeased,
         user_id: 1,
         threads: THREADS_PER_PROCESS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
     };
-    let reports = herd::run(&spec, PROCESSES).map_err(Failure::Setup)?;
-    let statements: u64 = reports.iter().map(|r| r.statements).sum();
-    let readings: Vec<&herd::Reading> = reports.iter().flat_map(|r| &r.readings).collect();
-    let readers = readings.len();
-    if let Some(herd::Reading::Panicked(panic)) = readings
-        .iter()
-        .find(|r| matches!(r, herd::Reading::Panicked(_)))
-    {
+    let herd = herd::run(&spec, PROCESSES).map_err(Failure::Setup)?;
+    let (statements, readers) = (herd.statements, herd.readers);
+    if let Some(panic) = herd.panic {
         return Err(fail(
             format!("a reader in a herd process {panic}"),
             "every reader returns Ok or Err, and never panics",
             "pass labkit's errors on with `?` rather than unwrap() or expect()",
         ));
     }
-    let wrong: Vec<&&herd::Reading> = readings
-        .iter()
-        .filter(|r| !matches!(r, herd::Reading::User(u) if u.id == 1))
-        .collect();
-    ensure(wrong.is_empty(), || {
-        fail(
+    if let Some(wrong) = herd.wrong {
+        return Err(fail(
             format!(
-                "{} of {readers} readers across {PROCESSES} processes did not get user 1 (e.g. {:?})",
-                wrong.len(),
-                wrong[0]
+                "{} of {readers} readers across {PROCESSES} processes did not get user 1 (e.g. {wrong:?})",
+                readers - herd.got,
             ),
             "every reader gets the user",
             "a waiter reads the value the lease holder filled",
-        )
-    })?;
+        ));
+    }
     ensure(statements == 1, || {
         fail(
             format!(
@@ -593,7 +591,8 @@ pub fn waiters_get_the_value_promptly(a: Subject) -> Outcome {
 
 /// What the conductor of a promptness round saw.
 struct Released {
-    /// When the holder's fill returned (or, failing that, was let go).
+    /// When the holder's fill had been done (it came back within [`GRACE`]
+    /// of its release, or the round has no `Released`).
     filled: Instant,
     /// How long the fill was held back.
     held: Duration,
@@ -611,8 +610,7 @@ fn waiters_round(
     let expected = seeded(lab, user_id)?;
     let key = user_key(user_id);
     let what = format!("get_user_profile_leased(user {user_id})");
-    let hooks = lab.hooks();
-    let hold = hooks.park(Trap::before_fill(&key));
+    let hold = lab.hooks().park(Trap::before_fill(&key));
     let mut released = None;
     let limit = HOLD_WAIT + min_hold + look_for + Duration::from_secs(2);
     let results = readers(
@@ -624,33 +622,7 @@ fn waiters_round(
             let read = (a.get_user_profile_leased)(lab, user_id);
             (read, Instant::now())
         },
-        || {
-            if !hold.wait(HOLD_WAIT) {
-                return;
-            }
-            let parked_at = Instant::now();
-            // Holding a fill for a while is the arrangement itself, not a
-            // wait for something to happen.
-            std::thread::sleep(min_hold);
-            // Only one trap is armed at a time, and letting a trap go lets
-            // every earlier one go too: the look, then the fill's end.
-            let look = hooks.park(Trap::after_look(&key));
-            let after_a_look = look.wait(look_for);
-            let fill = hooks.park(Trap::after_fill(&key));
-            let held = parked_at.elapsed();
-            drop(look); // lets the fill (and the waiter that looked) go on
-            drop(hold);
-            let filled_in_time = fill.wait(GRACE);
-            let filled = Instant::now();
-            drop(fill);
-            if filled_in_time {
-                released = Some(Released {
-                    filled,
-                    held,
-                    after_a_look,
-                });
-            }
-        },
+        || released = release_the_fill(lab, hold, &key, min_hold, look_for),
     )?;
     let Some(released) = released else {
         return Err(fail(
@@ -677,15 +649,59 @@ fn waiters_round(
             "a waiter reads the value the lease holder filled",
         )
     })?;
+    let returned: Vec<Instant> = results.iter().map(|(_, at)| *at).collect();
+    all_prompt(&returned, &released, &key)
+}
+
+/// The conductor of a promptness round: once the lease holder's fill of
+/// `key` is parked on `hold`, holds it `min_hold`, then lets it go right
+/// after a waiter has looked again and missed (or after `look_for`).
+/// `None` if no fill came within [`HOLD_WAIT`], or it did not end in time.
+fn release_the_fill(
+    lab: &Lab,
+    hold: Parked<'_>,
+    key: &str,
+    min_hold: Duration,
+    look_for: Duration,
+) -> Option<Released> {
+    let hooks = lab.hooks();
+    if !hold.wait(HOLD_WAIT) {
+        return None;
+    }
+    let parked_at = Instant::now();
+    // Holding a fill for a while is the arrangement itself, not a wait for
+    // something to happen.
+    std::thread::sleep(min_hold);
+    // Only one trap is armed at a time, and letting a trap go lets every
+    // earlier one go too: the look, then the fill's end.
+    let look = hooks.park(Trap::after_look(key));
+    let after_a_look = look.wait(look_for);
+    let fill = hooks.park(Trap::after_fill(key));
+    let held = parked_at.elapsed();
+    drop(look); // lets the fill (and the waiter that looked) go on
+    drop(hold);
+    let filled_in_time = fill.wait(GRACE);
+    let filled = Instant::now();
+    drop(fill);
+    filled_in_time.then_some(Released {
+        filled,
+        held,
+        after_a_look,
+    })
+}
+
+/// Fails unless all [`WAITERS`] readers returned (at the times given)
+/// within [`PROMPT`] of the fill.
+fn all_prompt(returned: &[Instant], released: &Released, key: &str) -> Outcome {
     let since_fill = |at: Instant| at.saturating_duration_since(released.filled);
-    let late = results
+    let late = returned
         .iter()
-        .filter(|(_, at)| since_fill(*at) > PROMPT)
+        .filter(|at| since_fill(**at) > PROMPT)
         .count()
-        + (WAITERS - results.len());
-    let slowest = results
+        + (WAITERS - returned.len());
+    let slowest = returned
         .iter()
-        .map(|(_, at)| since_fill(*at))
+        .map(|at| since_fill(*at))
         .max()
         .unwrap_or_default();
     ensure(late == 0, || {
@@ -700,10 +716,10 @@ fn waiters_round(
                 in_ms(released.held)
             )
         };
-        let slowest = if results.len() < WAITERS {
+        let slowest = if returned.len() < WAITERS {
             format!(
                 "{} had not returned {:?} after it",
-                WAITERS - results.len(),
+                WAITERS - returned.len(),
                 in_ms(since_fill(Instant::now()))
             )
         } else {
