@@ -159,6 +159,27 @@ pub fn stale_set_race_leaves_no_stale_value(a: Subject) -> Outcome {
 /// A herd of 50 on a missing user costs 1 statement; all get `Ok(None)`;
 /// absence is cached for at most ABSENT_TTL.
 pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
+    // On a machine so busy that the holder's fill lands after its lease may
+    // have expired, a second statement proves nothing: try again (twice).
+    let mut attempt = 1;
+    let (lab, results, limit) = loop {
+        let (lab, results, limit, late) = missing_user_herd(a)?;
+        if !(late && lab.db.query_count() > 1 && attempt < 3) {
+            break (lab, results, limit);
+        }
+        attempt += 1;
+    };
+    judge_missing_user_herd(&lab, &results, limit)
+}
+
+/// The lab, what the readers got, the herd's limit, and whether the
+/// holder's fill landed late.
+type MissingHerd = (Arc<Lab>, Vec<Result<Option<User>>>, Duration, bool);
+
+/// One herd of 50 leased reads of missing user 999, the holder held after
+/// its SELECT: the lab, what the readers got, the herd's limit, and whether
+/// the holder's fill landed later than LEASE_TTL after the herd started.
+fn missing_user_herd(a: Subject) -> std::result::Result<MissingHerd, Failure> {
     let lab = lab()?;
     // A single read first (user 998, also missing): an unfinished answer
     // fails here with its own message, once, rather than fifty times.
@@ -173,6 +194,8 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
     let base = lab.hooks().statements_started();
     let parked = lab.hooks().park(Trap::after_read());
     let hooks_lab = lab.clone();
+    let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let late_seen = late.clone();
     // Waiters may wait for the holder, but no longer than LEASE_TTL (plus
     // slack): whatever has been sent by then is what the herd cost.
     let limit = LEASE_TTL + Duration::from_secs(1);
@@ -183,12 +206,27 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
         limit,
         move |lab| (a.get_user_profile_leased)(lab, 999),
         move || {
+            let started = Instant::now();
             if parked.wait(limit) {
                 hooks_lab.hooks().wait_for_statements(base + 2, GRACE);
             }
+            let fill = hooks_lab.hooks().park(Trap::after_fill(&user_key(999)));
             drop(parked);
+            if fill.wait(LEASE_TTL) && started.elapsed() >= LEASE_TTL {
+                late_seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
         },
     )?;
+    let late = late.load(std::sync::atomic::Ordering::SeqCst);
+    Ok((lab, results, limit, late))
+}
+
+/// What a missing-user herd must have cost and returned.
+fn judge_missing_user_herd(
+    lab: &Lab,
+    results: &[Result<Option<User>>],
+    limit: Duration,
+) -> Outcome {
     let statements = lab.db.query_count();
     ensure(statements <= 1, || {
         fail(
@@ -203,7 +241,7 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
             "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
         )
     })?;
-    all_returned(&results, 50, limit)?;
+    all_returned(results, 50, limit)?;
     let wrong = results.iter().filter(|r| !matches!(r, Ok(None))).count();
     ensure(wrong == 0, || {
         let example = results
@@ -224,7 +262,7 @@ pub fn missing_user_herd_costs_one_statement(a: Subject) -> Outcome {
             "cache the absence too (fill_with_lease with None, ABSENT_TTL), and let waiters wait for the lease holder",
         )
     })?;
-    let (present, ttl) = cached(&lab, &user_key(999))?;
+    let (present, ttl) = cached(lab, &user_key(999))?;
     ensure(
         present && ttl.is_some_and(|t| !t.is_zero() && t <= ABSENT_TTL),
         || {

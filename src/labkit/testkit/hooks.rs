@@ -213,6 +213,7 @@ pub struct Hooks {
     fail_primary_reads: AtomicBool,
     fail_removals: AtomicBool,
     removals_failed: AtomicU64,
+    looks: AtomicU64,
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
@@ -266,6 +267,13 @@ impl Hooks {
     pub fn fail_every(&self, trap: Option<Trap>) {
         self.watched.store(true, Ordering::SeqCst);
         self.lock().failing = trap.map(|t| (t, false));
+    }
+
+    /// How many looks at cached values (`get_json`, `exists`) were made
+    /// since something was first parked or failed here: a sign that readers
+    /// are still making progress.
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Ordering::SeqCst)
     }
 
     /// How many removals [`Hooks::fail_removals`] has failed so far.
@@ -409,6 +417,9 @@ impl Hooks {
     pub(crate) fn cache_call(&self, phase: Phase, action: Action<'_>) -> Result<()> {
         if !self.watched.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        if matches!(action, Action::Look(_)) {
+            self.looks.fetch_add(1, Ordering::SeqCst);
         }
         self.maybe_park(phase, &action);
         let mut state = self.lock();
