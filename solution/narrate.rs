@@ -6,7 +6,7 @@ use std::time::Instant;
 use cache_aside_lab::labkit::testkit::{Answers, database_url, mask_password, redis_url};
 
 use crate::reference;
-use crate::scenario::{self, HERD, PROCESSES, SLOW, Seen, State, Step, THREADS};
+use crate::scenario::{self, HERD, PROCESSES, SLOW, Seen, State, Step, StepId, THREADS};
 
 /// What the narration can fail with: labkit's errors (services down), or
 /// a herd that could not start.
@@ -29,20 +29,19 @@ fn part_header(part: u8) -> String {
     }
 }
 
-/// The subheadings of the steps that come in pairs.
-fn group_header(number: &str) -> Option<String> {
-    match number {
-        "7" => Some(
-            "7. the stale-set race: a reader reads user 4, an update lands, then the reader fills"
-                .into(),
-        ),
-        "8" => Some(format!(
-            "8. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5"
+/// The subheadings of the steps that come in pairs (two rows under one
+/// number); `None` for a step of one row.
+fn group_header(id: StepId) -> Option<String> {
+    match id {
+        StepId::StaleSetRace => Some(format!(
+            "{id}. the stale-set race: a reader reads user 4, an update lands, then the reader fills"
         )),
-        "9" => Some(
-            "9. an update of user 1, then at once a read, while the replica still has the old row"
-                .into(),
-        ),
+        StepId::ProcessHerd => Some(format!(
+            "{id}. a cold herd across {PROCESSES} processes x {THREADS} threads on user 5"
+        )),
+        StepId::ReplicaLag => Some(format!(
+            "{id}. an update of user 1, then at once a read, while the replica still has the old row"
+        )),
         _ => None,
     }
 }
@@ -62,20 +61,20 @@ pub fn run() -> Outcome<()> {
     println!("Cache-aside with Postgres + Redis: the reference answers, narrated.");
     println!("{}\n", services_line(&space));
     let mut part = 0;
-    let mut group = "";
+    let mut group = None;
     for step in &steps {
-        if step.part != part {
+        if step.part() != part {
             if part != 0 {
                 println!();
             }
-            part = step.part;
+            part = step.part();
             println!("{}", part_header(part));
         }
-        if let Some(header) = group_header(step.number) {
-            if group != step.number {
+        if let Some(header) = group_header(step.id) {
+            if group != Some(step.id) {
                 println!("{header}");
             }
-            group = step.number;
+            group = Some(step.id);
             println!("     {}", narrated_pair(step));
             continue;
         }
@@ -86,12 +85,12 @@ pub fn run() -> Outcome<()> {
         let outcome = step.seen.described();
         println!(
             "{:>2}. {:<46} {outcome:<35} {statements:>3} statement{}",
-            step.number,
+            step.id,
             step.label,
             plural(statements)
         );
     }
-    if !steps.iter().any(|s| s.part == 4) {
+    if !steps.iter().any(|s| s.part() == 4) {
         println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
     println!(
@@ -101,11 +100,11 @@ pub fn run() -> Outcome<()> {
     Ok(())
 }
 
-/// The lines under "7." and "8.", as the narration has always shown them.
+/// The rows under "7.", "8." and "9.".
 fn narrated_pair(step: &Step) -> String {
-    match (&step.seen, step.number) {
-        (Seen::Got { shown, .. }, "7") => format!("{:<7} {shown}", step.label),
-        (Seen::Got { shown, state, .. }, "9") => {
+    match (&step.seen, step.id) {
+        (Seen::Got { shown, .. }, StepId::StaleSetRace) => format!("{:<7} {shown}", step.label),
+        (Seen::Got { shown, state, .. }, StepId::ReplicaLag) => {
             let verdict = if *state == Some(State::Stale) {
                 "STALE"
             } else {
@@ -137,25 +136,25 @@ pub fn compare() -> Outcome<()> {
         "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, whose TTL is out of\nits range, or whose herd is far slower than the reference's (a note under it says which).\n"
     );
     let mut part = 0;
-    let mut group = "";
+    let mut group = None;
     let mut differing = 0;
     for (mine, reference) in yours.iter().zip(&theirs) {
-        if mine.part != part {
+        if mine.part() != part {
             if part != 0 {
                 println!();
             }
-            part = mine.part;
+            part = mine.part();
             println!("{}", part_header(part));
         }
-        match group_header(mine.number) {
+        match group_header(mine.id) {
             Some(header) => {
-                if group != mine.number {
+                if group != Some(mine.id) {
                     println!("{header}");
                 }
-                group = mine.number;
+                group = Some(mine.id);
                 println!("   {}", mine.label);
             }
-            None => println!("{:>2}. {}", mine.number, mine.label),
+            None => println!("{:>2}. {}", mine.id, mine.label),
         }
         let notes = mine.notes(reference);
         let differs = mine.behaviour() != reference.behaviour() || !notes.is_empty();
@@ -170,7 +169,7 @@ pub fn compare() -> Outcome<()> {
             println!("    note       {note}");
         }
     }
-    if !theirs.iter().any(|s| s.part == 4) {
+    if !theirs.iter().any(|s| s.part() == 4) {
         println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
     println!(

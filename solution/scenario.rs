@@ -8,12 +8,13 @@
 //! its lab closed (so the stuck thread exits), and the next step starts on a
 //! fresh lab.
 
+use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
-use cache_aside_lab::labkit::testkit::{self, Answers, LabExt, Read, Trap, Update, herd};
+use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
+use cache_aside_lab::labkit::testkit::{self, Answers, Function, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
@@ -27,6 +28,8 @@ pub const PROCESSES: usize = 3;
 pub const THREADS: usize = 16;
 /// No call of the answers is waited for longer than this.
 const BOUND: Duration = Duration::from_secs(10);
+/// How long the race waits for its reader to reach the trap.
+const PARK_WAIT: Duration = Duration::from_secs(5);
 /// A herd is flagged when it took longer than the reference's by more than
 /// this, and more than [`SLOWER_TIMES`] as long (a clear margin, not a slow
 /// machine): every reader should have the value within this long of the
@@ -158,21 +161,20 @@ impl Step {
     /// herd sends "many" statements, a number that changes from run to run:
     /// only "one" or "many" counts there.
     pub fn behaviour(&self) -> String {
-        match (&self.seen, self.number) {
+        match (&self.seen, self.id) {
             (
                 Seen::Got {
                     shown, statements, ..
                 },
-                "6b",
+                StepId::PlainHerd,
             ) => format!("{shown} {}", if *statements > 1 { "many" } else { "one" }),
             (seen, _) => seen.behaviour(),
         }
     }
 
-    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
-    /// at once.
-    pub fn is_herd(&self) -> bool {
-        matches!(self.number, "6a" | "6b" | "8")
+    /// The Part it shows.
+    pub fn part(&self) -> u8 {
+        self.id.part()
     }
 
     /// What is off at this step besides its behaviour, one line each: a TTL
@@ -184,7 +186,7 @@ impl Step {
         };
         notes.extend(ttl.as_ref().and_then(|ttl| ttl.problem()));
         if let Seen::Got { wall: theirs, .. } = &reference.seen {
-            if self.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
+            if self.id.is_herd() && *wall > *theirs + SLOWER_BY && *wall > *theirs * SLOWER_TIMES {
                 notes.push(format!(
                     "{wall:.1?} against the reference's {theirs:.1?}: every reader of a herd should have the value within {SLOWER_BY:?} of the fill, not after a long sleep"
                 ));
@@ -194,13 +196,85 @@ impl Step {
     }
 }
 
-/// One step of the scenario.
+/// One step of the scenario, or one row of a step that has two (7, 8, 9).
 pub struct Step {
-    /// "1", "6a", …
-    pub number: &'static str,
-    pub part: u8,
+    pub id: StepId,
     pub label: String,
     pub seen: Seen,
+}
+
+/// Which step of the scenario: its number ("1" … "9") and its Part follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepId {
+    /// 1: a cold read of user 1.
+    ColdRead,
+    /// 2: the same read again, a hit.
+    Hit,
+    /// 3: an update of user 1.
+    Update,
+    /// 4: a read of user 1 after the update.
+    ReadAfterUpdate,
+    /// 5: a read of a missing user.
+    MissingUser,
+    /// 6a: a herd of single-flight readers.
+    SingleflightHerd,
+    /// 6b: a herd of plain Part 1 readers.
+    PlainHerd,
+    /// 7: the stale-set race, plain and leased.
+    StaleSetRace,
+    /// 8: a herd across processes, single-flight and leased.
+    ProcessHerd,
+    /// 9: an update then a read while the replica lags, plain and with a
+    /// marker.
+    ReplicaLag,
+}
+
+impl StepId {
+    /// "1", "6a", …: how the narration numbers it.
+    pub fn number(self) -> &'static str {
+        match self {
+            StepId::ColdRead => "1",
+            StepId::Hit => "2",
+            StepId::Update => "3",
+            StepId::ReadAfterUpdate => "4",
+            StepId::MissingUser => "5",
+            StepId::SingleflightHerd => "6a",
+            StepId::PlainHerd => "6b",
+            StepId::StaleSetRace => "7",
+            StepId::ProcessHerd => "8",
+            StepId::ReplicaLag => "9",
+        }
+    }
+
+    /// The Part it shows.
+    pub fn part(self) -> u8 {
+        match self {
+            StepId::ColdRead
+            | StepId::Hit
+            | StepId::Update
+            | StepId::ReadAfterUpdate
+            | StepId::MissingUser => 1,
+            StepId::SingleflightHerd | StepId::PlainHerd => 2,
+            StepId::StaleSetRace | StepId::ProcessHerd => 3,
+            StepId::ReplicaLag => 4,
+        }
+    }
+
+    /// The herds (6a, 6b and both rows of 8): many readers of one cold user
+    /// at once.
+    pub fn is_herd(self) -> bool {
+        matches!(
+            self,
+            StepId::SingleflightHerd | StepId::PlainHerd | StepId::ProcessHerd
+        )
+    }
+}
+
+/// Its number, padded as asked (`{:>2}`).
+impl fmt::Display for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.number())
+    }
 }
 
 /// The lab a scenario runs on; replaced when a step had to close it.
@@ -227,35 +301,23 @@ impl Env {
     }
 }
 
-/// Starts `f` on its own thread; its result (or its panic) and how long it
-/// took arrive on the receiver. The thread lets go of the lab before
-/// answering, so the lab's private space goes with the caller's last handle.
-fn start<T: Send + 'static>(
-    lab: &Arc<Lab>,
-    f: impl FnOnce(&Lab) -> T + Send + 'static,
-) -> mpsc::Receiver<(std::thread::Result<T>, Duration)> {
-    let (tx, rx) = mpsc::channel();
-    let lab = lab.clone();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&lab)));
-        drop(lab);
-        let _ = tx.send((out, started.elapsed()));
-    });
-    rx
-}
-
-/// Runs `f` on its own thread: its value, or what went wrong instead.
+/// Runs `f` on its own thread (see `testkit::run`): its value and how long
+/// it took, or what went wrong instead.
 fn bounded<T: Send + 'static>(
     env: &mut Env,
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> std::result::Result<(T, Duration), Seen> {
-    match start(&env.lab, f).recv_timeout(BOUND) {
-        Ok((Ok(value), wall)) => Ok((value, wall)),
-        Ok((Err(payload), _)) => Err(panicked(&*payload)),
-        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-            Err(env.replace().unwrap_or_else(hung))
-        }
+    let (ran, wall) = run::start(env.lab(), f).wait_timed(BOUND);
+    returned(env, ran).map(|value| (value, wall))
+}
+
+/// What a call returned, or what went wrong instead. A call that hung has
+/// left its lab closed: the next step starts on a fresh one.
+fn returned<T>(env: &mut Env, ran: Ran<T>) -> std::result::Result<T, Seen> {
+    match ran {
+        Ran::Returned(value) => Ok(value),
+        Ran::Panicked(panic) => Err(seen_panic(&panic)),
+        Ran::Hung => Err(env.replace().unwrap_or_else(hung)),
     }
 }
 
@@ -263,10 +325,6 @@ fn hung() -> Seen {
     Seen::Failed(format!(
         "did not return within {BOUND:?} (the next step starts on a fresh lab)"
     ))
-}
-
-fn panicked(payload: &(dyn std::any::Any + Send)) -> Seen {
-    seen_panic(&Panic::from_payload(payload))
 }
 
 /// A `todo!()` is "not written yet"; any other panic is a failure.
@@ -350,46 +408,59 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
         lab: Arc::new(Lab::isolated()?),
     };
     let space = env.lab().space_name().unwrap_or("shared").to_string();
-    let a = answers;
-    let mut steps = Vec::new();
-    let mut step = |number, part, label: &str, seen| {
-        steps.push(Step {
-            number,
-            part,
-            label: label.to_string(),
-            seen,
-        })
-    };
+    let mut steps = Steps(Vec::new());
+    part1(&mut env, answers, &mut steps);
+    part2(&mut env, answers, &mut steps);
+    part3(&mut env, answers, &mut steps);
+    if testkit::replica_url().is_ok() {
+        part4(&mut env, answers, &mut steps);
+    }
+    Ok((space, steps.0))
+}
 
+/// The steps observed so far.
+struct Steps(Vec<Step>);
+
+impl Steps {
+    fn push(&mut self, id: StepId, label: impl Into<String>, seen: Seen) {
+        self.0.push(Step {
+            id,
+            label: label.into(),
+            seen,
+        });
+    }
+}
+
+/// 1 to 5: a cold read, a hit, an update, a read after it, a missing user.
+fn part1(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |_, user| Ok((show(&user), None)),
     );
     let seen = with_ttl(seen, env.lab(), &user_key(1));
-    step(
-        "1",
-        1,
+    steps.push(
+        StepId::ColdRead,
         "cold read of user 1 (miss: Postgres, then fill)",
         seen,
     );
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |_, user| Ok((show(&user), None)),
     );
-    step("2", 1, "read user 1 again (hit)", seen);
+    steps.push(StepId::Hit, "read user 1 again (hit)", seen);
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.update_user_plan)(lab, 1, "enterprise"),
         |lab, ()| {
             let present = lab.cache.exists(&user_key(1))?;
             Ok((format!("user:1 cached: {present}"), None))
         },
     );
-    step("3", 1, "update_user_plan(1, \"enterprise\")", seen);
+    steps.push(StepId::Update, "update_user_plan(1, \"enterprise\")", seen);
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 1),
         |lab, user| {
             let truth = stored_plan(lab, 1)?;
@@ -398,61 +469,79 @@ pub fn observe(answers: &'static Answers) -> Outcome<(String, Vec<Step>)> {
             Ok((show(&user), Some(state)))
         },
     );
-    step("4", 1, "read user 1 after the update", seen);
+    steps.push(
+        StepId::ReadAfterUpdate,
+        "read user 1 after the update",
+        seen,
+    );
     let seen = counted(
-        &mut env,
+        env,
         move |lab| (a.get_user_profile)(lab, 999),
         |_, user| Ok((show(&user), None)),
     );
-    step("5", 1, "read missing user 999", seen);
+    steps.push(StepId::MissingUser, "read missing user 999", seen);
+}
 
+/// 6a and 6b: a herd of single-flight readers, then of plain ones.
+fn part2(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
     env.lab().hooks().slow_statements(SLOW);
-    let seen = herd_of(&mut env, 2, a.get_user_profile_singleflight);
-    step(
-        "6a",
-        2,
-        &format!("{HERD} concurrent cold reads, single-flight"),
+    let seen = herd_of(env, 2, a.get_user_profile_singleflight);
+    steps.push(
+        StepId::SingleflightHerd,
+        format!("{HERD} concurrent cold reads, single-flight"),
         seen,
     );
-    let seen = herd_of(&mut env, 3, a.get_user_profile);
-    step(
-        "6b",
-        2,
-        &format!("{HERD} concurrent cold reads, plain Part 1"),
+    let seen = herd_of(env, 3, a.get_user_profile);
+    steps.push(
+        StepId::PlainHerd,
+        format!("{HERD} concurrent cold reads, plain Part 1"),
         seen,
     );
     env.lab().hooks().slow_statements(Duration::ZERO);
+}
 
-    let seen = race(&mut env, a.get_user_profile, a.update_user_plan);
-    step("7", 3, "plain", seen);
-    let seen = race(
-        &mut env,
-        a.get_user_profile_leased,
-        a.update_user_plan_leased,
+/// 7 and 8: the stale-set race, plain and leased; a herd across processes,
+/// single-flight and leased.
+fn part3(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
+    let seen = race(env, a.get_user_profile, a.update_user_plan);
+    steps.push(StepId::StaleSetRace, "plain", seen);
+    let seen = race(env, a.get_user_profile_leased, a.update_user_plan_leased);
+    steps.push(StepId::StaleSetRace, "leased", seen);
+    let seen = processes(env, a, 5, Function::GetUserProfileSingleflight);
+    steps.push(
+        StepId::ProcessHerd,
+        "single-flight (a per-process lock)",
+        seen,
     );
-    step("7", 3, "leased", seen);
-    let seen = processes(&env, 5, &herd_read_name(a, "singleflight"));
-    step("8", 3, "single-flight (a per-process lock)", seen);
     let _ = env.lab().cache.delete(&user_key(5));
-    let seen = processes(&env, 5, &herd_read_name(a, "leased"));
-    step("8", 3, "leases (one holder across processes)", seen);
-    if testkit::replica_url().is_ok() {
-        // Plain cache-aside whose misses always read the replica: the
-        // catalogued mistake, shown before the fix.
-        let seen = replica_step(
-            &mut env,
-            a.update_user_plan,
-            crate::always_reads_the_replica::get_user_profile_replicated,
-        );
-        step("9", 4, "plain: write, invalidate, read the replica", seen);
-        let seen = replica_step(
-            &mut env,
-            a.update_user_plan_replicated,
-            a.get_user_profile_replicated,
-        );
-        step("9", 4, "with a marker", seen);
-    }
-    Ok((space, steps))
+    let seen = processes(env, a, 5, Function::GetUserProfileLeased);
+    steps.push(
+        StepId::ProcessHerd,
+        "leases (one holder across processes)",
+        seen,
+    );
+}
+
+/// 9: an update, then a read while the replica lags; plain cache-aside
+/// whose misses always read the replica (the catalogued mistake, shown
+/// before the fix), then the answers' own.
+fn part4(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
+    let seen = replica_step(
+        env,
+        a.update_user_plan,
+        crate::always_reads_the_replica::get_user_profile_replicated,
+    );
+    steps.push(
+        StepId::ReplicaLag,
+        "plain: write, invalidate, read the replica",
+        seen,
+    );
+    let seen = replica_step(
+        env,
+        a.update_user_plan_replicated,
+        a.get_user_profile_replicated,
+    );
+    steps.push(StepId::ReplicaLag, "with a marker", seen);
 }
 
 /// Part 4: update user 1's plan, then read it at once, while the replica
@@ -537,7 +626,7 @@ fn herd_of(env: &mut Env, user_id: i32, read: Read) -> Seen {
         match run.outcome {
             Ok(Ok(user)) => got += usize::from(user.is_some_and(|u| u.id == user_id)),
             Ok(Err(e)) => return Seen::Failed(format!("a reader got Err({e})")),
-            Err(payload) => return panicked(&*payload),
+            Err(panic) => return seen_panic(&panic),
         }
     }
     Seen::Got {
@@ -566,36 +655,34 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     };
     lab.db.reset_counters();
     let started = Instant::now();
-    let parked = lab.hooks().park(Trap::after_read());
-    let rx = start(&lab, move |lab| read(lab, 4));
     // Wait until the reader is held after its SELECT, or has finished
     // without one (an unfinished answer, say).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut early = None;
-    while !parked.wait(Duration::from_millis(10)) && Instant::now() < deadline {
-        if let Ok((out, _)) = rx.try_recv() {
-            early = Some(out);
-            break;
+    let held = run::start_parked(&lab, Trap::after_read(), PARK_WAIT, move |lab| read(lab, 4));
+    let (parked, reader) = match held {
+        Start::Parked(parked, reader) | Start::Late(parked, reader) => (parked, reader),
+        Start::Finished(reader) => {
+            return match returned(env, reader.wait(BOUND)) {
+                Err(seen) => seen,
+                Ok(Err(e)) => Seen::Failed(format!("the read returned Err({e})")),
+                Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
+            };
+        }
+    };
+    let updated = run::start(&lab, move |lab| update(lab, 4, plan)).wait(BOUND);
+    drop(parked);
+    let read = reader.wait(BOUND);
+    let wall = started.elapsed();
+    // A call that hung has closed the lab: whatever is told, the next step
+    // starts on a fresh one.
+    if matches!(updated, Ran::Hung) || matches!(read, Ran::Hung) {
+        if let Some(no_lab) = env.replace() {
+            return no_lab;
         }
     }
-    if let Some(out) = early {
-        drop(parked);
-        return match out {
-            Err(payload) => panicked(&*payload),
-            Ok(Err(e)) => Seen::Failed(format!("the read returned Err({e})")),
-            Ok(Ok(_)) => Seen::Failed("the cold read sent no query to Postgres".into()),
-        };
-    }
-    let updated = start(&lab, move |lab| update(lab, 4, plan))
-        .recv_timeout(BOUND)
-        .map(|(out, _)| out);
-    drop(parked);
-    let read = rx.recv_timeout(BOUND).map(|(out, _)| out);
-    let wall = started.elapsed();
     match (updated, read) {
-        (Ok(Err(payload)), _) | (_, Ok(Err(payload))) => return panicked(&*payload),
-        (Ok(Ok(Err(e))), _) => return Seen::Failed(format!("the update returned Err({e})")),
-        (Err(_), _) | (_, Err(_)) => return env.replace().unwrap_or_else(hung),
+        (Ran::Panicked(panic), _) | (_, Ran::Panicked(panic)) => return seen_panic(&panic),
+        (Ran::Returned(Err(e)), _) => return Seen::Failed(format!("the update returned Err({e})")),
+        (Ran::Hung, _) | (_, Ran::Hung) => return hung(),
         _ => {}
     }
     let statements = lab.db.query_count();
@@ -621,60 +708,38 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     }
 }
 
-/// The name a herd process of this binary resolves with [`herd_read`].
-fn herd_read_name(answers: &Answers, read: &str) -> String {
-    format!("{} {read}", answers.name)
-}
-
-/// The read a herd process runs: `"<answers> singleflight"` or `"<answers> leased"`.
-pub fn herd_read(name: &str, all: &[&'static Answers]) -> Option<Read> {
-    let (answers, read) = name.rsplit_once(' ')?;
-    let answers = all.iter().find(|a| a.name == answers)?;
-    match read {
-        "singleflight" => Some(answers.get_user_profile_singleflight),
-        "leased" => Some(answers.get_user_profile_leased),
-        _ => None,
-    }
-}
-
-/// `PROCESSES` herd processes of this binary on a cold user: the statements
-/// they sent in all.
-fn processes(env: &Env, user_id: i32, read: &str) -> Seen {
+/// `PROCESSES` herd processes of this binary, each running `read` of
+/// `answers` on a cold user: the statements they sent in all.
+fn processes(env: &Env, answers: &Answers, user_id: i32, read: Function) -> Seen {
     let lab = env.lab();
     let spec = herd::Spec {
         space: lab.space_name().expect("isolated").to_string(),
-        read: read.to_string(),
+        answers: answers.name.to_string(),
+        read,
         user_id,
         threads: THREADS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
     };
     let started = Instant::now();
-    let reports = match herd::run(&spec, PROCESSES) {
-        Ok(reports) => reports,
+    let herd = match herd::run(&spec, PROCESSES) {
+        Ok(herd) => herd,
         Err(why) => return Seen::Failed(format!("the herd did not run: {why}")),
     };
     let wall = started.elapsed();
-    let readings: Vec<&herd::Reading> = reports.iter().flat_map(|r| &r.readings).collect();
-    if let Some(herd::Reading::Panicked(panic)) = readings
-        .iter()
-        .find(|r| matches!(r, herd::Reading::Panicked(_)))
-    {
+    if let Some(panic) = &herd.panic {
         return match seen_panic(panic) {
             Seen::Failed(why) => Seen::Failed(format!("a reader {why}")),
             seen => seen,
         };
     }
-    let got = readings
-        .iter()
-        .filter(|r| matches!(r, herd::Reading::User(u) if u.id == user_id))
-        .count();
-    let statements: u64 = reports.iter().map(|r| r.statements).sum();
+    let statements = herd.statements;
     Seen::Got {
         shown: format!(
-            "{statements} statement{}, {got}/{} got user {user_id}",
+            "{statements} statement{}, {}/{} got user {user_id}",
             if statements == 1 { "" } else { "s" },
-            readings.len()
+            herd.got,
+            herd.readers
         ),
         statements,
         state: None,

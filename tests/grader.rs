@@ -80,9 +80,15 @@ lab! {
         part2_all_fifty_concurrent_readers_get_the_user = part2::herd_all_get_the_user,
             "... and every one of them gets the user";
         part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone = part2::herd_all_get_the_user_when_the_fill_is_gone,
-            "... also when the first fill is evicted before the others look";
+            "... also when the first fill is evicted as the others look; a refused fill never reads as `None`";
         part2_a_slow_fill_of_one_key_does_not_delay_another_key = part2::other_keys_are_not_delayed,
             "a slow user never holds up any of 64 others";
+        part2_a_hit_during_an_update_leaves_nothing_stale = part2::hit_during_update_leaves_nothing_stale,
+            "a hit never puts back a copy that an update has just removed, as in Part 1";
+        part2_a_user_created_after_a_miss_shows_up_within_absent_ttl = part2::created_user_shows_up_within_absent_ttl,
+            "absence may be remembered, for `ABSENT_TTL` at most, as in Part 1";
+        part2_a_write_by_another_process_is_seen_by_the_next_read = part2::write_by_another_process_is_seen,
+            "no copy in process memory hides another process's update, as in Part 1";
     }
     part 3 "leases" Optional {
         part3_leased_reads_fill_hit_and_miss = part3::leased_reads_behave_like_part1,
@@ -93,6 +99,10 @@ lab! {
             "reader held up after its SELECT, update, resume: nothing stale, and the reader still gets its row";
         part3_a_read_during_a_leased_update_leaves_nothing_stale = part3::read_during_update_leaves_nothing_stale,
             "a read while the leased UPDATE is held up leaves nothing stale behind";
+        part3_a_hit_during_a_leased_update_leaves_nothing_stale = part3::hit_during_update_leaves_nothing_stale,
+            "a hit never puts back a copy that an update has just removed";
+        part3_two_overlapping_updates_leave_nothing_stale = part3::overlapping_updates_leave_nothing_stale,
+            "an update that refreshes the cache itself never lands its value over a later update's";
         part3_a_herd_across_three_processes_sends_one_statement = part3::herd_across_processes,
             "3 processes x 16 threads on a cold user: 1 statement in all";
         part3_a_herd_on_a_missing_user_sends_one_statement = part3::missing_user_herd_costs_one_statement,

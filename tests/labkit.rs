@@ -1,8 +1,9 @@
 //! labkit's own promises, independent of the learner's answers: they pass on
 //! the stubs as shipped. Failing fast with a useful line, a busy pool told
 //! apart from a service that is down, isolation that cleans up (even after
-//! SIGKILL), counting, bad input, corrupt cache entries, leases and the
-//! key-lock map.
+//! SIGKILL), counting, bad input, corrupt cache entries, leases, the
+//! key-lock map, the test hooks, and answer code run bounded and parked
+//! (`testkit::run`).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -850,6 +851,29 @@ fn on_database(url: &str, database: &str) -> Option<String> {
     Some(format!("{base}/{database}{query}"))
 }
 
+/// The URL of a second database on `DATABASE_URL`'s server, created if it
+/// is not there yet.
+fn peer_database(url: &str) -> String {
+    const PEER: &str = "cache_aside_lab_peer";
+    let peer = on_database(url, PEER).expect("DATABASE_URL names a database");
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
+        .unwrap()
+        .is_some();
+    if !exists {
+        // Another run may create it at the same moment: either wins.
+        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {PEER}")) {
+            let raced = e.code().is_some_and(|c| {
+                c == &postgres::error::SqlState::DUPLICATE_DATABASE
+                    || c == &postgres::error::SqlState::UNIQUE_VIOLATION
+            });
+            assert!(raced, "cannot create the peer database: {e}");
+        }
+    }
+    peer
+}
+
 /// Two runs that share one Redis but live in two Postgres databases (or
 /// servers) never sweep each other: a run's liveness can be judged only in
 /// its own database, so a live run there must look alive from here too. The
@@ -873,24 +897,8 @@ fn labkit_a_live_run_on_another_database_is_never_swept() {
         testkit::finish();
         return;
     }
-    const PEER: &str = "cache_aside_lab_peer";
     let url = database_url();
-    let peer = on_database(&url, PEER).expect("DATABASE_URL names a database");
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
-        .unwrap()
-        .is_some();
-    if !exists {
-        // Another run may create it at the same moment: either wins.
-        if let Err(e) = admin.batch_execute(&format!("CREATE DATABASE {PEER}")) {
-            let raced = e.code().is_some_and(|c| {
-                c == &postgres::error::SqlState::DUPLICATE_DATABASE
-                    || c == &postgres::error::SqlState::UNIQUE_VIOLATION
-            });
-            assert!(raced, "cannot create the peer database: {e}");
-        }
-    }
+    let peer = peer_database(&url);
     let exe = std::env::current_exe().unwrap();
     let name = "labkit_a_live_run_on_another_database_is_never_swept";
     let args = [name, "--exact", "--nocapture", "-q"];
@@ -936,4 +944,58 @@ fn labkit_a_live_run_on_another_database_is_never_swept() {
             mask_password(holder_url)
         );
     }
+}
+
+/// `testkit::run`, the one way answer code is run: a call that returns,
+/// panics or hangs is told as such within its bound (a hang closes the lab,
+/// so that the stuck call's next labkit call fails); a trap armed before a
+/// call holds it there, or the call finishes without reaching it, or
+/// neither happens within the wait.
+#[test]
+fn labkit_run_tells_returned_panicked_hung_and_parked() {
+    use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
+    let lab = std::sync::Arc::new(lab());
+    let bound = Duration::from_secs(5);
+    assert!(matches!(
+        run::start(&lab, |_| 7).wait(bound),
+        Ran::Returned(7)
+    ));
+    match run::start(&lab, |_| -> i32 { panic!("on purpose") }).wait(bound) {
+        Ran::Panicked(panic) => assert_eq!(panic.message, "on purpose"),
+        other => panic!("a panic was told as {other:?}"),
+    }
+    let select = |lab: &Lab| lab.db.query_opt("SELECT 1", &[]).map(|row| row.is_some());
+    match run::start_parked(&lab, Trap::after_read(), bound, select) {
+        Start::Parked(parked, mut running) => {
+            assert!(!running.finished_within(Duration::from_millis(50)));
+            drop(parked);
+            assert!(matches!(running.wait(bound), Ran::Returned(Ok(true))));
+        }
+        _ => panic!("a call that reads was not held after its read"),
+    }
+    let none = run::start_parked(&lab, Trap::before_write(), bound, |_| 1);
+    assert!(matches!(none, Start::Finished(_)), "finished, no write");
+    let slow = |_: &Lab| std::thread::sleep(Duration::from_secs(1));
+    match run::start_parked(&lab, Trap::before_write(), Duration::from_millis(50), slow) {
+        Start::Late(parked, running) => {
+            drop(parked);
+            assert!(matches!(running.wait(bound), Ran::Returned(())));
+        }
+        _ => panic!("a call still sleeping was not told late"),
+    }
+    let stuck = |lab: &Lab| {
+        while lab.db.query_opt("SELECT 1", &[]).is_ok() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let started = Instant::now();
+    assert!(matches!(
+        run::start(&lab, stuck).wait(Duration::from_millis(200)),
+        Ran::Hung
+    ));
+    assert!(started.elapsed() < bound);
+    assert!(matches!(
+        lab.db.query_opt("SELECT 1", &[]),
+        Err(Error::Closed)
+    ));
 }

@@ -35,6 +35,7 @@ mod python_lock_map;
 mod returning_and_jitter;
 mod singleflight_by_lease;
 mod try_lock_polling;
+mod update_refills_through_a_lease;
 
 /// `part N: file { functions it defines };`
 macro_rules! catalogue {
@@ -63,6 +64,7 @@ catalogue! {
     part 2: try_lock_polling { get_user_profile_singleflight };
     part 2: singleflight_by_lease { get_user_profile_singleflight };
     part 3: lease_backoff_local_lock { get_user_profile_leased };
+    part 3: update_refills_through_a_lease { update_user_plan_leased };
     part 4: lsn_check { get_user_profile_replicated, update_user_plan_replicated };
     part 4: marker_after_the_write { update_user_plan_replicated };
 }

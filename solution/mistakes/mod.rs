@@ -31,9 +31,11 @@ mod absence_cached_for_a_minute;
 mod absence_cached_for_cache_ttl;
 mod absence_never_cached;
 mod absence_remembered_in_process;
+mod absence_ttl_with_jitter;
 mod always_reads_the_primary;
 mod always_reads_the_replica;
 mod backoff_without_a_cap;
+mod double_check_exists_then_get;
 mod exists_then_get;
 mod fill_error_reads_as_none;
 mod fill_ignores_lease;
@@ -43,10 +45,12 @@ mod hit_refreshes_the_ttl;
 mod invalidates_before_writing;
 mod invalidates_the_wrong_key;
 mod leader_never_fills;
+mod lease_error_read_as_busy;
 mod lease_taken_for_cache_ttl;
 mod leased_fill_ttl_in_milliseconds;
 mod leased_postgres_error_reads_as_none;
 mod leased_update_invalidates_first;
+mod leased_update_refills_with_set;
 mod lock_dropped_before_query;
 mod lock_released_before_fill;
 mod lock_striped_by_id;
@@ -72,7 +76,9 @@ mod replicated_read_hides_postgres_errors;
 mod replicated_update_deletes_value_not_lease;
 mod replicated_update_ignores_failed_invalidation;
 mod replicated_update_invalidates_first;
+mod singleflight_absence_cached_for_cache_ttl;
 mod singleflight_fill_error_reads_as_none;
+mod singleflight_memo_in_process;
 mod singleflight_without_lock;
 mod sql_built_with_format;
 mod ttl_far_above_cache_ttl;
@@ -82,6 +88,7 @@ mod update_deletes_value_not_lease;
 mod update_error_swallowed;
 mod update_ignores_failed_delete;
 mod update_never_invalidates;
+mod update_skipped_when_plan_unchanged;
 mod update_swallows_failed_invalidation;
 mod waiters_return_none;
 mod waiters_skip_to_postgres;
@@ -145,6 +152,10 @@ catalogue! {
         "a fill that failed does not make the user missing";
     hit_refreshes_the_ttl::get_user_profile => [part1_a_hit_during_an_update_leaves_nothing_stale],
         "a hit has nothing to write";
+    absence_ttl_with_jitter::get_user_profile => [part1_a_user_created_after_a_miss_shows_up_within_absent_ttl],
+        "no jitter above it";
+    update_skipped_when_plan_unchanged::update_user_plan => [part1_an_update_whose_invalidation_fails_returns_an_err],
+        "even one that changed no row";
     sql_built_with_format::update_user_plan => [part1_hostile_plans_are_rejected_or_stored_verbatim_never_executed],
         "pass the plan as a parameter ($1)";
     update_error_swallowed::update_user_plan => [part1_a_plan_outside_the_check_constraint_is_an_error],
@@ -167,6 +178,12 @@ catalogue! {
         "a fill that failed does not make the user missing";
     lock_striped_by_id::get_user_profile_singleflight => [part2_a_slow_fill_of_one_key_does_not_delay_another_key],
         "a lock shared by several keys";
+    double_check_exists_then_get::get_user_profile_singleflight => [part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone],
+        "read it once with get_json";
+    singleflight_memo_in_process::get_user_profile_singleflight => [part2_a_write_by_another_process_is_seen_by_the_next_read],
+        "keep cached users in Redis only";
+    singleflight_absence_cached_for_cache_ttl::get_user_profile_singleflight => [part2_a_user_created_after_a_miss_shows_up_within_absent_ttl],
+        "for ABSENT_TTL at most";
     waiters_return_none::get_user_profile_singleflight => [part2_all_fifty_concurrent_readers_get_the_user],
         "never gives up with None";
     fill_ignores_lease::get_user_profile_leased => [part3_the_stale_set_race_leaves_no_stale_value],
@@ -183,6 +200,10 @@ catalogue! {
         "keep retrying try_lease";
     backoff_without_a_cap::get_user_profile_leased => [part3_waiters_get_the_value_within_500_ms_of_the_fill],
         "capped well under 500 ms";
+    lease_error_read_as_busy::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
+        "is not somebody else holding the lease";
+    leased_update_refills_with_set::update_user_plan_leased => [part3_two_overlapping_updates_leave_nothing_stale],
+        "fill only through a lease";
     only_the_look_falls_back::get_user_profile_leased => [part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres],
         "every cache call can fail, not only the first";
     read_fails_when_redis_fails::get_user_profile_leased => [part3_with_redis_failing_a_read_is_served_from_postgres],

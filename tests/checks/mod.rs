@@ -21,10 +21,10 @@ pub mod part4;
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
+use cache_aside_lab::labkit::testkit::run::{self, Ran, Running, Start};
 use cache_aside_lab::labkit::testkit::{Answers, Function, LabExt, Parked, Trap, herd, remote};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User};
@@ -189,13 +189,15 @@ pub fn cache_ttl_range() -> String {
 /// What a call that panicked should have done instead.
 const RETURNS: &str = "it returns Ok or Err, and never panics";
 
-/// Learner code running on its own thread, so that a check can wait for it
-/// with a bound, and so that a hang fails the check instead of the run.
+/// How long a check waits for learner code to reach a trap it armed.
+const PARK_WAIT: Duration = Duration::from_secs(5);
+
+/// Learner code running on its own thread (see `testkit::run`), so that a
+/// check can wait for it with a bound, and so that a hang fails the check
+/// instead of the run.
 pub struct Pending<T> {
     what: String,
-    lab: Arc<Lab>,
-    rx: mpsc::Receiver<std::thread::Result<T>>,
-    done: Option<std::thread::Result<T>>,
+    running: Running<T>,
 }
 
 pub fn spawn<T: Send + 'static>(
@@ -203,66 +205,67 @@ pub fn spawn<T: Send + 'static>(
     what: impl Into<String>,
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> Pending<T> {
-    let (tx, rx) = mpsc::channel();
-    let thread_lab = lab.clone();
-    std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&thread_lab)));
-        // Let go of the lab before answering: the check may drop its own
-        // handle and the process exit at once, and the lab's private space
-        // is dropped with the last handle.
-        drop(thread_lab);
-        let _ = tx.send(result);
-    });
     Pending {
         what: what.into(),
-        lab: lab.clone(),
-        rx,
-        done: None,
+        running: run::start(lab, f),
     }
 }
 
 impl<T> Pending<T> {
     /// Waits up to `timeout`. A panic in learner code (such as `todo!()`)
-    /// becomes [`Failure::Panicked`] with the learner's own message.
-    pub fn wait(mut self, timeout: Duration) -> std::result::Result<T, Failure> {
-        let received = match self.done.take() {
-            Some(result) => Ok(result),
-            None => self.rx.recv_timeout(timeout),
-        };
-        match received {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(payload)) => Err(panicked(&self.what, &*payload)),
-            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                // Make the stuck thread's next labkit call fail, so it exits.
-                self.lab.hooks().close();
-                Err(Failure::Hang {
-                    observed: format!("{} did not return within {timeout:?}", self.what),
-                    hint: "look for a lock taken twice on one thread, or a wait for a value nobody will write".into(),
-                })
-            }
+    /// becomes [`Failure::Panicked`] with the learner's own message; a hang
+    /// becomes [`Failure::Hang`], and closes the lab so that the stuck
+    /// thread's next labkit call fails and it exits.
+    pub fn wait(self, timeout: Duration) -> std::result::Result<T, Failure> {
+        match self.running.wait(timeout) {
+            Ran::Returned(value) => Ok(value),
+            Ran::Panicked(panic) => Err(panicked(&self.what, panic)),
+            Ran::Hung => Err(Failure::Hang {
+                observed: format!("{} did not return within {timeout:?}", self.what),
+                hint: "look for a lock taken twice on one thread, or a wait for a value nobody will write".into(),
+            }),
         }
     }
 
     /// Whether it has finished, waiting at most `timeout` (it keeps running).
     pub fn finishes_within(&mut self, timeout: Duration) -> bool {
-        if self.done.is_none() {
-            self.done = self.rx.recv_timeout(timeout).ok();
-        }
-        self.done.is_some()
+        self.running.finished_within(timeout)
     }
 }
 
-fn panicked(what: &str, payload: &(dyn std::any::Any + Send)) -> Failure {
+fn panicked(what: &str, panic: Panic) -> Failure {
     Failure::Panicked {
         call: what.to_string(),
-        panic: Panic::from_payload(payload),
+        panic,
         expected: RETURNS.into(),
     }
 }
 
-/// Arms `trap`, starts `f` on its own thread, and waits until `f` is parked
-/// on it. If `f` finishes without sending a matching statement, that is the
-/// learner's mistake: fails with `missing`.
+/// Arms `trap`, starts `f` on its own thread, and waits (a few seconds at
+/// most) until `f` is parked on it: then the trap comes back with it.
+/// `None` if `f` finished without reaching the trap, or did not reach it in
+/// time; the trap is then disarmed.
+pub fn start_trapped<'a, T: Send + 'static>(
+    lab: &'a Arc<Lab>,
+    trap: Trap,
+    what: impl Into<String>,
+    f: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> (Option<Parked<'a>>, Pending<T>) {
+    let what = what.into();
+    let (parked, running) = match run::start_parked(lab, trap, PARK_WAIT, f) {
+        Start::Parked(parked, running) => (Some(parked), running),
+        Start::Finished(running) => (None, running),
+        Start::Late(parked, running) => {
+            drop(parked);
+            (None, running)
+        }
+    };
+    (parked, Pending { what, running })
+}
+
+/// [`start_trapped`], where reaching the trap is required: if `f` does not
+/// (it finishes without sending a matching statement, say), that is the
+/// learner's mistake, and the check fails with `missing`.
 pub fn start_parked<'a, T: Send + 'static>(
     lab: &'a Arc<Lab>,
     trap: Trap,
@@ -270,22 +273,13 @@ pub fn start_parked<'a, T: Send + 'static>(
     f: impl FnOnce(&Lab) -> T + Send + 'static,
     missing: impl FnOnce() -> Failure,
 ) -> std::result::Result<(Parked<'a>, Pending<T>), Failure> {
-    let parked = lab.hooks().park(trap);
-    let mut pending = spawn(lab, what, f);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if parked.wait(Duration::from_millis(10)) {
-            return Ok((parked, pending));
-        }
-        if pending.finishes_within(Duration::ZERO) && !parked.is_parked() {
-            drop(parked);
+    match start_trapped(lab, trap, what, f) {
+        (Some(parked), pending) => Ok((parked, pending)),
+        (None, pending) => {
             let _ = pending.wait(BOUND)?; // a panic such as todo!() comes first
-            return Err(missing());
+            Err(missing())
         }
     }
-    drop(parked);
-    let _ = pending.wait(BOUND)?;
-    Err(missing())
 }
 
 /// Calls learner code with the standard bound.
@@ -336,21 +330,22 @@ pub fn readers<T: Send + 'static>(
     for run in runs {
         match run.outcome {
             Ok(value) => results.push(value),
-            Err(payload) => {
+            Err(panic) => {
                 lab.hooks().close();
-                return Err(panicked(what, &*payload));
+                return Err(panicked(what, panic));
             }
         }
     }
     Ok(results)
 }
 
-/// Fails as a hang unless all `n` readers returned.
-pub fn all_returned<T>(results: &[T], n: usize) -> Outcome {
+/// Fails as a hang unless all `n` readers returned (within `limit`, as
+/// given to [`readers`]).
+pub fn all_returned<T>(results: &[T], n: usize, limit: Duration) -> Outcome {
     ensure(results.len() == n, || {
         Failure::Hang {
         observed: format!(
-            "{} of {n} concurrent readers had not returned after {BOUND:?}",
+            "{} of {n} concurrent readers had not returned after {limit:?}",
             n - results.len()
         ),
         hint: "waiters must wake up once the leader has filled the cache; never wait without a way out".into(),
@@ -414,4 +409,29 @@ pub fn remote_result(
             expected: RETURNS.into(),
         }),
     }
+}
+
+/// Runs a cold read of `key`'s user and looks at `key` the moment its fill
+/// has landed (the reader held right after it), so that what the fill left
+/// is seen before any TTL, however short, runs out on a busy machine.
+/// Returns the read's result and `(present, ttl)` from that moment, or, if
+/// the read never filled `key`, from after it.
+pub fn read_and_look_at_the_fill<T: Send + 'static>(
+    lab: &Arc<Lab>,
+    key: &str,
+    what: impl Into<String>,
+    read: impl FnOnce(&Lab) -> T + Send + 'static,
+) -> std::result::Result<(T, (bool, Option<Duration>)), Failure> {
+    let (filled, reader) = start_trapped(lab, Trap::after_fill(key), what, read);
+    let seen = match &filled {
+        Some(_) => Some(cached(lab, key)?),
+        None => None,
+    };
+    drop(filled);
+    let result = reader.wait(BOUND)?;
+    let seen = match seen {
+        Some(seen) => seen,
+        None => cached(lab, key)?,
+    };
+    Ok((result, seen))
 }

@@ -48,14 +48,11 @@ pub fn cold_read_returns_the_user(a: Subject) -> Outcome {
 /// CACHE_TTL (see [`ttl_fits_cache_ttl`]).
 pub fn cold_read_fills_the_cache_with_a_ttl(a: Subject) -> Outcome {
     let lab = lab()?;
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
     let key = user_key(1);
-    let (present, ttl) = cached(&lab, &key)?;
+    let what = "get_user_profile(user 1)";
+    let (read, (present, ttl)) =
+        read_and_look_at_the_fill(&lab, &key, what, move |lab| (a.get_user_profile)(lab, 1))?;
+    ok(what, read, HINT_FILL)?;
     ensure(present, || {
         fail(
             format!("after a cold read of user 1, {key} is not in the cache"),
@@ -220,19 +217,23 @@ pub fn read_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
     let held: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
     // A write-through update (SET the new value) leaves the key present with
     // the new plan: that is its own mistake, not an order.
-    ensure(held.as_ref().is_none_or(|u| u.plan != plan), || {
-        fail(
-            format!(
-                "after {}(user 2, {plan:?}) returned, {key} held the new plan",
-                f.update_name
-            ),
-            format!("{key} gone"),
-            "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
-        )
-    })?;
+    ensure(
+        !f.key_must_go || held.as_ref().is_none_or(|u| u.plan != plan),
+        || {
+            fail(
+                format!(
+                    "after {}(user 2, {plan:?}) returned, {key} held the new plan",
+                    f.update_name
+                ),
+                format!("{key} gone"),
+                "the update wrote the new value into the cache (set_json) instead of removing the key: two racing updates can then leave the older plan cached; remove the key and let the next read fill it",
+            )
+        },
+    )?;
     let after = call_ok(&lab, reading, move |lab| read(lab, 2), HINT_FILL)?;
     let stale = after.as_ref().map(|u| u.plan.as_str()) != Some(plan);
-    ensure(!present && !stale, || {
+    let refilled = held.as_ref().is_some_and(|u| u.plan == plan);
+    ensure((!present || (refilled && !f.key_must_go)) && !stale, || {
         fail(
             format!(
                 "a reader that ran while the UPDATE was in flight cached plan {:?}; after {} returned, {key} was {} and the next read returned {after:?}",
@@ -250,42 +251,35 @@ pub fn read_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
 /// user 1 cached must not write that copy back after the update removed it
 /// (to refresh its TTL, say). A hit that writes nothing is never held here.
 pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    hit_during_update_leaves_nothing_stale_for(Functions::part1(a))
+}
+
+/// [`hit_during_update_leaves_nothing_stale`] for any part's read and
+/// update.
+pub fn hit_during_update_leaves_nothing_stale_for(f: Functions) -> Outcome {
+    let (read, update) = (f.read, f.update);
     let lab = lab()?;
     let before = seeded(&lab, 1)?;
     let plan = if before.plan == "free" { "pro" } else { "free" };
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let reading = format!("{}(user 1)", f.read_name);
+    call_ok(&lab, reading.clone(), move |lab| read(lab, 1), HINT_FILL)?;
     let key = user_key(1);
-    let held = lab.hooks().park(Trap::before_fill(&key));
-    let mut reader = spawn(&lab, "get_user_profile(user 1)", move |lab| {
-        (a.get_user_profile)(lab, 1)
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut writes_on_a_hit = false;
-    while Instant::now() < deadline {
-        if held.wait(Duration::from_millis(10)) {
-            writes_on_a_hit = true;
-            break;
-        }
-        if reader.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let (held, reader) =
+        start_trapped(&lab, Trap::before_fill(&key), reading.clone(), move |lab| {
+            read(lab, 1)
+        });
+    let writes_on_a_hit = held.is_some();
     if writes_on_a_hit {
-        let updating = format!("update_user_plan(user 1, {plan:?})");
+        let updating = format!("{}(user 1, {plan:?})", f.update_name);
         call_ok(
             &lab,
             updating,
-            move |lab| (a.update_user_plan)(lab, 1, plan),
+            move |lab| update(lab, 1, plan),
             "a valid plan must be accepted",
         )?;
     }
     drop(held);
-    ok("get_user_profile(user 1)", reader.wait(BOUND)?, HINT_HIT)?;
+    ok(&reading, reader.wait(BOUND)?, HINT_HIT)?;
     if !writes_on_a_hit {
         return Ok(());
     }
@@ -293,8 +287,8 @@ pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
     ensure(held_now.as_ref().is_none_or(|u| u.plan == plan), || {
         fail(
             format!(
-                "a read that hit user 1 wrote it back to the cache after update_user_plan(user 1, {plan:?}) had removed it: {key} holds plan {:?} again",
-                before.plan
+                "a read that hit user 1 wrote it back to the cache after {}(user 1, {plan:?}) had removed it: {key} holds plan {:?} again",
+                f.update_name, before.plan
             ),
             format!("{key} gone (or {plan:?})"),
             "a hit has nothing to write: return what you found; writing it back (to refresh its TTL, say) can restore a copy that an update has just removed",
@@ -317,9 +311,10 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
     let key = user_key(1);
     // Evicted right after the reader's first look at the entry (a GET that
     // found it, or an EXISTS that said yes).
-    let looked = lab.hooks().park(Trap::after_look(&key));
-    let reader = spawn(&lab, what.clone(), move |lab| read(lab, 1));
-    if looked.wait(Duration::from_secs(5)) {
+    let (looked, reader) = start_trapped(&lab, Trap::after_look(&key), what.clone(), move |lab| {
+        read(lab, 1)
+    });
+    if looked.is_some() {
         lab.cache.delete(&key).map_err(setup)?;
     }
     drop(looked);
@@ -369,6 +364,17 @@ pub fn created_user_shows_up_within_absent_ttl_for(
             format!("{what} returned {}", show(&first)),
             "a user that does not exist reads as Ok(None)",
             "return None when query_opt finds no row; never invent a placeholder user",
+        )
+    })?;
+    // Absence may be cached, under the user's key, for ABSENT_TTL at most:
+    // a TTL above it (a jitter added to it, say) is too long from the start.
+    let key = user_key(6);
+    let (_, ttl) = cached(lab, &key)?;
+    ensure(ttl.is_none_or(|t| t <= ABSENT_TTL), || {
+        fail(
+            format!("after {what} found no such user, {key} was cached with TTL {ttl:?}"),
+            format!("absence cached for ABSENT_TTL ({ABSENT_TTL:?}) at most, or not at all"),
+            "a missing user may be remembered, but for ABSENT_TTL at most (no jitter above it): a user created meanwhile must show up by then",
         )
     })?;
     lab.db
@@ -492,12 +498,39 @@ pub fn failed_invalidation_is_an_err_for(update: Update, read: Read, name: &str)
             "the cached copy is removed after the write (here that removal fails, and the update returns Err)",
             "write Postgres first, then remove the cached copy, and pass the removal's error on",
         )
-    })
+    })?;
+    // The caller retries, Redis works again: the plan in Postgres is already
+    // the new one, and the stale copy must go all the same.
+    call_ok(
+        &lab,
+        format!("{updating}, tried again"),
+        move |lab| update(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
+    let after = call_ok(&lab, "a read of user 1", move |lab| read(lab, 1), HINT_FILL)?;
+    ensure(
+        after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
+        || {
+            fail(
+                format!(
+                    "{updating} failed to remove user:1, was tried again and returned Ok; then a read returned {after:?}"
+                ),
+                format!("plan {plan:?}: the retry removes the stale copy"),
+                "remove the cached copy after every update, even one that changed no row: the copy may be stale from an earlier update whose removal failed",
+            )
+        },
+    )
 }
 
 /// The cache is shared: a write made by another process (another instance
 /// of the application) is seen by this process's next read.
 pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
+    write_by_another_process_is_seen_for(a, a.get_user_profile, "get_user_profile")
+}
+
+/// [`write_by_another_process_is_seen`] for any part's read (the update in
+/// the other process is `update_user_plan`).
+pub fn write_by_another_process_is_seen_for(a: Subject, read: Read, name: &str) -> Outcome {
     let lab = lab()?;
     let before = seeded(&lab, 1)?;
     let plan = if before.plan == "enterprise" {
@@ -505,12 +538,8 @@ pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
     } else {
         "enterprise"
     };
-    call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let reading = format!("{name}(user 1)");
+    call_ok(&lab, reading.clone(), move |lab| read(lab, 1), HINT_FILL)?;
     let updating = format!("update_user_plan(user 1, {plan:?})");
     let done = remote_result(
         &updating,
@@ -526,18 +555,13 @@ pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
             "a valid plan must be accepted",
         )
     })?;
-    let after = call_ok(
-        &lab,
-        "get_user_profile(user 1)",
-        move |lab| (a.get_user_profile)(lab, 1),
-        HINT_FILL,
-    )?;
+    let after = call_ok(&lab, reading, move |lab| read(lab, 1), HINT_FILL)?;
     ensure(
         after.as_ref().map(|u| u.plan.as_str()) == Some(plan),
         || {
             fail(
                 format!(
-                    "another process ran {updating}; then this process read user 1 and got {after:?}"
+                    "another process ran {updating}; then {name}(user 1) in this process got {after:?}"
                 ),
                 format!("plan {plan:?}: every instance of the application shares one cache"),
                 "a copy kept in this process's memory never hears of a write made by another process: keep cached users in Redis only (lab.cache)",
@@ -579,15 +603,20 @@ pub struct Functions {
     pub read_name: &'static str,
     pub update: Update,
     pub update_name: &'static str,
+    /// Whether the user's key must be gone once the update returns (Part
+    /// 1), or may hold the new plan (Part 3's update may fill it again
+    /// through a lease, like any reader).
+    pub key_must_go: bool,
 }
 
 impl Functions {
-    fn part1(a: Subject) -> Functions {
+    pub fn part1(a: Subject) -> Functions {
         Functions {
             read: a.get_user_profile,
             read_name: "get_user_profile",
             update: a.update_user_plan,
             update_name: "update_user_plan",
+            key_must_go: true,
         }
     }
 }

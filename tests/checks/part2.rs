@@ -13,6 +13,12 @@ pub const HERD: usize = 50;
 /// How long the parked leader waits for a second statement. Only a correct
 /// answer pays it; a wrong one sends its second statement at once.
 const GRACE: Duration = Duration::from_secs(1);
+/// The hold ends once no reader has looked at the cache for this long...
+const QUIET: Duration = Duration::from_millis(300);
+/// ... or after this long in any case (readers that poll never go quiet).
+/// Well inside LEASE_TTL: a single-flight built on Part 3's lease must not
+/// see its leader's lease expire while the grader holds the fill.
+const HOLD_LIMIT: Duration = Duration::from_millis(1500);
 const SLOW: Duration = Duration::from_millis(20);
 
 /// One cold herd of `HERD` single-flight reads of user 1: (statements, results).
@@ -34,9 +40,14 @@ struct Herd {
 enum Fill {
     /// Held for the grace period, then let through.
     Held,
-    /// Held, let through, then evicted at once (as if Redis had dropped it
-    /// or it had expired): the waiters find nothing.
+    /// Held, let through, then evicted at once, before anybody looked (as
+    /// if Redis had dropped it, or it had expired): the waiters find nothing.
     Evicted,
+    /// Held, let through, then evicted right after the first reader looked
+    /// at it: that reader must not look again and trust the second look.
+    EvictedAfterLook,
+    /// Held, then refused by Redis (the leader's fill fails once).
+    Refused,
 }
 
 fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
@@ -77,24 +88,56 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
                 return;
             }
             // The leader has its row and the cache is still empty: any
-            // statement but the leader's, started by now or during the grace
-            // period, found the lock free before the fill.
-            hooks.wait_for_statements(base + 2, GRACE);
+            // statement but the leader's, started by now or during the hold,
+            // found the lock free before the fill. The hold lasts GRACE, and
+            // longer while readers are still looking at the cache (a waiter
+            // that found the lock free looks once more, then queries; on a
+            // busy machine that takes a while), up to HOLD_LIMIT.
+            let parked_at = Instant::now();
+            let mut last_look = (hooks.looks(), parked_at);
+            while hooks.statements_started() < base + 2 && parked_at.elapsed() < HOLD_LIMIT {
+                let looks = hooks.looks();
+                if looks != last_look.0 {
+                    last_look = (looks, Instant::now());
+                } else if parked_at.elapsed() >= GRACE && last_look.1.elapsed() >= QUIET {
+                    break;
+                }
+                hooks.wait_for_statements(base + 2, Duration::from_millis(20));
+            }
             during.store(
                 hooks.statements_started() > base + 1,
                 std::sync::atomic::Ordering::SeqCst,
             );
-            if fill == Fill::Evicted {
-                let filled = hooks.park(Trap::after_fill(&fill_key));
-                drop(held);
-                if filled.wait(BOUND / 2) {
-                    let _ = hooks_lab.cache.delete(&fill_key);
+            match fill {
+                Fill::Held => {}
+                Fill::Evicted => {
+                    let filled = hooks.park(Trap::after_fill(&fill_key));
+                    drop(held);
+                    if filled.wait(BOUND / 2) {
+                        let _ = hooks_lab.cache.delete(&fill_key);
+                    }
                 }
-                drop(filled);
+                Fill::EvictedAfterLook => {
+                    let filled = hooks.park(Trap::after_fill(&fill_key));
+                    drop(held);
+                    if filled.wait(BOUND / 2) {
+                        // The next look at the entry (a waiter's) finds it,
+                        // and then it is gone.
+                        let looked = hooks.park(Trap::after_look(&fill_key));
+                        drop(filled);
+                        if looked.wait(BOUND / 2) {
+                            let _ = hooks_lab.cache.delete(&fill_key);
+                        }
+                    }
+                }
+                Fill::Refused => {
+                    hooks.fail_next(Trap::before_fill(&fill_key));
+                    drop(held);
+                }
             }
         },
     )?;
-    all_returned(&results, HERD)?;
+    all_returned(&results, HERD, BOUND)?;
     Ok(Herd {
         statements: lab.db.query_count(),
         concurrent: lab.hooks().peak_in_flight() > 1,
@@ -229,19 +272,27 @@ pub fn herd_all_get_the_user(a: Subject) -> Outcome {
 }
 
 /// All 50 get the user even when the leader's fill is gone by the time the
-/// waiters look (evicted, expired, or it failed): a waiter that finds
-/// nothing loads the user itself.
+/// waiters look (evicted, expired); and when Redis refused it, no reader
+/// reads the user as missing (the fill's error may be passed on).
 pub fn herd_all_get_the_user_when_the_fill_is_gone(a: Subject) -> Outcome {
-    all_get_the_user(a, Fill::Evicted)
+    all_get_the_user(a, Fill::Evicted)?;
+    all_get_the_user(a, Fill::EvictedAfterLook)?;
+    all_get_the_user(a, Fill::Refused)
 }
 
 fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
     let Herd {
         results, expected, ..
     } = cold_herd(a, fill)?;
+    // A refused fill may fail a read (its error passed on), but never turns
+    // the user into None.
     let wrong: Vec<&Result<Option<User>>> = results
         .iter()
-        .filter(|r| !matches!(r, Ok(Some(u)) if *u == expected))
+        .filter(|r| match r {
+            Ok(Some(u)) => *u != expected,
+            Err(_) => fill != Fill::Refused,
+            Ok(None) => true,
+        })
         .collect();
     ensure(wrong.is_empty(), || match fill {
         Fill::Held => fail(
@@ -261,6 +312,24 @@ fn all_get_the_user(a: Subject, fill: Fill) -> Outcome {
             ),
             format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
             "what a waiter finds in the cache after waiting may be nothing (the fill failed, or the entry expired or was evicted): then the user must still come from Postgres, never None",
+        ),
+        Fill::EvictedAfterLook => fail(
+            format!(
+                "the first reader filled user:1, and the entry was evicted right after a waiter first looked at it; {} of {HERD} readers then got {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
+            format!("all {HERD} get user 1: it exists, whatever happened to its cache entry"),
+            "an entry can vanish between two looks: read it once with get_json and act on what that call returned; when it has nothing, the user must still come from Postgres, never None",
+        ),
+        Fill::Refused => fail(
+            format!(
+                "Redis refused the first reader's fill of user:1 (injected by the grader); {} of {HERD} readers then got {}",
+                wrong.len(),
+                show(wrong[0])
+            ),
+            "every reader gets user 1 (or the fill's error): it exists".to_string(),
+            "a fill that failed does not make the user missing: the reader that loaded it returns the row (or the error), and the others find nothing and load it themselves",
         ),
     })
 }
@@ -343,4 +412,35 @@ pub fn other_keys_are_not_delayed(a: Subject) -> Outcome {
         })?;
     }
     Ok(())
+}
+
+/// A user created after a read found it missing is returned within
+/// ABSENT_TTL, as in Part 1.
+pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
+    super::part1::created_user_shows_up_within_absent_ttl_for(
+        &lab()?,
+        a.get_user_profile_singleflight,
+        "get_user_profile_singleflight",
+    )
+}
+
+/// The cache is shared: an update made by another process is seen by the
+/// next single-flight read here, as in Part 1.
+pub fn write_by_another_process_is_seen(a: Subject) -> Outcome {
+    super::part1::write_by_another_process_is_seen_for(
+        a,
+        a.get_user_profile_singleflight,
+        "get_user_profile_singleflight",
+    )
+}
+
+/// A hit that overlaps an update leaves nothing stale, as in Part 1.
+pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    super::part1::hit_during_update_leaves_nothing_stale_for(super::part1::Functions {
+        read: a.get_user_profile_singleflight,
+        read_name: "get_user_profile_singleflight",
+        update: a.update_user_plan,
+        update_name: "update_user_plan",
+        key_must_go: true,
+    })
 }

@@ -8,9 +8,10 @@
 //! Never demanded: a marker in particular. An answer that compares the
 //! replica's replay position with the write's is as good. Nor a lease: a
 //! check looks whether one is held only to choose between two hints.
-//! Races are arranged with the hooks (a reader held before its replica read
-//! or its fill, an update held before its write or after its invalidation)
-//! and another process (an update made by another instance).
+//! Races are arranged with the hooks (a reader held before its replica read,
+//! its lease request or its fill, an update held before its write or after
+//! its invalidation) and another process (an update made by another
+//! instance).
 
 use cache_aside_lab::labkit::testkit::{self, CacheExt, DbExt, Function, Trap};
 use cache_aside_lab::{MARKER_TTL, user_key};
@@ -192,96 +193,37 @@ pub fn reads_after_an_update_elsewhere_have_the_new_plan(a: Subject) -> Outcome 
     judged_once("any read", || Ok(lagging_reads(a, Writer::Elsewhere)? > 0))
 }
 
+/// The update a [`lagging_reads`] try judges the reads after, as its
+/// messages tell it.
+struct Written {
+    /// `update_user_plan_replicated(user 1, "enterprise")`.
+    updating: String,
+    plan: &'static str,
+    /// Where it ran: "" (here), or " in another process".
+    there: &'static str,
+    /// The hint for a read that missed it.
+    hint: &'static str,
+    /// When it had returned.
+    at: Instant,
+}
+
 /// One try: how many reads were judged while the replica still lagged.
 fn lagging_reads(a: Subject, writer: Writer) -> std::result::Result<usize, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 1)?.plan;
-    let plan = other_plan(&old);
     call_ok(
         &lab,
         "get_user_profile_replicated(user 1)",
         read(a, 1),
         "a cold read loads the row",
     )?;
-    let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
-    let (hint, there) = match writer {
-        Writer::Here => {
-            call_ok(
-                &lab,
-                updating.clone(),
-                move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
-                "a valid plan must be accepted",
-            )?;
-            (HINT_TRUST, "")
-        }
-        Writer::Elsewhere => {
-            let outcome = elsewhere(&lab, a, Function::UpdateUserPlanReplicated, 1, plan)?;
-            if let Err(e) = remote_result(&updating, outcome)? {
-                return Err(fail(
-                    format!("{updating} in another process returned Err({e})"),
-                    "Ok",
-                    "a valid plan must be accepted",
-                ));
-            }
-            (HINT_ELSEWHERE, " in another process")
-        }
-    };
-    let written = Instant::now();
+    let written = update_user_1(&lab, a, writer, other_plan(&old))?;
+    let (plan, hint) = (written.plan, written.hint);
     let key = user_key(1);
     let mut judged = 0;
-    while Instant::now() < written + BOUND {
-        let primary_before = lab.db.query_count();
-        let first = call_ok(
-            &lab,
-            "get_user_profile_replicated(user 1)",
-            read(a, 1),
-            hint,
-        )?;
-        // Asked at once, so that a loaded machine costs as little of the
-        // window as possible: the replica still had the old row after the
-        // read, so it had it during the read (and during its fill).
-        let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
-        let after = written.elapsed().as_millis();
-        let primary_read = lab.db.query_count() > primary_before;
-        let second = call_ok(
-            &lab,
-            "get_user_profile_replicated(user 1)",
-            read(a, 1),
-            hint,
-        )?;
-        // Once the update has returned, an old plan is wrong whenever it
-        // is read; the lag only decides whether a right answer proved much.
-        let while_lagging = if still {
-            format!(", while the replica still had {old:?}")
-        } else {
-            String::new()
-        };
-        ensure(plan_of(&first) == Some(plan), || {
-            fail(
-                format!(
-                    "{after} ms after {updating} returned{there}{while_lagging}, a read after an eviction returned {}",
-                    show(&Ok(first.clone()))
-                ),
-                format!("plan {plan:?}: once the update has returned, no read has the old plan"),
-                hint,
-            )
-        })?;
-        ensure(plan_of(&second) == Some(plan), || {
-            fail(
-                format!(
-                    "{after} ms after {updating} returned{there}, a read that returned {plan:?} was followed by a hit on {}",
-                    show(&Ok(second.clone()))
-                ),
-                format!("plan {plan:?} from the cache too"),
-                if primary_read {
-                    "the answer came from the primary, but the cache got the replica's row: cache what you return"
-                } else {
-                    "what the cache holds must be what the reader returned"
-                },
-            )
-        })?;
+    while Instant::now() < written.at + BOUND {
         // Judged only if the replica still had the old row after the read.
-        if !still {
+        if !two_reads_have_the_new_plan(&lab, a, &old, &written)? {
             break;
         }
         judged += 1;
@@ -301,6 +243,103 @@ fn lagging_reads(a: Subject, writer: Writer) -> std::result::Result<usize, Failu
         )
     })?;
     Ok(judged)
+}
+
+/// Sets user 1's plan to `plan`, here or in another process.
+fn update_user_1(
+    lab: &Arc<Lab>,
+    a: Subject,
+    writer: Writer,
+    plan: &'static str,
+) -> std::result::Result<Written, Failure> {
+    let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
+    let (hint, there) = match writer {
+        Writer::Here => {
+            call_ok(
+                lab,
+                updating.clone(),
+                move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+                "a valid plan must be accepted",
+            )?;
+            (HINT_TRUST, "")
+        }
+        Writer::Elsewhere => {
+            let outcome = elsewhere(lab, a, Function::UpdateUserPlanReplicated, 1, plan)?;
+            if let Err(e) = remote_result(&updating, outcome)? {
+                return Err(fail(
+                    format!("{updating} in another process returned Err({e})"),
+                    "Ok",
+                    "a valid plan must be accepted",
+                ));
+            }
+            (HINT_ELSEWHERE, " in another process")
+        }
+    };
+    Ok(Written {
+        updating,
+        plan,
+        there,
+        hint,
+        at: Instant::now(),
+    })
+}
+
+/// A read of user 1 (a miss), then another (a hit): both must have the
+/// new plan. Whether the replica still had the `old` plan after the first.
+fn two_reads_have_the_new_plan(
+    lab: &Arc<Lab>,
+    a: Subject,
+    old: &str,
+    written: &Written,
+) -> std::result::Result<bool, Failure> {
+    let Written {
+        updating,
+        plan,
+        there,
+        hint,
+        ..
+    } = written;
+    let primary_before = lab.db.query_count();
+    let first = call_ok(lab, "get_user_profile_replicated(user 1)", read(a, 1), hint)?;
+    // Asked at once, so that a loaded machine costs as little of the
+    // window as possible: the replica still had the old row after the
+    // read, so it had it during the read (and during its fill).
+    let still = replica_plan(lab, 1)?.as_deref() == Some(old);
+    let after = written.at.elapsed().as_millis();
+    let primary_read = lab.db.query_count() > primary_before;
+    let second = call_ok(lab, "get_user_profile_replicated(user 1)", read(a, 1), hint)?;
+    // Once the update has returned, an old plan is wrong whenever it
+    // is read; the lag only decides whether a right answer proved much.
+    let while_lagging = if still {
+        format!(", while the replica still had {old:?}")
+    } else {
+        String::new()
+    };
+    ensure(plan_of(&first) == Some(*plan), || {
+        fail(
+            format!(
+                "{after} ms after {updating} returned{there}{while_lagging}, a read after an eviction returned {}",
+                show(&Ok(first.clone()))
+            ),
+            format!("plan {plan:?}: once the update has returned, no read has the old plan"),
+            *hint,
+        )
+    })?;
+    ensure(plan_of(&second) == Some(*plan), || {
+        fail(
+            format!(
+                "{after} ms after {updating} returned{there}, a read that returned {plan:?} was followed by a hit on {}",
+                show(&Ok(second.clone()))
+            ),
+            format!("plan {plan:?} from the cache too"),
+            if primary_read {
+                "the answer came from the primary, but the cache got the replica's row: cache what you return"
+            } else {
+                "what the cache holds must be what the reader returned"
+            },
+        )
+    })?;
+    Ok(still)
 }
 
 /// A reader that misses right after the update removed the cached copy
@@ -323,24 +362,15 @@ fn read_during_update(a: Subject) -> std::result::Result<bool, Failure> {
     )?;
     let key = user_key(2);
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
-    let parked = lab.hooks().park(Trap::after_delete(&key));
-    let mut writer = spawn(&lab, updating.clone(), move |lab| {
-        (a.update_user_plan_replicated)(lab, 2, plan)
-    });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut held = false;
-    while Instant::now() < deadline {
-        if parked.wait(Duration::from_millis(10)) {
-            held = true;
-            break;
-        }
-        if writer.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let (parked, writer) = start_trapped(
+        &lab,
+        Trap::after_delete(&key),
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 2, plan),
+    );
     let mut judged = true;
     let mut written_first = true;
-    if held {
+    if parked.is_some() {
         // The update has removed the cached copy and is held there; a
         // reader misses now, while the replica still lags.
         let during = call(&lab, "get_user_profile_replicated(user 2)", read(a, 2))?;
@@ -477,6 +507,54 @@ enum Held {
     Lease,
 }
 
+impl Held {
+    /// The trap that holds a reader of `key` here, and how messages name
+    /// the step it is held before.
+    fn trap(self, key: &str) -> (Trap, String) {
+        match self {
+            Held::ReplicaRead => (
+                Trap::before_replica_read(),
+                "its replica SELECT".to_string(),
+            ),
+            Held::Fill => (Trap::before_fill(key), format!("filling {key}")),
+            Held::Lease => (Trap::before_lease(key), "its lease request".to_string()),
+        }
+    }
+
+    /// What a cold reader of user 2 that never got here did wrong (for
+    /// [`Held::ReplicaRead`] and [`Held::Fill`]).
+    fn missing(self, key: &str) -> Failure {
+        match self {
+            Held::ReplicaRead | Held::Lease => fail(
+                "a cold read of user 2, never written, sent no read to the replica",
+                "with no recent write, a miss reads lab.replica",
+                "with no recent write of this user, the replica is up to date: read lab.replica",
+            ),
+            Held::Fill => fail(
+                format!("a cold read of user 2 never filled {key}"),
+                format!("a miss leaves {key} cached"),
+                "a miss fills the cache, as in Part 1",
+            ),
+        }
+    }
+
+    /// What the reader held before `step` did, while `updating` ran, the
+    /// replica still on `old`.
+    fn story(self, step: &str, updating: &str, old: &str) -> String {
+        match self {
+            Held::ReplicaRead => format!(
+                "a read of user 2 found no sign of a write and was held before {step} until {updating} had returned, then read the replica (still on {old:?})"
+            ),
+            Held::Fill => format!(
+                "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
+            ),
+            Held::Lease => format!(
+                "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
+            ),
+        }
+    }
+}
+
 /// A reader held before its replica SELECT until an update has returned
 /// (it found no sign of the write, and the replica it then reads still
 /// lags) caches nothing stale.
@@ -521,59 +599,10 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
     let old = seeded(&lab, 2)?.plan;
     let plan = other_plan(&old);
     let key = user_key(2);
-    let (trap, step) = match held {
-        Held::ReplicaRead => (
-            Trap::before_replica_read(),
-            "its replica SELECT".to_string(),
-        ),
-        Held::Fill => (Trap::before_fill(&key), format!("filling {key}")),
-        Held::Lease => (Trap::before_lease(&key), "its lease request".to_string()),
-    };
-    let missing = || match held {
-        Held::ReplicaRead | Held::Lease => fail(
-            "a cold read of user 2, never written, sent no read to the replica",
-            "with no recent write, a miss reads lab.replica",
-            "with no recent write of this user, the replica is up to date: read lab.replica",
-        ),
-        Held::Fill => fail(
-            format!("a cold read of user 2 never filled {key}"),
-            format!("a miss leaves {key} cached"),
-            "a miss fills the cache, as in Part 1",
-        ),
-    };
-    let (parked, reader) = if held == Held::Lease {
-        let parked = lab.hooks().park(trap);
-        let mut reader = spawn(&lab, "get_user_profile_replicated(user 2)", read(a, 2));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut asked = false;
-        while Instant::now() < deadline {
-            if parked.wait(Duration::from_millis(10)) {
-                asked = true;
-                break;
-            }
-            if reader.finishes_within(Duration::ZERO) {
-                break;
-            }
-        }
-        if !asked {
-            // No lease asked for: nothing to hold here.
-            drop(parked);
-            ok(
-                "get_user_profile_replicated(user 2)",
-                reader.wait(BOUND)?,
-                "a cold read loads the row",
-            )?;
-            return Ok(true);
-        }
-        (parked, reader)
-    } else {
-        start_parked(
-            &lab,
-            trap,
-            "get_user_profile_replicated(user 2)",
-            read(a, 2),
-            missing,
-        )?
+    let (trap, step) = held.trap(&key);
+    let Some((parked, reader)) = start_held(&lab, a, held, trap, &key)? else {
+        // No lease asked for: nothing to hold here.
+        return Ok(true);
     };
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
     let update = call(&lab, updating.clone(), move |lab| {
@@ -604,20 +633,10 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
     ensure(
         plan_of(&cached).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
         || {
-            let what = match held {
-                Held::ReplicaRead => format!(
-                    "a read of user 2 found no sign of a write and was held before {step} until {updating} had returned, then read the replica (still on {old:?})"
-                ),
-                Held::Fill => format!(
-                    "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
-                ),
-                Held::Lease => format!(
-                    "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
-                ),
-            };
             fail(
                 format!(
-                    "{what}; once the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    "{}; once the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    held.story(&step, &updating, &old),
                     plan_of(&cached).unwrap_or("(nothing)"),
                     show(&Ok(after.clone()))
                 ),
@@ -633,6 +652,33 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
         },
     )?;
     Ok(judged)
+}
+
+/// A reader held on a trap, and the read it runs.
+type HeldReader<'a> = (Parked<'a>, Pending<Result<Option<User>>>);
+
+/// A cold read of user 2, held on `trap` (see [`Held::trap`]). A reader
+/// that never gets there fails the check ([`Held::missing`]), except at its
+/// lease request: answers without leases are not held, and `None` says so.
+fn start_held<'a>(
+    lab: &'a Arc<Lab>,
+    a: Subject,
+    held: Held,
+    trap: Trap,
+    key: &str,
+) -> std::result::Result<Option<HeldReader<'a>>, Failure> {
+    let what = "get_user_profile_replicated(user 2)";
+    if held != Held::Lease {
+        let missing = || held.missing(key);
+        return start_parked(lab, trap, what, read(a, 2), missing).map(Some);
+    }
+    match start_trapped(lab, trap, what, read(a, 2)) {
+        (Some(parked), reader) => Ok(Some((parked, reader))),
+        (None, reader) => {
+            ok(what, reader.wait(BOUND)?, "a cold read loads the row")?;
+            Ok(None)
+        }
+    }
 }
 
 /// At the latest MARKER_TTL after a write, cold reads go to the replica
@@ -715,6 +761,7 @@ pub fn missing_users_and_bad_plans(a: Subject) -> Outcome {
         read_name: "get_user_profile_replicated",
         update: a.update_user_plan_replicated,
         update_name: "update_user_plan_replicated",
+        key_must_go: false,
     };
     let mut plans = vec!["platinum"];
     plans.extend(hostile_plans());

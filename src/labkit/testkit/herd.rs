@@ -11,26 +11,28 @@
 //! that exits without a report is an error, never "0 statements".
 //!
 //! A binary that uses this calls [`spec_from_env`] first thing in `main`
-//! and, if it gets a spec, [`serve`]s it with the read the spec names.
+//! and, if it gets a spec, [`serve`]s it with the answers the spec names.
+//! The parent reads what came back once, as a [`Tally`].
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier, mpsc};
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::LabExt;
+use super::answers::{Answers, Function};
 use super::panics::{self, Panic};
+use super::{LabExt, run};
 use crate::User;
-use crate::labkit::Lab;
 
 const ENV: &str = "LAB_HERD";
 
 /// What one thread of a [`release`]d herd did.
 pub struct Run<T> {
     /// Its result, or the panic it raised.
-    pub outcome: std::thread::Result<T>,
+    pub outcome: Result<T, Panic>,
     pub started: Instant,
     pub finished: Instant,
 }
@@ -40,8 +42,8 @@ pub struct Run<T> {
 /// "ready", say); `during` runs right after the release (to let parked
 /// statements go, say). Waits at most `bound` for the threads; the result
 /// holds those that returned in time, in no particular order, and the others
-/// keep running. A panic is caught and returned, and prints nothing beyond
-/// what the panic hook prints.
+/// keep running. A panic is caught and returned (see [`run::catch`]), and
+/// prints nothing beyond what the panic hook prints.
 pub fn release<T: Send + 'static>(
     n: usize,
     bound: Duration,
@@ -60,7 +62,7 @@ pub fn release<T: Send + 'static>(
             .spawn(move || {
                 gate.wait();
                 let started = Instant::now();
-                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body()));
+                let outcome = run::catch(|| body());
                 // Before answering: whatever `body` holds (a lab, whose space
                 // goes with its last handle) is let go once all have answered.
                 drop(body);
@@ -92,8 +94,10 @@ pub fn release<T: Send + 'static>(
 pub struct Spec {
     /// The parent lab's private space (`LabExt::space_name`).
     pub space: String,
-    /// Which read the threads run; the child's binary resolves the name.
-    pub read: String,
+    /// Whose answers: the child's binary resolves the name.
+    pub answers: String,
+    /// Which of their reads the threads run.
+    pub read: Function,
     pub user_id: i32,
     pub threads: usize,
     /// Every statement is slowed this much: a window for the stampede, as
@@ -119,6 +123,39 @@ pub enum Reading {
 pub struct Report {
     pub statements: u64,
     pub readings: Vec<Reading>,
+}
+
+/// What a herd across processes came to, for the user it read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tally {
+    /// Statements sent by all the processes together.
+    pub statements: u64,
+    /// Readers in all the processes.
+    pub readers: usize,
+    /// Readers that got the user.
+    pub got: usize,
+    /// The first panic a reader raised, if any did.
+    pub panic: Option<Panic>,
+    /// The first reading that was not the user, if any.
+    pub wrong: Option<Reading>,
+}
+
+impl Tally {
+    /// The processes' reports, read for `user_id`.
+    pub fn of(reports: &[Report], user_id: i32) -> Tally {
+        let readings = || reports.iter().flat_map(|r| &r.readings);
+        let is_user = |r: &&Reading| matches!(r, Reading::User(u) if u.id == user_id);
+        Tally {
+            statements: reports.iter().map(|r| r.statements).sum(),
+            readers: readings().count(),
+            got: readings().filter(is_user).count(),
+            panic: readings().find_map(|r| match r {
+                Reading::Panicked(panic) => Some(panic.clone()),
+                _ => None,
+            }),
+            wrong: readings().find(|r| !is_user(r)).cloned(),
+        }
+    }
 }
 
 /// A line from a herd process.
@@ -147,11 +184,9 @@ fn say(message: &Message) {
     let _ = out.flush();
 }
 
-/// The child's side: runs `spec` with `read` and exits.
-pub fn serve(
-    spec: &Spec,
-    read: impl Fn(&Lab, i32) -> crate::labkit::Result<Option<User>> + Send + Sync + 'static,
-) -> ! {
+/// The child's side: runs `spec` with `answers` (the ones it names) and
+/// exits.
+pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     panics::install_quiet_hook();
     let lab = match super::attach(&spec.space) {
         Ok(lab) => Arc::new(lab),
@@ -162,11 +197,12 @@ pub fn serve(
     };
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
-    let (user_id, herd_lab) = (spec.user_id, lab.clone());
+    let (read, user_id, herd_lab) = (spec.read, spec.user_id, lab.clone());
     let runs = release(
         spec.threads,
         Duration::from_millis(spec.bound_ms),
-        move || read(&herd_lab, user_id),
+        // A read ignores the plan.
+        move || read.call(answers, &herd_lab, user_id, ""),
         || {
             // Every thread waits at the barrier: say so, and wait for go.
             say(&Message::Ready);
@@ -181,7 +217,7 @@ pub fn serve(
             Ok(Ok(Some(user))) => Reading::User(user),
             Ok(Ok(None)) => Reading::Missing,
             Ok(Err(e)) => Reading::Error(e.to_string()),
-            Err(payload) => Reading::Panicked(Panic::from_payload(&*payload)),
+            Err(panic) => Reading::Panicked(panic),
         })
         .collect();
     readings.resize(spec.threads, Reading::Stuck);
@@ -194,76 +230,112 @@ pub fn serve(
 }
 
 /// The parent's side: starts `processes` herd processes from this
-/// executable, releases all their readers at once, and returns their
+/// executable, releases all their readers at once, and tallies their
 /// reports. Waits at most the spec's bound plus start-up time.
-pub fn run(spec: &Spec, processes: usize) -> Result<Vec<Report>, String> {
+pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let json = serde_json::to_string(spec).expect("specs serialize");
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut children: Vec<Child> = Vec::new();
     let mut tails = Vec::new();
-    let mut drains = Vec::new();
     for i in 0..processes {
-        let mut child = Command::new(&exe)
-            .env(ENV, &json)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot start a herd process: {e}"))?;
-        // Drained while the child runs: a child that writes more than a pipe
-        // holds (64 KiB) would otherwise block, and look as if it never
-        // reported. Only the last lines are kept, for the error message.
-        let stderr = BufReader::new(child.stderr.take().expect("piped"));
-        let tail = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
-        let kept = tail.clone();
-        drains.push(std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
-                if kept.len() == 5 {
-                    kept.pop_front();
-                }
-                kept.push_back(line);
+        match start(&exe, &json, i, tx.clone()) {
+            Ok((child, tail)) => {
+                children.push(child);
+                tails.push(tail);
             }
-        }));
-        tails.push(tail);
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                    let _ = tx.send((i, Some(message)));
-                }
+            Err(why) => {
+                stop(&mut children);
+                return Err(why);
             }
-            // End of output: the child has exited (or closed stdout).
-            let _ = tx.send((i, None));
-        });
-        children.push(child);
+        }
     }
     drop(tx);
     let outcome = conduct(&mut children, &rx, spec);
-    for child in &mut children {
+    stop(&mut children);
+    // The children are gone: their stderr has ended, and is read in full.
+    let tails: Vec<Vec<String>> = tails.into_iter().map(Tail::lines).collect();
+    let reports = outcome.map_err(|(i, why)| match tails.get(i) {
+        Some(tail) if !tail.is_empty() => {
+            format!("{why}; its stderr ended with: {}", tail.join(" | "))
+        }
+        _ => why,
+    })?;
+    Ok(Tally::of(&reports, spec.user_id))
+}
+
+/// Starts herd process `i`: each message it says arrives on `tx`, tagged
+/// with `i`, and `None` once its stdout has ended.
+fn start(
+    exe: &std::path::Path,
+    json: &str,
+    i: usize,
+    tx: mpsc::Sender<(usize, Option<Message>)>,
+) -> Result<(Child, Tail), String> {
+    let mut child = Command::new(exe)
+        .env(ENV, json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start a herd process: {e}"))?;
+    let tail = Tail::drain(child.stderr.take().expect("piped"));
+    let stdout = BufReader::new(child.stdout.take().expect("piped"));
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            if let Ok(message) = serde_json::from_str::<Message>(&line) {
+                let _ = tx.send((i, Some(message)));
+            }
+        }
+        // End of output: the child has exited (or closed stdout).
+        let _ = tx.send((i, None));
+    });
+    Ok((child, tail))
+}
+
+/// Kills the herd processes and waits for them.
+fn stop(children: &mut [Child]) {
+    for child in children {
         let _ = child.kill();
         let _ = child.wait();
     }
-    // The children are gone: their stderr has ended, and is read in full.
-    for drain in drains {
-        let _ = drain.join();
-    }
-    outcome.map_err(|(i, why)| {
-        let tail: Vec<String> = tails.get(i).map_or_else(Vec::new, |t| {
-            t.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .cloned()
-                .collect()
+}
+
+/// The last lines a herd process wrote to stderr, for an error message.
+struct Tail {
+    kept: Arc<Mutex<VecDeque<String>>>,
+    drain: std::thread::JoinHandle<()>,
+}
+
+impl Tail {
+    /// How many of the last lines are kept.
+    const LINES: usize = 5;
+
+    /// Reads `stderr` on a thread of its own while the process runs: a
+    /// process that writes more than a pipe holds (64 KiB) would otherwise
+    /// block, and look as if it never reported.
+    fn drain(stderr: ChildStderr) -> Tail {
+        let kept = Arc::new(Mutex::new(VecDeque::new()));
+        let lines = BufReader::new(stderr).lines();
+        let keep = kept.clone();
+        let drain = std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut keep = keep.lock().unwrap_or_else(|e| e.into_inner());
+                if keep.len() == Tail::LINES {
+                    keep.pop_front();
+                }
+                keep.push_back(line);
+            }
         });
-        if tail.is_empty() {
-            why
-        } else {
-            format!("{why}; its stderr ended with: {}", tail.join(" | "))
-        }
-    })
+        Tail { kept, drain }
+    }
+
+    /// The last lines, once the process is gone (its stderr has ended).
+    fn lines(self) -> Vec<String> {
+        let _ = self.drain.join();
+        let kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.iter().cloned().collect()
+    }
 }
 
 /// Ready, go, reports. Err carries the index of the process at fault.
@@ -273,30 +345,36 @@ fn conduct(
     spec: &Spec,
 ) -> Result<Vec<Report>, (usize, String)> {
     let n = children.len();
+    // How long the processes have to get ready, then to report after go.
     let start_up = Duration::from_secs(10);
+    let after_go = Duration::from_millis(spec.bound_ms) + Duration::from_secs(2);
     let mut deadline = Instant::now() + start_up;
-    let mut ready = 0;
+    let mut ready = vec![false; n];
+    let mut gone = false;
     let mut reports: Vec<Option<Report>> = vec![None; n];
     while reports.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
         let (i, message) = rx.recv_timeout(left).map_err(|_| {
-            let late = reports.iter().position(Option::is_none).unwrap_or(0);
-            (
-                late,
-                format!("herd process {late} did not report within {left:?}"),
-            )
+            if gone {
+                let late = reports.iter().position(Option::is_none).unwrap_or(0);
+                let why = format!("herd process {late} did not report within {after_go:?} of go");
+                (late, why)
+            } else {
+                let late = ready.iter().position(|r| !r).unwrap_or(0);
+                let why = format!("herd process {late} was not ready within {start_up:?}");
+                (late, why)
+            }
         })?;
         match message {
             Some(Message::Ready) => {
-                ready += 1;
-                if ready == n {
+                ready[i] = true;
+                if !gone && ready.iter().all(|r| *r) {
                     // Every thread of every process waits at its barrier: go.
                     for child in children.iter_mut() {
                         let _ = child.stdin.as_mut().expect("piped").write_all(b"go\n");
                     }
-                    deadline = Instant::now()
-                        + Duration::from_millis(spec.bound_ms)
-                        + Duration::from_secs(2);
+                    gone = true;
+                    deadline = Instant::now() + after_go;
                 }
             }
             Some(Message::Report(report)) => reports[i] = Some(report),

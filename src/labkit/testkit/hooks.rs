@@ -191,8 +191,9 @@ pub(crate) fn is_read(sql: &str) -> bool {
 #[derive(Default)]
 struct State {
     armed: Option<(u64, Trap)>,
-    /// The next cache call that matches fails (once), instead of running.
-    failing: Option<Trap>,
+    /// Cache calls that match fail instead of running: once, or (`false`)
+    /// until turned off.
+    failing: Option<(Trap, bool)>,
     /// Ids of traps that have caught a statement.
     sprung: Vec<u64>,
     /// Traps with an id at or below this are released.
@@ -209,8 +210,10 @@ pub struct Hooks {
     peak_in_flight: AtomicU64,
     fail_cache: AtomicBool,
     fail_reads: AtomicBool,
+    fail_primary_reads: AtomicBool,
     fail_removals: AtomicBool,
     removals_failed: AtomicU64,
+    looks: AtomicU64,
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
@@ -238,6 +241,13 @@ impl Hooks {
         self.fail_reads.store(fail, Ordering::SeqCst);
     }
 
+    /// Makes every read statement sent to the primary fail until turned
+    /// off, while the replica answers: a primary in trouble during Part 4's
+    /// window after a write.
+    pub fn fail_primary_reads(&self, fail: bool) {
+        self.fail_primary_reads.store(fail, Ordering::SeqCst);
+    }
+
     /// Makes every cache call that removes a key (`delete`, `invalidate`)
     /// fail until turned off; other cache calls work.
     pub fn fail_removals(&self, fail: bool) {
@@ -249,7 +259,21 @@ impl Hooks {
     /// one fill, one lease request, one removal. Other calls work.
     pub fn fail_next(&self, trap: Trap) {
         self.watched.store(true, Ordering::SeqCst);
-        self.lock().failing = Some(trap);
+        self.lock().failing = Some((trap, true));
+    }
+
+    /// Makes every cache call that matches `trap` fail, until
+    /// `fail_every(None)`: one kind of call broken, the others working.
+    pub fn fail_every(&self, trap: Option<Trap>) {
+        self.watched.store(true, Ordering::SeqCst);
+        self.lock().failing = trap.map(|t| (t, false));
+    }
+
+    /// How many looks at cached values (`get_json`, `exists`) were made
+    /// since something was first parked or failed here: a sign that readers
+    /// are still making progress.
+    pub fn looks(&self) -> u64 {
+        self.looks.load(Ordering::SeqCst)
     }
 
     /// How many removals [`Hooks::fail_removals`] has failed so far.
@@ -339,7 +363,11 @@ impl Hooks {
 
     /// Called by `Db` before a read is sent: fails it if reads are to fail.
     pub(crate) fn check_read(&self, sql: &str, service: Service) -> Result<()> {
-        if self.fail_reads.load(Ordering::Relaxed) && is_read(sql) {
+        let primary = service != Service::Replica;
+        if (self.fail_reads.load(Ordering::Relaxed)
+            || (primary && self.fail_primary_reads.load(Ordering::Relaxed)))
+            && is_read(sql)
+        {
             return Err(Error::Injected { service });
         }
         Ok(())
@@ -390,14 +418,17 @@ impl Hooks {
         if !self.watched.load(Ordering::SeqCst) {
             return Ok(());
         }
+        if matches!(action, Action::Look(_)) {
+            self.looks.fetch_add(1, Ordering::SeqCst);
+        }
         self.maybe_park(phase, &action);
         let mut state = self.lock();
-        if state
-            .failing
-            .as_ref()
-            .is_some_and(|trap| trap.matches(phase, &action))
+        if let Some((trap, once)) = &state.failing
+            && trap.matches(phase, &action)
         {
-            state.failing = None;
+            if *once {
+                state.failing = None;
+            }
             return Err(Error::Injected {
                 service: Service::Redis,
             });

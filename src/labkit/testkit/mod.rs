@@ -13,6 +13,8 @@
 //!   report per process.
 //! - `remote.rs`: one call of an answer in another process (a write by
 //!   another instance of the application, a lease holder that crashes).
+//! - `run.rs`: one call of answer code on a thread of its own, bounded,
+//!   parkable, with a typed result (returned, panicked, hung).
 //! - `panics.rs`: a learner's panic, caught quietly and told in one line.
 //! - here: raw access to pooled clients, a lab's private space, and the
 //!   process-level housekeeping of isolated labs.
@@ -22,6 +24,7 @@ pub mod herd;
 pub mod hooks;
 pub mod panics;
 pub mod remote;
+pub mod run;
 
 use std::time::Duration;
 

@@ -3,11 +3,11 @@
 //!
 //! The parent starts a copy of its own executable with `LAB_REMOTE` set to a
 //! JSON [`Call`]. The child joins the parent's private lab, arms the call's
-//! trap (if any), runs the call on a thread, and speaks one JSON line per
-//! [`Message`] on its stdout: [`Message::Parked`] once the trap has caught
-//! the call (it then waits for `go` on its stdin, or to be killed), and
-//! [`Message::Done`] with what the call returned. A child that exits without
-//! saying `Done` is an error, never a result.
+//! trap (if any), runs the call on a thread (see [`run`](super::run)), and
+//! speaks one JSON line per [`Message`] on its stdout: [`Message::Parked`]
+//! once the trap has caught the call (it then waits for `go` on its stdin,
+//! or to be killed), and [`Message::Done`] with what the call returned. A
+//! child that exits without saying `Done` is an error, never a result.
 //!
 //! A binary that uses this calls [`call_from_env`] first thing in `main`
 //! and, if it gets a call, [`serve`]s it with the answers the call names.
@@ -19,10 +19,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::LabExt;
 use super::answers::{Answers, Function};
-use super::hooks::{PARK_LIMIT, Trap};
 use super::panics::{self, Panic};
+use super::run::{self, Ran, Start};
+use super::{PARK_LIMIT, Trap};
 use crate::User;
 
 const ENV: &str = "LAB_REMOTE";
@@ -86,40 +86,34 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
             std::process::exit(1)
         }
     };
-    let parked = call.park.clone().map(|trap| lab.hooks().park(trap));
-    let (tx, rx) = mpsc::channel();
-    let (thread_lab, function, user_id, plan) =
-        (lab.clone(), call.function, call.user_id, call.plan.clone());
-    std::thread::spawn(move || {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            function.call(answers, &thread_lab, user_id, &plan)
-        }));
-        let _ = tx.send(match outcome {
-            Ok(Ok(user)) => Outcome::Returned(user),
-            Ok(Err(e)) => Outcome::Failed(e.to_string()),
-            Err(payload) => Outcome::Panicked(Panic::from_payload(&*payload)),
-        });
-    });
-    if let Some(parked) = parked {
+    let (function, user_id, plan) = (call.function, call.user_id, call.plan.clone());
+    let f = move |lab: &crate::labkit::Lab| function.call(answers, lab, user_id, &plan);
+    // Nobody waits longer than this: the parent has long given up by then.
+    let bound = PARK_LIMIT * 2;
+    let running = match &call.park {
+        None => run::start(&lab, f),
         // Parked, or finished without reaching the trap: either is news.
-        let mut done = None;
-        while done.is_none() && !parked.wait(Duration::from_millis(10)) {
-            done = rx.try_recv().ok();
-        }
-        if done.is_none() {
-            say(&Message::Parked);
-            let mut go = String::new();
-            let _ = std::io::stdin().read_line(&mut go);
-        }
-        drop(parked);
-        if let Some(outcome) = done {
-            say(&Message::Done(outcome));
-            std::process::exit(0)
-        }
-    }
-    let outcome = rx
-        .recv_timeout(PARK_LIMIT * 2)
-        .unwrap_or_else(|_| Outcome::Failed("did not return".into()));
+        Some(trap) => match run::start_parked(&lab, trap.clone(), bound, f) {
+            Start::Parked(parked, running) => {
+                say(&Message::Parked);
+                let mut go = String::new();
+                let _ = std::io::stdin().read_line(&mut go);
+                drop(parked);
+                running
+            }
+            Start::Finished(running) => running,
+            Start::Late(parked, running) => {
+                drop(parked);
+                running
+            }
+        },
+    };
+    let outcome = match running.wait(bound) {
+        Ran::Returned(Ok(user)) => Outcome::Returned(user),
+        Ran::Returned(Err(e)) => Outcome::Failed(e.to_string()),
+        Ran::Panicked(panic) => Outcome::Panicked(panic),
+        Ran::Hung => Outcome::Failed("did not return".into()),
+    };
     say(&Message::Done(outcome));
     std::process::exit(0)
 }
