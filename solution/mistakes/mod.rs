@@ -53,8 +53,11 @@ mod lock_striped_by_id;
 mod lock_without_double_check;
 mod marker_in_process_memory;
 mod marker_looked_for_before_the_lease;
+mod marker_only_for_cached_users;
 mod marker_rechecked_before_the_fill;
 mod marker_set_after_invalidating;
+mod marker_set_only_if_absent;
+mod marker_ttl_of_the_usual_lag;
 mod marker_ttl_shorter_than_the_lag;
 mod missing_user_placeholder;
 mod never_fills_cache;
@@ -63,6 +66,7 @@ mod one_global_lock;
 mod only_the_look_falls_back;
 mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
+mod primary_row_cached_briefly;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
 mod refused_fill_returns_none;
@@ -229,4 +233,12 @@ catalogue! {
         "Ok(None) says \"no such user\"";
     replicated_update_ignores_failed_invalidation::update_user_plan_replicated => [part4_an_update_whose_invalidation_fails_returns_an_err],
         "propagate the error of the removal";
+    primary_row_cached_briefly::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
+        "fill it for CACHE_TTL";
+    marker_only_for_cached_users::update_user_plan_replicated => [part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan],
+        "whatever the cache holds";
+    marker_set_only_if_absent::update_user_plan_replicated => [part4_every_read_after_a_second_update_within_marker_ttl_has_the_newest_plan],
+        "never only if none is there";
+    marker_ttl_of_the_usual_lag::update_user_plan_replicated => [part4_every_read_has_the_new_plan_while_the_replica_lags_longer_than_usual],
+        "not as long as it usually lags";
 }
