@@ -90,6 +90,7 @@ checks! {
     3: part3_with_any_one_redis_call_failing_a_read_is_served_from_postgres = part3::one_redis_call_failing_read_uses_postgres;
     3: part3_with_redis_failing_an_update_writes_postgres_and_returns_an_error = part3::redis_failing_update_is_an_error;
     4: part4_a_cold_read_with_no_recent_write_is_served_by_the_replica = part4::cold_read_is_served_by_the_replica;
+    4: part4_a_write_to_one_user_leaves_reads_of_other_users_on_the_replica = part4::a_write_leaves_other_users_on_the_replica;
     4: part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags = part4::reads_after_an_update_have_the_new_plan;
     4: part4_after_an_update_in_another_process_reads_here_have_the_new_plan = part4::reads_after_an_update_elsewhere_have_the_new_plan;
     4: part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan = part4::reads_after_an_update_of_an_uncached_user_have_the_new_plan;

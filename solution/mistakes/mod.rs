@@ -63,6 +63,7 @@ mod missing_user_placeholder;
 mod never_fills_cache;
 mod never_reads_cache;
 mod one_global_lock;
+mod one_marker_for_all_users;
 mod only_the_look_falls_back;
 mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
@@ -233,6 +234,8 @@ catalogue! {
         "Ok(None) says \"no such user\"";
     replicated_update_ignores_failed_invalidation::update_user_plan_replicated => [part4_an_update_whose_invalidation_fails_returns_an_err],
         "propagate the error of the removal";
+    one_marker_for_all_users::get_user_profile_replicated, update_user_plan_replicated => [part4_a_write_to_one_user_leaves_reads_of_other_users_on_the_replica],
+        "must name the user written";
     primary_row_cached_briefly::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
         "fill it for CACHE_TTL";
     marker_only_for_cached_users::update_user_plan_replicated => [part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan],

@@ -340,6 +340,55 @@ pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
     })
 }
 
+/// Right after an update of user 2, a cold read of user 3 (never written)
+/// is served by the replica: a sign of a write names the user written.
+pub fn a_write_leaves_other_users_on_the_replica(a: Subject) -> Outcome {
+    judged_once(
+        "the read of user 3 (within MARKER_TTL of the update)",
+        || {
+            let lab = replica_lab()?;
+            let plan = other_plan(&seeded(&lab, 2)?.plan);
+            let expected = seeded(&lab, 3)?;
+            let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
+            let began = Instant::now();
+            call_ok(
+                &lab,
+                updating.clone(),
+                move |lab| (a.update_user_plan_replicated)(lab, 2, plan),
+                "a valid plan must be accepted",
+            )?;
+            lab.db.reset_counters();
+            lab.replica.reset_counters();
+            let got = call_ok(
+                &lab,
+                "get_user_profile_replicated(user 3)",
+                read(a, 3),
+                "a user that exists is Ok(Some(user))",
+            )?;
+            // Within MARKER_TTL of the update: a sign of it was still there.
+            let in_time = began.elapsed() < MARKER_TTL;
+            ensure(got.as_ref() == Some(&expected), || {
+                fail(
+                    format!("right after {updating}, a cold read of user 3 returned {got:?}"),
+                    format!("Some({expected:?})"),
+                    "on a miss, load the row (User::from_row) from the replica or the primary",
+                )
+            })?;
+            let (primary, replica) = (lab.db.query_count(), lab.replica.query_count());
+            ensure(primary == 0 && replica >= 1, || {
+                fail(
+                    format!(
+                        "right after {updating} returned, a cold read of user 3, never written, sent {primary} statement(s) to the primary and {replica} to the replica"
+                    ),
+                    "0 to the primary and at least 1 to lab.replica: only the user just written may lag",
+                    "a write of user 2 sent a read of user 3 to the primary: the sign of a write must name the user written (one per user, as user_key names one user), or every write anywhere takes the replica's load off for MARKER_TTL",
+                )
+            })?;
+            Ok(in_time)
+        },
+    )
+}
+
 /// Tries `attempt` up to [`ATTEMPTS`] times, until one of them could be
 /// judged (the replica still lagged when it mattered); a failure ends it at
 /// once.
