@@ -96,6 +96,7 @@ checks! {
     4: part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan = part4::reads_after_an_update_of_an_uncached_user_have_the_new_plan;
     4: part4_every_read_after_a_second_update_within_marker_ttl_has_the_newest_plan = part4::reads_after_a_second_update_have_the_newest_plan;
     4: part4_every_read_has_the_new_plan_while_the_replica_lags_longer_than_usual = part4::reads_while_the_replica_lags_long_have_the_new_plan;
+    4: part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan = part4::herd_after_an_update_gets_the_new_plan;
     4: part4_a_read_during_an_update_leaves_nothing_stale = part4::read_during_an_update_leaves_nothing_stale;
     4: part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale = part4::read_while_the_update_waits_to_write_leaves_nothing_stale;
     4: part4_a_read_whose_replica_select_waits_out_an_update_caches_nothing_stale = part4::read_whose_replica_select_waits_out_an_update;

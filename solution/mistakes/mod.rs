@@ -88,6 +88,7 @@ mod update_error_swallowed;
 mod update_ignores_failed_delete;
 mod update_never_invalidates;
 mod update_swallows_failed_invalidation;
+mod waiters_read_the_replica;
 mod waiters_return_none;
 mod waiters_skip_to_postgres;
 mod waiters_trust_the_fill;
@@ -244,4 +245,6 @@ catalogue! {
         "never only if none is there";
     marker_ttl_of_the_usual_lag::update_user_plan_replicated => [part4_every_read_has_the_new_plan_while_the_replica_lags_longer_than_usual],
         "not as long as it usually lags";
+    waiters_read_the_replica::get_user_profile_replicated => [part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan],
+        "wait for its value";
 }

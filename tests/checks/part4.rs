@@ -4,7 +4,7 @@
 //! is a window the checks can rely on; each check also verifies, around the
 //! reads it judges, that the replica really still had the old row then, and
 //! tries again (a few times) if a loaded machine let the window pass.
-//! Two checks make it lag longer: they pause its replay (`Pauser`: one
+//! Three checks make it lag longer: they pause its replay (`Pauser`: one
 //! check at a time across processes, always resumed, by a later check if
 //! the pauser died), for less than MARKER_TTL. What a read does once the
 //! replica lags MARKER_TTL or more is beyond the promise: the checks that
@@ -290,6 +290,9 @@ const HINT_LONG_LAG: &str = "the replica lagged longer than its usual 300 ms (th
 
 /// A row read from the primary, cached for less than CACHE_TTL.
 const HINT_FRESH_TTL: &str = "a row read from the primary right after a write is as fresh as any other: fill it for CACHE_TTL, like every fill (the next update removes it anyway); a short TTL there only sends the readers of a user just written back to the database";
+
+/// A reader that did not get the right to fill read the lagging replica.
+const HINT_HERD: &str = "readers that missed while another reader held the right to fill got the replica's old row: right after a write they cannot tell what that reader found; wait for its value, as in Part 3, rather than reading the lagging replica";
 
 /// With no recent write, a cold read is served by the replica and filled.
 pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
@@ -697,6 +700,125 @@ fn lagging_reads(
         )
     })?;
     Ok(arranged && judged > 0)
+}
+
+/// How many readers miss together right after an update.
+const HERD: usize = 8;
+
+/// Right after an update, while the replica lags, readers that miss
+/// together all get the new plan: the one that fills (held before its
+/// fill, if it fills) and those that miss meanwhile. The replica's replay
+/// is paused from just before the update until they are done.
+pub fn herd_after_an_update_gets_the_new_plan(a: Subject) -> Outcome {
+    let mut pauser = Pauser::acquire()?;
+    judged_once("the herd", || herd_after_an_update(a, &mut pauser))
+}
+
+/// One try; false if the replica had the write before the readers were
+/// let go (the pause did not hold it back).
+fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<bool, Failure> {
+    let lab = replica_lab()?;
+    let old = seeded(&lab, 1)?.plan;
+    let plan = other_plan(&old);
+    let reading = "get_user_profile_replicated(user 1)";
+    call_ok(&lab, reading, read(a, 1), "a cold read loads the row")?;
+    let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
+    // The replica cannot have the write until the herd is done.
+    pauser.pause()?;
+    call_ok(
+        &lab,
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
+    let key = user_key(1);
+    // A first reader, held before its fill (if it fills): the others miss
+    // while it holds whatever gives it the right to fill.
+    let parked = lab.hooks().park(Trap::before_fill(&key));
+    let mut leader = spawn(&lab, reading, read(a, 1));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut holding = false;
+    while Instant::now() < deadline {
+        if parked.wait(Duration::from_millis(10)) {
+            holding = true;
+            break;
+        }
+        if leader.finishes_within(Duration::ZERO) {
+            break;
+        }
+    }
+    let parked = if holding {
+        Some(parked)
+    } else {
+        drop(parked);
+        None
+    };
+    let others = if holding { HERD - 1 } else { HERD };
+    let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = returned.clone();
+    let (mut lagging, mut resumed) = (Ok(false), Ok(()));
+    let results = readers(
+        &lab,
+        reading,
+        others,
+        BOUND,
+        move |lab| {
+            let got = (a.get_user_profile_replicated)(lab, 1);
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            got
+        },
+        || {
+            // Until every reader has returned, or a second has passed:
+            // readers that wait for the held fill are let go then, the
+            // others have answered (from a replica that lagged).
+            let until = Instant::now() + Duration::from_secs(1);
+            while returned.load(std::sync::atomic::Ordering::SeqCst) < others
+                && Instant::now() < until
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            lagging = replica_plan(&lab, 1).map(|p| p.as_deref() == Some(old.as_str()));
+            resumed = pauser.resume();
+            drop(parked);
+        },
+    )?;
+    let judged = lagging?;
+    resumed?;
+    all_returned(&results, others)?;
+    let first = leader.wait(BOUND)?;
+    let mut got = vec![first];
+    got.extend(results);
+    let stale = got
+        .iter()
+        .filter(|r| matches!(r, Ok(Some(u)) if u.plan != plan))
+        .count();
+    let held = if holding {
+        format!(", while a first reader was held before its fill, {others} readers missed together")
+    } else {
+        format!(", {HERD} readers missed together")
+    };
+    ensure(stale == 0, || {
+        fail(
+            format!(
+                "right after {updating} returned{held}, while the replica lagged; {stale} of the {HERD} reads returned plan {old:?}"
+            ),
+            format!("plan {plan:?} for every reader"),
+            HINT_HERD,
+        )
+    })?;
+    for result in got {
+        ensure(matches!(&result, Ok(Some(u)) if u.id == 1), || {
+            fail(
+                format!(
+                    "right after {updating} returned{held}; one returned {}",
+                    show(&result)
+                ),
+                format!("user 1 on plan {plan:?} for every reader"),
+                "a user that exists is Ok(Some(user)) for every reader, the ones that wait as well",
+            )
+        })?;
+    }
+    Ok(judged)
 }
 
 /// A reader that misses right after the update removed the cached copy
