@@ -102,6 +102,7 @@ checks! {
     4: part4_a_read_whose_replica_select_waits_out_an_update_caches_nothing_stale = part4::read_whose_replica_select_waits_out_an_update;
     4: part4_a_read_whose_fill_waits_out_an_update_caches_nothing_stale = part4::read_whose_fill_waits_out_an_update;
     4: part4_a_read_whose_lease_request_waits_out_an_update_caches_nothing_stale = part4::read_whose_lease_request_waits_out_an_update;
+    4: part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale = part4::read_after_a_write_whose_fill_waits_out_another_update;
     4: part4_reads_return_to_the_replica_within_marker_ttl_of_a_write = part4::reads_return_to_the_replica;
     4: part4_missing_users_read_as_none_and_bad_plans_change_nothing = part4::missing_users_and_bad_plans;
     4: part4_a_user_created_after_a_miss_shows_up_within_absent_ttl = part4::created_user_shows_up_within_absent_ttl;

@@ -68,6 +68,7 @@ mod only_the_look_falls_back;
 mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
 mod primary_row_cached_briefly;
+mod primary_row_filled_without_the_lease;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
 mod refused_fill_returns_none;
@@ -247,4 +248,6 @@ catalogue! {
         "not as long as it usually lags";
     waiters_read_the_replica::get_user_profile_replicated => [part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan],
         "wait for its value";
+    primary_row_filled_without_the_lease::get_user_profile_replicated => [part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale],
+        "whichever database a miss reads";
 }

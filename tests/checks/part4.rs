@@ -291,6 +291,10 @@ const HINT_LONG_LAG: &str = "the replica lagged longer than its usual 300 ms (th
 /// A row read from the primary, cached for less than CACHE_TTL.
 const HINT_FRESH_TTL: &str = "a row read from the primary right after a write is as fresh as any other: fill it for CACHE_TTL, like every fill (the next update removes it anyway); a short TTL there only sends the readers of a user just written back to the database";
 
+/// A fill of the primary's row, right after a write, landed after the
+/// next update: a plain fill, with no lease (or none that was revoked).
+const HINT_FRESH_FILL: &str = "the reader read the primary (the user had just been written), and its fill landed after the next update had removed the cached copy: a row from the primary goes stale too, as soon as the next write lands; whichever database a miss reads, fill through the lease (fill_with_lease), so that an update in between refuses the fill";
+
 /// A reader that did not get the right to fill read the lagging replica.
 const HINT_HERD: &str = "readers that missed while another reader held the right to fill got the replica's old row: right after a write they cannot tell what that reader found; wait for its value, as in Part 3, rather than reading the lagging replica";
 
@@ -993,6 +997,10 @@ enum Held {
     /// for a sign of a write, it may be). Answers without leases are not
     /// held, and pass.
     Lease,
+    /// Its fill, once it has read the row right after a first update (from
+    /// the primary, since the replica may lag), held until a second update
+    /// has returned. Answers that do not fill then are not held, and pass.
+    FillAfterAWrite,
 }
 
 /// A reader held before its replica SELECT until an update has returned
@@ -1020,6 +1028,17 @@ pub fn read_whose_fill_waits_out_an_update(a: Subject) -> Outcome {
     read_held_over_an_update(a, Held::Fill).map(|_| ())
 }
 
+/// A reader that read user 2 right after an update (from the primary, the
+/// replica lagging), held before its fill until a second update has
+/// returned, caches nothing stale: the primary's row is no fresher than the
+/// next write.
+pub fn read_after_a_write_whose_fill_waits_out_another_update(a: Subject) -> Outcome {
+    judged_once(
+        "the held reader (within MARKER_TTL of the first update)",
+        || read_held_over_an_update(a, Held::FillAfterAWrite),
+    )
+}
+
 /// Whether a lease on `key` is held right now (only to choose the hint:
 /// nothing requires leases).
 fn lease_held(lab: &Lab, key: &str) -> std::result::Result<bool, Failure> {
@@ -1033,18 +1052,35 @@ fn lease_held(lab: &Lab, key: &str) -> std::result::Result<bool, Failure> {
 }
 
 /// One try; false if it could not be judged (a held replica read sent
-/// after the replica had caught up).
+/// after the replica had caught up; a read after a write that came after
+/// that write's MARKER_TTL).
 fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool, Failure> {
     let lab = replica_lab()?;
-    let old = seeded(&lab, 2)?.plan;
-    let plan = other_plan(&old);
+    let mut old = seeded(&lab, 2)?.plan;
+    let mut plan = other_plan(&old);
     let key = user_key(2);
+    let reading = "get_user_profile_replicated(user 2)";
+    // The first update, and when it began.
+    let mut first = None;
+    if held == Held::FillAfterAWrite {
+        let earlier = plan;
+        let began = Instant::now();
+        call_ok(
+            &lab,
+            format!("update_user_plan_replicated(user 2, {earlier:?})"),
+            move |lab| (a.update_user_plan_replicated)(lab, 2, earlier),
+            "a valid plan must be accepted",
+        )?;
+        first = Some((earlier, began));
+        plan = third_plan(&old, earlier);
+        old = earlier.to_string();
+    }
     let (trap, step) = match held {
         Held::ReplicaRead => (
             Trap::before_replica_read(),
             "its replica SELECT".to_string(),
         ),
-        Held::Fill => (Trap::before_fill(&key), format!("filling {key}")),
+        Held::Fill | Held::FillAfterAWrite => (Trap::before_fill(&key), format!("filling {key}")),
         Held::Lease => (Trap::before_lease(&key), "its lease request".to_string()),
     };
     let missing = || match held {
@@ -1053,15 +1089,15 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
             "with no recent write, a miss reads lab.replica",
             "with no recent write of this user, the replica is up to date: read lab.replica",
         ),
-        Held::Fill => fail(
+        Held::Fill | Held::FillAfterAWrite => fail(
             format!("a cold read of user 2 never filled {key}"),
             format!("a miss leaves {key} cached"),
             "a miss fills the cache, as in Part 1",
         ),
     };
-    let (parked, reader) = if held == Held::Lease {
+    let (parked, reader) = if matches!(held, Held::Lease | Held::FillAfterAWrite) {
         let parked = lab.hooks().park(trap);
-        let mut reader = spawn(&lab, "get_user_profile_replicated(user 2)", read(a, 2));
+        let mut reader = spawn(&lab, reading, read(a, 2));
         let deadline = Instant::now() + Duration::from_secs(5);
         let mut asked = false;
         while Instant::now() < deadline {
@@ -1074,25 +1110,27 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
             }
         }
         if !asked {
-            // No lease asked for: nothing to hold here.
+            // No lease asked for, or no fill after a write: nothing to
+            // hold here.
             drop(parked);
-            ok(
-                "get_user_profile_replicated(user 2)",
-                reader.wait(BOUND)?,
-                "a cold read loads the row",
-            )?;
+            let got = ok(reading, reader.wait(BOUND)?, "a read loads the row")?;
+            let now = plan_of_now(&lab, 2)?;
+            ensure(plan_of(&got) == Some(now.as_str()), || {
+                fail(
+                    format!("a read of user 2 returned {}", show(&Ok(got.clone()))),
+                    "the plan Postgres has",
+                    HINT_TRUST,
+                )
+            })?;
             return Ok(true);
         }
         (parked, reader)
     } else {
-        start_parked(
-            &lab,
-            trap,
-            "get_user_profile_replicated(user 2)",
-            read(a, 2),
-            missing,
-        )?
+        start_parked(&lab, trap, reading, read(a, 2), missing)?
     };
+    // The held reader looked for a sign of the first write while one
+    // lasting MARKER_TTL from it was still there.
+    let in_time = first.is_none_or(|(_, began)| began.elapsed() < MARKER_TTL);
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
     let update = call(&lab, updating.clone(), move |lab| {
         (a.update_user_plan_replicated)(lab, 2, plan)
@@ -1110,15 +1148,11 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
     let judged = match held {
         Held::ReplicaRead | Held::Lease => replica_plan(&lab, 2)?.as_deref() == Some(old.as_str()),
         Held::Fill => true,
+        Held::FillAfterAWrite => in_time,
     };
     caught_up(&lab, 2, plan)?;
     let cached: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
-    let after = call_ok(
-        &lab,
-        "get_user_profile_replicated(user 2)",
-        read(a, 2),
-        HINT_GUARD,
-    )?;
+    let after = call_ok(&lab, reading, read(a, 2), HINT_GUARD)?;
     ensure(
         plan_of(&cached).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
         || {
@@ -1132,6 +1166,9 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
                 Held::Lease => format!(
                     "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
                 ),
+                Held::FillAfterAWrite => format!(
+                    "right after update_user_plan_replicated(user 2, {old:?}) returned, a read of user 2 read {old:?} and was held before {step} until {updating} had returned"
+                ),
             };
             fail(
                 format!(
@@ -1144,6 +1181,7 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
                 ),
                 match held {
                     Held::Lease => HINT_LOOK_AFTER_LEASE,
+                    Held::FillAfterAWrite if !lease_left => HINT_FRESH_FILL,
                     _ if lease_left => HINT_REVOKE,
                     _ => HINT_GUARD,
                 },
@@ -1151,6 +1189,13 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
         },
     )?;
     Ok(judged)
+}
+
+/// User `id`'s plan as the primary has it (not counted).
+fn plan_of_now(lab: &Lab, id: i32) -> std::result::Result<String, Failure> {
+    Ok(stored(lab, id)?
+        .ok_or_else(|| Failure::Setup(format!("user {id} is gone")))?
+        .plan)
 }
 
 /// At the latest MARKER_TTL after a write, cold reads go to the replica
