@@ -108,6 +108,7 @@ checks! {
     4: part4_a_user_created_after_a_miss_shows_up_within_absent_ttl = part4::created_user_shows_up_within_absent_ttl;
     4: part4_a_postgres_error_is_an_err_never_none = part4::postgres_error_is_an_err;
     4: part4_an_update_whose_invalidation_fails_returns_an_err = part4::failed_invalidation_is_an_err;
+    4: part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale = part4::one_failed_redis_call_never_makes_a_read_stale;
 }
 
 /// `cargo test`: your answers.

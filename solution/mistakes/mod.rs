@@ -35,6 +35,8 @@ mod always_reads_the_primary;
 mod always_reads_the_replica;
 mod backoff_without_a_cap;
 mod exists_then_get;
+mod failed_marker_look_means_no_write;
+mod failed_marker_set_ignored;
 mod fill_error_reads_as_none;
 mod fill_ignores_lease;
 mod fills_a_different_key;
@@ -250,4 +252,8 @@ catalogue! {
         "wait for its value";
     primary_row_filled_without_the_lease::get_user_profile_replicated => [part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale],
         "whichever database a miss reads";
+    failed_marker_look_means_no_write::get_user_profile_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
+        "a look that failed says nothing of the sort";
+    failed_marker_set_ignored::update_user_plan_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
+        "a sign that could not be left protects nobody";
 }

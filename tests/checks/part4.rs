@@ -20,7 +20,7 @@
 //! and another process (an update made by another instance).
 
 use cache_aside_lab::labkit::testkit::{self, CacheExt, DbExt, Function, Trap};
-use cache_aside_lab::{MARKER_TTL, user_key};
+use cache_aside_lab::{MARKER_TTL, marker_key, user_key};
 
 use super::part1::{
     Functions, bad_plans_change_nothing, failed_invalidation_is_an_err_for, hostile_plans,
@@ -288,6 +288,9 @@ const HINT_RENEW: &str = "a second update came shortly before the first one's MA
 /// The replica lagged longer than usual, though less than MARKER_TTL.
 const HINT_LONG_LAG: &str = "the replica lagged longer than its usual 300 ms (the grader paused its replay for a while, as a long query or a burst of writes would), though less than MARKER_TTL, and a read got its old row: the sign of a write must last as long as the replica may lag, MARKER_TTL, not as long as it usually lags";
 
+/// The update ignored a failed write of its sign.
+const HINT_SIGN_FAILED: &str = "Redis refused the update's write of marker:user:1 (one call, injected by the grader), the update returned Ok anyway, and a read right after got the replica's old row: a sign that could not be left protects nobody; pass the error on before the UPDATE, so the caller knows the write did not happen";
+
 /// A row read from the primary, cached for less than CACHE_TTL.
 const HINT_FRESH_TTL: &str = "a row read from the primary right after a write is as fresh as any other: fill it for CACHE_TTL, like every fill (the next update removes it anyway); a short TTL there only sends the readers of a user just written back to the database";
 
@@ -297,6 +300,9 @@ const HINT_FRESH_FILL: &str = "the reader read the primary (the user had just be
 
 /// A reader that did not get the right to fill read the lagging replica.
 const HINT_HERD: &str = "readers that missed while another reader held the right to fill got the replica's old row: right after a write they cannot tell what that reader found; wait for its value, as in Part 3, rather than reading the lagging replica";
+
+/// A look for the sign of the write that failed, read as "no write".
+const HINT_FAILED_LOOK: &str = "the look for the sign of a write failed (Redis refused that one call), and the read went on as if there had been no write: a look that failed says nothing of the sort; return the error, or read the primary, but never trust the lagging replica then";
 
 /// With no recent write, a cold read is served by the replica and filled.
 pub fn cold_read_is_served_by_the_replica(a: Subject) -> Outcome {
@@ -433,6 +439,10 @@ enum Scenario {
     /// for [`PAUSE`]: it lags far longer than usual, though less than
     /// MARKER_TTL.
     Paused,
+    /// One update during which Redis refuses the first write of
+    /// `marker_key(1)`, if the update makes one: it returns the error, or
+    /// every read is as fresh as ever.
+    MarkerSetFails,
 }
 
 /// When the second update of [`Scenario::SecondUpdate`] starts, after the
@@ -547,6 +557,13 @@ fn lagging_reads(
                 ));
             }
         }
+        Scenario::MarkerSetFails => {
+            lab.hooks().fail_next(Trap::before_fill(&marker_key(1)));
+            if call(&lab, updating.clone(), update)?.is_err() {
+                // It said that it failed: nothing more is promised.
+                return Ok(true);
+            }
+        }
         _ => {
             call_ok(
                 &lab,
@@ -584,6 +601,10 @@ fn lagging_reads(
         Scenario::Paused => (
             HINT_LONG_LAG,
             " (then the grader paused the replica's replay)".to_string(),
+        ),
+        Scenario::MarkerSetFails => (
+            HINT_SIGN_FAILED,
+            " (Redis had refused one of its calls, the write of marker:user:1)".to_string(),
         ),
     };
     let key = user_key(1);
@@ -823,6 +844,81 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
         })?;
     }
     Ok(judged)
+}
+
+/// Right after an update, with the look for the sign of the write
+/// (`marker_key(1)`, if the read looks at it) refused once by Redis, a read
+/// returns the new plan or an `Err`, never the old plan; and with the
+/// update's write of that key refused once, the update returns an `Err` or
+/// every read has the new plan. An answer that never uses `marker_key` is
+/// not affected.
+pub fn one_failed_redis_call_never_makes_a_read_stale(a: Subject) -> Outcome {
+    judged_once("the read after a failed look", || {
+        read_after_a_failed_look(a)
+    })?;
+    judged_once("any read", || {
+        lagging_reads(a, Scenario::MarkerSetFails, None)
+    })
+}
+
+/// One try; false if the replica had caught up by the end of the read.
+fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
+    let lab = replica_lab()?;
+    let old = seeded(&lab, 1)?.plan;
+    let plan = other_plan(&old);
+    let reading = "get_user_profile_replicated(user 1)";
+    call_ok(&lab, reading, read(a, 1), "a cold read loads the row")?;
+    let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
+    call_ok(
+        &lab,
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
+        "a valid plan must be accepted",
+    )?;
+    let marker = marker_key(1);
+    lab.hooks().fail_next(Trap::after_look(&marker));
+    let got = call(&lab, reading, read(a, 1))?;
+    let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
+    ensure(
+        match &got {
+            Ok(Some(u)) => u.plan == plan,
+            Ok(None) => false,
+            Err(_) => true,
+        },
+        || {
+            fail(
+                format!(
+                    "right after {updating} returned{}, Redis refused the read's look at {marker} (injected by the grader), and the read returned {}",
+                    if still {
+                        ", while the replica still lagged"
+                    } else {
+                        ""
+                    },
+                    show(&got)
+                ),
+                format!("plan {plan:?}, or an Err: never the old plan"),
+                if matches!(got, Ok(None)) {
+                    "a user that exists is never Ok(None), whatever failed"
+                } else {
+                    HINT_FAILED_LOOK
+                },
+            )
+        },
+    )?;
+    caught_up(&lab, 1, plan)?;
+    let key = user_key(1);
+    let cached: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
+    ensure(plan_of(&cached).is_none_or(|p| p == plan), || {
+        fail(
+            format!(
+                "right after {updating} returned, Redis refused the read's look at {marker}; once the replica had caught up, {key} held plan {:?}",
+                plan_of(&cached).unwrap_or_default()
+            ),
+            format!("nothing stale cached: {plan:?} or no entry"),
+            HINT_FAILED_LOOK,
+        )
+    })?;
+    Ok(still)
 }
 
 /// A reader that misses right after the update removed the cached copy
