@@ -106,6 +106,7 @@ checks! {
     4: part4_reads_return_to_the_replica_within_marker_ttl_of_a_write = part4::reads_return_to_the_replica;
     4: part4_missing_users_read_as_none_and_bad_plans_change_nothing = part4::missing_users_and_bad_plans;
     4: part4_a_user_created_after_a_miss_shows_up_within_absent_ttl = part4::created_user_shows_up_within_absent_ttl;
+    4: part4_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry = part4::existing_user_is_never_none;
     4: part4_a_postgres_error_is_an_err_never_none = part4::postgres_error_is_an_err;
     4: part4_an_update_whose_invalidation_fails_returns_an_err = part4::failed_invalidation_is_an_err;
     4: part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale = part4::one_failed_redis_call_never_makes_a_read_stale;

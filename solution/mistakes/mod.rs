@@ -76,6 +76,7 @@ mod read_fails_when_redis_fails;
 mod refused_fill_returns_none;
 mod replica_fill_not_guarded;
 mod replicated_absence_cached_for_cache_ttl;
+mod replicated_exists_then_get;
 mod replicated_read_hides_postgres_errors;
 mod replicated_update_deletes_value_not_lease;
 mod replicated_update_ignores_failed_invalidation;
@@ -252,6 +253,8 @@ catalogue! {
         "wait for its value";
     primary_row_filled_without_the_lease::get_user_profile_replicated => [part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale],
         "whichever database a miss reads";
+    replicated_exists_then_get::get_user_profile_replicated => [part4_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
+        "read it once with get_json";
     failed_marker_look_means_no_write::get_user_profile_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
         "a look that failed says nothing of the sort";
     failed_marker_set_ignored::update_user_plan_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],

@@ -1419,3 +1419,13 @@ pub fn created_user_shows_up_within_absent_ttl(a: Subject) -> Outcome {
         "get_user_profile_replicated",
     )
 }
+
+/// A read of an existing user is never `Ok(None)`, whatever happens to its
+/// entry (evicted right after the read first looked at it, or its fill
+/// refused), as in Part 1.
+pub fn existing_user_is_never_none(a: Subject) -> Outcome {
+    super::part1::existing_user_is_never_none_for(
+        a.get_user_profile_replicated,
+        "get_user_profile_replicated",
+    )
+}
