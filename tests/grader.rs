@@ -121,10 +121,20 @@ lab! {
     part 4 "a read replica" Optional NeedsReplica {
         part4_a_cold_read_with_no_recent_write_is_served_by_the_replica = part4::cold_read_is_served_by_the_replica,
             "no recent write: 0 statements on `lab.db`, the replica serves it, and it is cached with a TTL of the order of `CACHE_TTL`";
+        part4_a_write_to_one_user_leaves_reads_of_other_users_on_the_replica = part4::a_write_leaves_other_users_on_the_replica,
+            "right after a write of user 2, a cold read of user 3 is served by the replica: only the user written may lag";
         part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags = part4::reads_after_an_update_have_the_new_plan,
-            "after an update returns, reads (misses and hits) have the new plan while the replica still has the old; nothing stale is cached";
+            "after an update returns, reads (misses and hits) have the new plan while the replica still has the old, a fill keeps a TTL of the order of `CACHE_TTL`, and nothing stale is cached";
         part4_after_an_update_in_another_process_reads_here_have_the_new_plan = part4::reads_after_an_update_elsewhere_have_the_new_plan,
             "the same with the update made by another process";
+        part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan = part4::reads_after_an_update_of_an_uncached_user_have_the_new_plan,
+            "the same for a user that was not cached when it was written";
+        part4_every_read_after_a_second_update_within_marker_ttl_has_the_newest_plan = part4::reads_after_a_second_update_have_the_newest_plan,
+            "a second update shortly before the first one's `MARKER_TTL` runs out is covered for its own `MARKER_TTL`";
+        part4_every_read_has_the_new_plan_while_the_replica_lags_longer_than_usual = part4::reads_while_the_replica_lags_long_have_the_new_plan,
+            "the grader pauses the replica's replay for 2 s from just before an update: reads still have the new plan";
+        part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan = part4::herd_after_an_update_gets_the_new_plan,
+            "readers that miss while another holds the right to fill wait for its value, not the lagging replica's";
         part4_a_read_during_an_update_leaves_nothing_stale = part4::read_during_an_update_leaves_nothing_stale,
             "a reader that misses right after the update removed the cached copy leaves nothing stale";
         part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale = part4::read_while_the_update_waits_to_write_leaves_nothing_stale,
@@ -135,16 +145,22 @@ lab! {
             "a reader held before its fill until an update has returned: nothing stale cached";
         part4_a_read_whose_lease_request_waits_out_an_update_caches_nothing_stale = part4::read_whose_lease_request_waits_out_an_update,
             "a reader that looked for a sign of the write, then waited for its lease while an update came and went, caches nothing stale";
+        part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale = part4::read_after_a_write_whose_fill_waits_out_another_update,
+            "a reader that read the primary right after a write, held before its fill until a second update has returned: nothing stale cached";
         part4_reads_return_to_the_replica_within_marker_ttl_of_a_write = part4::reads_return_to_the_replica,
             "at the latest `MARKER_TTL` after a write, misses read the replica again";
         part4_missing_users_read_as_none_and_bad_plans_change_nothing = part4::missing_users_and_bad_plans,
             "as in Part 1, through the replicated functions";
         part4_a_user_created_after_a_miss_shows_up_within_absent_ttl = part4::created_user_shows_up_within_absent_ttl,
             "absence may be remembered, for `ABSENT_TTL` at most";
+        part4_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry = part4::existing_user_is_never_none,
+            "as in Part 1: an entry evicted mid-read, or a refused fill, never makes a user missing";
         part4_a_postgres_error_is_an_err_never_none = part4::postgres_error_is_an_err,
             "a failed read is an `Err`, never \"no such user\"";
         part4_an_update_whose_invalidation_fails_returns_an_err = part4::failed_invalidation_is_an_err,
             "a failed invalidation is reported";
+        part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale = part4::one_failed_redis_call_never_makes_a_read_stale,
+            "a failed look for the sign of a write, or a failed write of it, never leads to the old plan";
     }
 }
 

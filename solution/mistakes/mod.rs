@@ -37,6 +37,8 @@ mod always_reads_the_replica;
 mod backoff_without_a_cap;
 mod double_check_exists_then_get;
 mod exists_then_get;
+mod failed_marker_look_means_no_write;
+mod failed_marker_set_ignored;
 mod fill_error_reads_as_none;
 mod fill_ignores_lease;
 mod fills_a_different_key;
@@ -57,21 +59,28 @@ mod lock_striped_by_id;
 mod lock_without_double_check;
 mod marker_in_process_memory;
 mod marker_looked_for_before_the_lease;
+mod marker_only_for_cached_users;
 mod marker_rechecked_before_the_fill;
 mod marker_set_after_invalidating;
+mod marker_set_only_if_absent;
+mod marker_ttl_of_the_usual_lag;
 mod marker_ttl_shorter_than_the_lag;
 mod missing_user_placeholder;
 mod never_fills_cache;
 mod never_reads_cache;
 mod one_global_lock;
+mod one_marker_for_all_users;
 mod only_the_look_falls_back;
 mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
+mod primary_row_cached_briefly;
+mod primary_row_filled_without_the_lease;
 mod process_local_cache;
 mod read_fails_when_redis_fails;
 mod refused_fill_returns_none;
 mod replica_fill_not_guarded;
 mod replicated_absence_cached_for_cache_ttl;
+mod replicated_exists_then_get;
 mod replicated_read_hides_postgres_errors;
 mod replicated_update_deletes_value_not_lease;
 mod replicated_update_ignores_failed_invalidation;
@@ -90,6 +99,7 @@ mod update_ignores_failed_delete;
 mod update_never_invalidates;
 mod update_skipped_when_plan_unchanged;
 mod update_swallows_failed_invalidation;
+mod waiters_read_the_replica;
 mod waiters_return_none;
 mod waiters_skip_to_postgres;
 mod waiters_trust_the_fill;
@@ -250,4 +260,24 @@ catalogue! {
         "Ok(None) says \"no such user\"";
     replicated_update_ignores_failed_invalidation::update_user_plan_replicated => [part4_an_update_whose_invalidation_fails_returns_an_err],
         "propagate the error of the removal";
+    one_marker_for_all_users::get_user_profile_replicated, update_user_plan_replicated => [part4_a_write_to_one_user_leaves_reads_of_other_users_on_the_replica],
+        "must name the user written";
+    primary_row_cached_briefly::get_user_profile_replicated => [part4_every_read_after_an_update_has_the_new_plan_while_the_replica_lags],
+        "fill it for CACHE_TTL";
+    marker_only_for_cached_users::update_user_plan_replicated => [part4_every_read_after_an_update_of_a_user_nobody_had_read_has_the_new_plan],
+        "whatever the cache holds";
+    marker_set_only_if_absent::update_user_plan_replicated => [part4_every_read_after_a_second_update_within_marker_ttl_has_the_newest_plan],
+        "never only if none is there";
+    marker_ttl_of_the_usual_lag::update_user_plan_replicated => [part4_every_read_has_the_new_plan_while_the_replica_lags_longer_than_usual],
+        "not as long as it usually lags";
+    waiters_read_the_replica::get_user_profile_replicated => [part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan],
+        "wait for its value";
+    primary_row_filled_without_the_lease::get_user_profile_replicated => [part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale],
+        "whichever database a miss reads";
+    replicated_exists_then_get::get_user_profile_replicated => [part4_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
+        "read it once with get_json";
+    failed_marker_look_means_no_write::get_user_profile_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
+        "a look that failed says nothing of the sort";
+    failed_marker_set_ignored::update_user_plan_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
+        "a sign that could not be left protects nobody";
 }
