@@ -135,6 +135,8 @@ lab! {
             "the grader pauses the replica's replay for 2 s from just before an update: reads still have the new plan";
         part4_readers_that_miss_together_right_after_an_update_all_get_the_new_plan = part4::herd_after_an_update_gets_the_new_plan,
             "readers that miss while another holds the right to fill wait for its value, not the lagging replica's";
+        part4_a_hit_during_an_update_leaves_nothing_stale = part4::hit_during_update_leaves_nothing_stale,
+            "a hit never puts back a copy that an update has just removed, as in Part 1";
         part4_a_read_during_an_update_leaves_nothing_stale = part4::read_during_an_update_leaves_nothing_stale,
             "a reader that misses right after the update removed the cached copy leaves nothing stale";
         part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale = part4::read_while_the_update_waits_to_write_leaves_nothing_stale,
@@ -160,7 +162,7 @@ lab! {
         part4_an_update_whose_invalidation_fails_returns_an_err = part4::failed_invalidation_is_an_err,
             "a failed invalidation is reported";
         part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale = part4::one_failed_redis_call_never_makes_a_read_stale,
-            "a failed look for the sign of a write, or a failed write of it, never leads to the old plan";
+            "a failed look for the sign of a write, a failed write of it, or a failing primary never leads to the old plan";
     }
 }
 

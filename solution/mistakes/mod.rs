@@ -73,6 +73,7 @@ mod one_marker_for_all_users;
 mod only_the_look_falls_back;
 mod polls_every_lease_ttl;
 mod postgres_error_reads_as_none;
+mod primary_failure_falls_back_to_the_replica;
 mod primary_row_cached_briefly;
 mod primary_row_filled_without_the_lease;
 mod process_local_cache;
@@ -81,6 +82,7 @@ mod refused_fill_returns_none;
 mod replica_fill_not_guarded;
 mod replicated_absence_cached_for_cache_ttl;
 mod replicated_exists_then_get;
+mod replicated_hit_refreshes_the_ttl;
 mod replicated_read_hides_postgres_errors;
 mod replicated_update_deletes_value_not_lease;
 mod replicated_update_ignores_failed_invalidation;
@@ -246,6 +248,10 @@ catalogue! {
         "take the lease first, then look";
     replicated_absence_cached_for_cache_ttl::get_user_profile_replicated => [part4_a_user_created_after_a_miss_shows_up_within_absent_ttl],
         "for ABSENT_TTL at most";
+    primary_failure_falls_back_to_the_replica::get_user_profile_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
+        "the lagging replica is no substitute";
+    replicated_hit_refreshes_the_ttl::get_user_profile_replicated => [part4_a_hit_during_an_update_leaves_nothing_stale],
+        "a hit has nothing to write";
     marker_in_process_memory::get_user_profile_replicated, update_user_plan_replicated => [part4_after_an_update_in_another_process_reads_here_have_the_new_plan],
         "never reaches another process";
     replicated_update_invalidates_first::update_user_plan_replicated => [part4_a_read_during_an_update_leaves_nothing_stale, part4_a_read_while_the_update_waits_to_write_leaves_nothing_stale],

@@ -854,15 +854,27 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
 /// not affected.
 pub fn one_failed_redis_call_never_makes_a_read_stale(a: Subject) -> Outcome {
     judged_once("the read after a failed look", || {
-        read_after_a_failed_look(a)
+        read_after_a_failed_look(a, Fault::MarkerLook)
+    })?;
+    judged_once("the read while the primary failed", || {
+        read_after_a_failed_look(a, Fault::PrimaryReads)
     })?;
     judged_once("any read", || {
         lagging_reads(a, Scenario::MarkerSetFails, None)
     })
 }
 
+/// What fails for the read right after an update.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Its look at `marker_key` (answers that never look are not touched).
+    MarkerLook,
+    /// Every read it sends to the primary (the replica answers).
+    PrimaryReads,
+}
+
 /// One try; false if the replica had caught up by the end of the read.
-fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
+fn read_after_a_failed_look(a: Subject, fault: Fault) -> std::result::Result<bool, Failure> {
     let lab = replica_lab()?;
     let old = seeded(&lab, 1)?.plan;
     let plan = other_plan(&old);
@@ -876,8 +888,24 @@ fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
         "a valid plan must be accepted",
     )?;
     let marker = marker_key(1);
-    lab.hooks().fail_next(Trap::after_look(&marker));
+    let failed = match fault {
+        Fault::MarkerLook => {
+            lab.hooks().fail_next(Trap::after_look(&marker));
+            format!("Redis refused the read's look at {marker}")
+        }
+        Fault::PrimaryReads => {
+            lab.hooks().fail_primary_reads(true);
+            "every read sent to the primary failed".to_string()
+        }
+    };
     let got = call(&lab, reading, read(a, 1))?;
+    lab.hooks().fail_primary_reads(false);
+    let hint = match fault {
+        Fault::MarkerLook => HINT_FAILED_LOOK,
+        Fault::PrimaryReads => {
+            "right after a write only the primary has the new plan: when it fails, the lagging replica is no substitute; pass the error on"
+        }
+    };
     let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
     ensure(
         match &got {
@@ -888,7 +916,7 @@ fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
         || {
             fail(
                 format!(
-                    "right after {updating} returned{}, Redis refused the read's look at {marker} (injected by the grader), and the read returned {}",
+                    "right after {updating} returned{}, {failed} (injected by the grader), and the read returned {}",
                     if still {
                         ", while the replica still lagged"
                     } else {
@@ -900,7 +928,7 @@ fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
                 if matches!(got, Ok(None)) {
                     "a user that exists is never Ok(None), whatever failed"
                 } else {
-                    HINT_FAILED_LOOK
+                    hint
                 },
             )
         },
@@ -911,11 +939,11 @@ fn read_after_a_failed_look(a: Subject) -> std::result::Result<bool, Failure> {
     ensure(plan_of(&cached).is_none_or(|p| p == plan), || {
         fail(
             format!(
-                "right after {updating} returned, Redis refused the read's look at {marker}; once the replica had caught up, {key} held plan {:?}",
+                "right after {updating} returned, {failed}; once the replica had caught up, {key} held plan {:?}",
                 plan_of(&cached).unwrap_or_default()
             ),
             format!("nothing stale cached: {plan:?} or no entry"),
-            HINT_FAILED_LOOK,
+            hint,
         )
     })?;
     Ok(still)
@@ -1429,4 +1457,15 @@ pub fn existing_user_is_never_none(a: Subject) -> Outcome {
         a.get_user_profile_replicated,
         "get_user_profile_replicated",
     )
+}
+
+/// A hit that overlaps an update leaves nothing stale, as in Part 1.
+pub fn hit_during_update_leaves_nothing_stale(a: Subject) -> Outcome {
+    super::part1::hit_during_update_leaves_nothing_stale_for(Functions {
+        read: a.get_user_profile_replicated,
+        read_name: "get_user_profile_replicated",
+        update: a.update_user_plan_replicated,
+        update_name: "update_user_plan_replicated",
+        key_must_go: false,
+    })
 }
