@@ -558,8 +558,14 @@ fn lagging_reads(
             }
         }
         Scenario::MarkerSetFails => {
-            lab.hooks().fail_next(Trap::before_fill(&marker_key(1)));
-            if call(&lab, updating.clone(), update)?.is_err() {
+            // Every write of the sign fails while the update runs (a second
+            // write of it, after the UPDATE, would otherwise cover for the
+            // first).
+            lab.hooks()
+                .fail_every(Some(Trap::before_fill(&marker_key(1))));
+            let done = call(&lab, updating.clone(), update);
+            lab.hooks().fail_every(None);
+            if done?.is_err() {
                 // It said that it failed: nothing more is promised.
                 return Ok(true);
             }
