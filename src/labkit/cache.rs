@@ -14,8 +14,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Result;
+use super::config::DEFAULT_REDIS_URL;
 use super::connect::{CONNECT_TIMEOUT, bounded};
-use super::error::{Error, Service};
+use super::diagnose;
+use super::error::{Cause, Error, Service, mask_password};
 use super::pool::{Attempt, Connector, Pool};
 use super::testkit::hooks::{Action, Hooks, Phase};
 
@@ -94,7 +96,13 @@ struct Cluster {
 
 impl RedisConnector {
     pub(crate) fn new(url: &str) -> Result<RedisConnector> {
-        let client = redis::Client::open(url).map_err(|e| Error::redis(url, e))?;
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::InvalidInput(format!(
+                "REDIS_URL {} is not a Redis URL ({}); expected e.g. {DEFAULT_REDIS_URL}",
+                mask_password(url),
+                Cause::new(e)
+            ))
+        })?;
         Ok(RedisConnector {
             client,
             url: url.to_string(),
@@ -116,6 +124,7 @@ impl RedisConnector {
             }
         };
         let url = self.url.clone();
+        let info = client.get_connection_info().clone();
         bounded(
             Service::Redis,
             &self.url,
@@ -125,7 +134,7 @@ impl RedisConnector {
                 conn.set_write_timeout(Some(IO_TIMEOUT))?;
                 Ok(conn)
             },
-            move |e| Error::redis(&url, e),
+            move |e| diagnose::redis_connect(&url, &info, e),
         )
     }
 
@@ -136,10 +145,23 @@ impl RedisConnector {
         }
         let redis = |e| Error::redis(&self.url, e);
         let mut conn = self.node(None)?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query(&mut conn)
-            .map_err(redis)?;
+        let info: String = match redis::cmd("INFO").arg("cluster").query(&mut conn) {
+            Ok(info) => info,
+            // An ACL user who may not run INFO: take it for a single node
+            // rather than refuse the lab (on a cluster, it needs INFO).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                String::new()
+            }
+            // The first command on a connection: where a TLS-only server
+            // (met with redis://) closes it.
+            Err(e) => {
+                return Err(diagnose::redis_connect(
+                    &self.url,
+                    self.client.get_connection_info(),
+                    e,
+                ));
+            }
+        };
         let cluster = if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
             let listing: String = redis::cmd("CLUSTER")
                 .arg("NODES")
@@ -184,11 +206,12 @@ impl RedisConnector {
             Some(cluster) => {
                 let cluster = cluster.client.clone();
                 let url = self.url.clone();
+                let info = self.client.get_connection_info().clone();
                 let conn = bounded(
                     Service::Redis,
                     &self.url,
                     move || cluster.get_connection(),
-                    move |e| Error::redis(&url, e),
+                    move |e| diagnose::redis_connect(&url, &info, e),
                 )?;
                 Ok(RedisConn::Cluster(Box::new(conn)))
             }

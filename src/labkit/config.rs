@@ -14,7 +14,7 @@
 use std::sync::OnceLock;
 
 use super::connect::CONNECT_TIMEOUT;
-use super::error::{Error, mask_password};
+use super::error::{Cause, Error, mask_password};
 
 pub(crate) const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -94,9 +94,12 @@ pub(crate) fn redis_url() -> String {
 /// option: it costs no round trip).
 pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<postgres::Config, Error> {
     let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+        // The whole chain: the top alone says only "invalid connection
+        // string", its source which option and why.
         Error::InvalidInput(format!(
-            "DATABASE_URL {} is not a Postgres URL ({e}); expected e.g. {DEFAULT_DATABASE_URL}",
-            mask_password(url)
+            "DATABASE_URL {} is not a Postgres URL ({}); expected e.g. {DEFAULT_DATABASE_URL}",
+            mask_password(url),
+            Cause::new(e)
         ))
     })?;
     if config.get_connect_timeout().is_none() {

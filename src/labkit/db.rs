@@ -17,6 +17,7 @@ use r2d2::ManageConnection;
 use r2d2_postgres::PostgresConnectionManager;
 
 use super::connect::bounded;
+use super::diagnose;
 use super::error::{Cause, Error, Problem, Service, is_io};
 use super::pool::{Attempt, Connector, Pool};
 use super::testkit::hooks::Hooks;
@@ -48,6 +49,8 @@ impl PgConn {
 /// bounded as a whole.
 pub(crate) struct PgConnector {
     manager: Arc<PostgresConnectionManager<NoTls>>,
+    /// The same configuration, to tell why a connect failed.
+    config: Arc<postgres::Config>,
     url: String,
     service: Service,
 }
@@ -55,11 +58,23 @@ pub(crate) struct PgConnector {
 impl PgConnector {
     pub(crate) fn new(config: postgres::Config, url: &str, service: Service) -> PgConnector {
         PgConnector {
-            manager: Arc::new(PostgresConnectionManager::new(config, NoTls)),
+            manager: Arc::new(PostgresConnectionManager::new(config.clone(), NoTls)),
+            config: Arc::new(config),
             url: url.to_string(),
             service,
         }
     }
+}
+
+/// One connection outside any pool (labkit's own housekeeping), bounded as
+/// a whole, its failure told as [`PgConnector`]'s are.
+pub(crate) fn connect_client(
+    config: postgres::Config,
+    url: &str,
+    service: Service,
+) -> Result<Client> {
+    let connector = PgConnector::new(config, url, service);
+    connector.connect().map(|conn| conn.client)
 }
 
 impl Connector for PgConnector {
@@ -67,12 +82,12 @@ impl Connector for PgConnector {
 
     fn connect(&self) -> Result<PgConn> {
         let manager = self.manager.clone();
-        let (url, service) = (self.url.clone(), self.service);
+        let (url, service, config) = (self.url.clone(), self.service, self.config.clone());
         let client = bounded(
             self.service,
             &self.url,
             move || manager.connect(),
-            move |e| Error::pg(service, &url, e),
+            move |e| diagnose::postgres_connect(service, &url, &config, false, e),
         )?;
         Ok(PgConn {
             client,

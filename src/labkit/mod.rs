@@ -19,7 +19,8 @@
 //! - `db.rs`, `cache.rs`, `lease.rs`, `error.rs`: the API your answers use
 //!   (`cache.rs` also holds the single-node or cluster Redis connection).
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
-//!   retry after a lost connection.
+//!   retry after a lost connection; `diagnose.rs`: why a connect failed,
+//!   when the client's error alone cannot say (TLS on one side only).
 //! - `isolation.rs`: private schemas and key spaces, and the sweep that
 //!   removes what a killed run left behind.
 //! - `locks.rs`: the map behind [`key_lock`](crate::key_lock).
@@ -31,6 +32,7 @@ mod cache;
 mod config;
 mod connect;
 mod db;
+mod diagnose;
 mod error;
 mod isolation;
 mod lease;

@@ -9,6 +9,9 @@ pub struct Board<'a> {
     pub title: String,
     pub parts: &'a [Part],
     pub records: &'a [Record],
+    /// The maintainer command: the graded answers are the reference, which
+    /// must pass everything before the catalogues mean anything.
+    pub maintainer: bool,
 }
 
 impl Board<'_> {
@@ -53,19 +56,63 @@ impl Board<'_> {
                 .collect();
             if !ran.is_empty() {
                 let ok = ran.iter().filter(|r| r.passed()).count();
-                let _ = writeln!(out, "  {what:<34} {ok}/{} {verb}", ran.len());
+                let mut line = format!("{ok}/{} {verb}", ran.len());
+                let unjudged: Vec<&&Record> = ran.iter().filter(|r| r.not_judged()).collect();
+                if let Some(Some(Verdict::NotJudged { why })) = unjudged.first().map(|r| &r.verdict)
+                {
+                    line += &format!(", {} not judged: {why}", unjudged.len());
+                }
+                let _ = writeln!(out, "  {what:<34} {line}");
             }
         }
+        out += &self.reference_failed();
         out += &self.next_step();
         out
     }
 
+    /// In the maintainer command, a reference that fails is the news: the
+    /// services cannot run it (or it is broken), and no catalogue verdict
+    /// means anything until it passes.
+    fn reference_failed(&self) -> String {
+        if !self.maintainer {
+            return String::new();
+        }
+        let graded: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.role == Role::Graded && r.ran())
+            .collect();
+        let failed: Vec<&&Record> = graded.iter().filter(|r| !r.passed()).collect();
+        let Some(first) = failed.first() else {
+            return String::new();
+        };
+        let setup = failed
+            .iter()
+            .any(|r| matches!(r.verdict, Some(Verdict::Failed { setup: true, .. })));
+        let why = if setup {
+            "the services could not run it as configured"
+        } else {
+            "the reference itself is wrong, or the services misbehave"
+        };
+        format!(
+            "The reference FAILED {} of {} checks here: {why}; catalogue entries on those checks are not judged. First: {}\n",
+            failed.len(),
+            graded.len(),
+            first.name
+        )
+    }
+
     fn next_step(&self) -> String {
         if let Some(failed) = self.records.iter().find(|r| !r.passed() && r.ran()) {
-            let Some(Verdict::Failed { observed, hint }) = &failed.verdict else {
-                unreachable!("ran and did not pass");
+            return match &failed.verdict {
+                Some(Verdict::Failed { observed, hint, .. }) => {
+                    format!("Next: {}\n  {observed}\n  hint: {hint}\n", failed.name)
+                }
+                Some(Verdict::NotJudged { why }) => {
+                    format!("Next: {}\n  not judged: {why}\n", failed.name)
+                }
+                _ => unreachable!("ran and did not pass"),
             };
-            return format!("Next: {}\n  {observed}\n  hint: {hint}\n", failed.name);
         }
         let open = self.parts.iter().find(|part| {
             self.records

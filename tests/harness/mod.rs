@@ -21,13 +21,14 @@ mod board;
 pub mod jobs;
 mod report;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cache_aside_lab::labkit::testkit::{self, Answers, herd, remote};
 use libtest_mimic::{Arguments, Completion, Failed, FormatSetting, Trial};
 
 use crate::checks::{CheckFn, Failure};
-use jobs::{Done, Job, Pool};
+use jobs::{Done, Job, Pool, Ticket};
 
 /// One part of the lab.
 pub struct Part {
@@ -126,7 +127,18 @@ pub enum Role {
 #[derive(Debug, Clone)]
 pub enum Verdict {
     Passed,
-    Failed { observed: String, hint: String },
+    Failed {
+        observed: String,
+        hint: String,
+        /// The services could not run it (a setup failure), as opposed to
+        /// answers that behaved wrongly.
+        setup: bool,
+    },
+    /// A catalogue entry that could not be judged: the reference itself
+    /// fails a check it needs, here.
+    NotJudged {
+        why: String,
+    },
 }
 
 /// What the board needs to know of one trial.
@@ -146,6 +158,9 @@ impl Record {
     }
     fn passed(&self) -> bool {
         matches!(self.verdict, Some(Verdict::Passed))
+    }
+    fn not_judged(&self) -> bool {
+        matches!(self.verdict, Some(Verdict::NotJudged { .. }))
     }
 }
 
@@ -204,6 +219,7 @@ fn run(suite: Suite) -> std::process::ExitCode {
     // Start every selected check now, in lab order: they run in parallel
     // (in the pool's child processes) while the trials are reported one by
     // one, in order.
+    let mut context = Context::default();
     for (planned, _, run, tickets) in &mut trials {
         if *run && planned.skip.is_none() {
             *tickets = planned
@@ -212,6 +228,35 @@ fn run(suite: Suite) -> std::process::ExitCode {
                 .cloned()
                 .map(|j| pool.submit(j))
                 .collect();
+            if planned.role == Role::Graded {
+                context
+                    .subject
+                    .insert(planned.name.clone(), tickets.clone());
+            }
+        }
+    }
+    // A catalogue entry is judged against the reference's own outcome on
+    // the same checks: run those the selection left out.
+    let needed: Vec<String> = trials
+        .iter()
+        .filter(|(p, _, run, _)| *run && p.skip.is_none())
+        .flat_map(|(p, ..)| p.needs_subject.iter().map(|c| c.to_string()))
+        .collect();
+    for check in needed {
+        if context.subject.contains_key(&check) {
+            continue;
+        }
+        let graded = trials
+            .iter()
+            .find(|(p, ..)| p.role == Role::Graded && p.name == check);
+        if let Some((planned, ..)) = graded.filter(|(p, ..)| p.skip.is_none()) {
+            let tickets = planned
+                .jobs
+                .iter()
+                .cloned()
+                .map(|j| pool.submit(j))
+                .collect();
+            context.subject.insert(check, tickets);
         }
     }
     let names: Vec<String> = trials
@@ -231,7 +276,7 @@ fn run(suite: Suite) -> std::process::ExitCode {
                 Some(Err(reason.clone()))
             } else {
                 let done: Vec<Done> = tickets.iter().map(|t| t.wait()).collect();
-                Some(Ok((planned.judge)(&done)))
+                Some(Ok((planned.judge)(&done, &context)))
             };
             (i, planned.name, selected, outcome)
         });
@@ -248,9 +293,13 @@ fn run(suite: Suite) -> std::process::ExitCode {
         match outcome {
             Some(Ok(Ok(()))) => records[i].verdict = Some(Verdict::Passed),
             Some(Ok(Err(r))) => {
-                records[i].verdict = Some(Verdict::Failed {
-                    observed: r.observed.clone(),
-                    hint: r.hint.clone(),
+                records[i].verdict = Some(match &r.not_judged {
+                    Some(why) => Verdict::NotJudged { why: why.clone() },
+                    None => Verdict::Failed {
+                        observed: r.observed.clone(),
+                        hint: r.hint.clone(),
+                        setup: r.setup,
+                    },
                 })
             }
             Some(Err(reason)) => records[i].skipped = Some(reason.clone()),
@@ -309,6 +358,7 @@ fn run(suite: Suite) -> std::process::ExitCode {
             title: format!("Progress: {}", suite.title),
             parts: suite.parts,
             records: &records,
+            maintainer: !suite.entries.is_empty(),
         };
         print!("{}", board.render());
     }
@@ -324,6 +374,10 @@ struct Rejection {
     message: String,
     observed: String,
     hint: String,
+    /// The services could not run it.
+    setup: bool,
+    /// A catalogue entry left unjudged, and why.
+    not_judged: Option<String>,
 }
 
 impl Rejection {
@@ -339,6 +393,8 @@ impl Rejection {
             message,
             observed: failure.observed(),
             hint: failure.hint(),
+            setup: matches!(failure, Failure::Setup(_)),
+            not_judged: None,
         }
     }
 
@@ -347,7 +403,50 @@ impl Rejection {
             observed: message.lines().next().unwrap_or_default().to_string(),
             hint: "see the message above".into(),
             message,
+            setup: false,
+            not_judged: None,
         }
+    }
+
+    /// A catalogue entry that cannot be judged here: the reference itself
+    /// fails `check`, so a rejection (or a failure) on it proves nothing.
+    fn not_judged(check: &str, reference: &Failure) -> Rejection {
+        let why = if matches!(reference, Failure::Setup(_)) {
+            "the services could not run the reference"
+        } else {
+            "the reference itself fails it"
+        };
+        let mut rejection = Rejection::plain(format!(
+            "not judged: {check} needs a reference that passes it, and here {why}:\n{reference}"
+        ));
+        rejection.not_judged = Some(format!("{why} ({check})"));
+        rejection
+    }
+}
+
+/// What a judge may know besides its own jobs: the graded answers' outcome
+/// on each check (in the maintainer command, the reference's).
+#[derive(Default)]
+struct Context {
+    subject: HashMap<String, Vec<Arc<Ticket>>>,
+}
+
+impl Context {
+    /// How the graded answers failed `check`, if they did (waiting for it).
+    fn subject_failure(&self, check: &str) -> Option<Failure> {
+        self.subject
+            .get(check)?
+            .iter()
+            .find_map(|t| t.wait().outcome().err())
+    }
+
+    /// The first of `checks` the graded answers fail, as a rejection that
+    /// leaves the entry unjudged.
+    fn unjudged(&self, checks: &[&str]) -> Option<Rejection> {
+        checks.iter().find_map(|check| {
+            self.subject_failure(check)
+                .map(|f| Rejection::not_judged(check, &f))
+        })
     }
 }
 
@@ -374,7 +473,7 @@ fn details(done: &Done) -> String {
     text
 }
 
-type Judge = Box<dyn Fn(&[Done]) -> Result<(), Rejection> + Send + Sync>;
+type Judge = Box<dyn Fn(&[Done], &Context) -> Result<(), Rejection> + Send + Sync>;
 
 /// One trial: what it runs, how it judges, and where it stands.
 struct Planned {
@@ -387,6 +486,8 @@ struct Planned {
     /// skipped, never as a failure.
     skip: Option<String>,
     jobs: Vec<Job>,
+    /// Checks whose outcome on the graded answers the judge consults.
+    needs_subject: Vec<&'static str>,
     judge: Judge,
 }
 
@@ -418,7 +519,12 @@ fn plan(suite: &Suite) -> Vec<Planned> {
             .map(|why| format!("no read replica ({why}): scripts/services up --replica"))
     };
     let mut out = Vec::new();
-    let mut add = |name: String, role: Role, part: Option<u8>, jobs: Vec<Job>, judge: Judge| {
+    let mut add = |name: String,
+                   role: Role,
+                   part: Option<u8>,
+                   jobs: Vec<Job>,
+                   needs_subject: Vec<&'static str>,
+                   judge: Judge| {
         out.push(Planned {
             name,
             role,
@@ -426,6 +532,7 @@ fn plan(suite: &Suite) -> Vec<Planned> {
             ignored: part.and_then(part_of).is_some_and(|p| p.optional),
             skip: part.and_then(skip),
             jobs,
+            needs_subject,
             judge,
         });
     };
@@ -446,7 +553,7 @@ fn plan(suite: &Suite) -> Vec<Planned> {
         }
     };
     for check in suite.checks {
-        let judge: Judge = Box::new(move |done| {
+        let judge: Judge = Box::new(move |done, _| {
             for (i, d) in done.iter().enumerate() {
                 if let Err(failure) = d.outcome() {
                     let context = if runs > 1 {
@@ -465,6 +572,7 @@ fn plan(suite: &Suite) -> Vec<Planned> {
             Role::Graded,
             Some(check.part),
             jobs,
+            Vec::new(),
             judge,
         );
     }
@@ -482,7 +590,11 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                     .map(|c| c.name)
                     .collect();
                 let jobs: Vec<Job> = checks.iter().flat_map(|c| repeated(answers, c)).collect();
-                let judge: Judge = Box::new(move |done| {
+                let needs = checks.clone();
+                let judge: Judge = Box::new(move |done, context| {
+                    if let Some(unjudged) = context.unjudged(&checks) {
+                        return Err(unjudged);
+                    }
                     for (i, d) in done.iter().enumerate() {
                         if let Err(failure) = d.outcome() {
                             let check = checks[i / runs];
@@ -496,7 +608,7 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                     Ok(())
                 });
                 let trial = format!("designs::part{part}::{name}");
-                add(trial, Role::Design, Some(part), jobs, judge);
+                add(trial, Role::Design, Some(part), jobs, needs, judge);
             }
             Entry::Mistake {
                 name,
@@ -512,7 +624,10 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                     .iter()
                     .flat_map(|c| repeated(answers, c))
                     .collect();
-                let judge: Judge = Box::new(move |done| {
+                let judge: Judge = Box::new(move |done, context| {
+                    if let Some(unjudged) = context.unjudged(caught_by) {
+                        return Err(unjudged);
+                    }
                     for (i, d) in done.iter().enumerate() {
                         let check = caught_by[i / runs];
                         let run = run_of(i);
@@ -544,7 +659,14 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                     Ok(())
                 });
                 let trial = format!("mistakes::part{part}::{name}");
-                add(trial, Role::Mistake, Some(part), jobs, judge);
+                add(
+                    trial,
+                    Role::Mistake,
+                    Some(part),
+                    jobs,
+                    caught_by.to_vec(),
+                    judge,
+                );
             }
             Entry::Stubs => {
                 // Every check that can run here (Part 4's need a replica).
@@ -561,7 +683,7 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                         check: (*c).into(),
                     })
                     .collect();
-                let judge: Judge = Box::new(move |done| {
+                let judge: Judge = Box::new(move |done, _| {
                     for (check, d) in checks.iter().zip(done) {
                         match d.outcome() {
                             Err(Failure::Panicked { panic, .. }) if panic.is_todo() => {}
@@ -575,14 +697,22 @@ fn plan(suite: &Suite) -> Vec<Planned> {
                     Ok(())
                 });
                 let trial = "maintainers::the_stubs_as_shipped_fail_every_check_with_their_todo";
-                add(trial.into(), Role::Maintainer, None, jobs, judge);
+                add(
+                    trial.into(),
+                    Role::Maintainer,
+                    None,
+                    jobs,
+                    Vec::new(),
+                    judge,
+                );
             }
             Entry::Plain { name, run } => {
-                let judge: Judge = Box::new(move |_| run().map_err(Rejection::plain));
+                let judge: Judge = Box::new(move |_, _| run().map_err(Rejection::plain));
                 add(
                     format!("maintainers::{name}"),
                     Role::Maintainer,
                     None,
+                    Vec::new(),
                     Vec::new(),
                     judge,
                 );

@@ -53,6 +53,14 @@ pub fn replica_url() -> std::result::Result<String, String> {
     config::replica_url()
 }
 
+/// The first error of this process that said the services cannot be used
+/// as configured (a password, TLS, a permission), even if the code that met
+/// it carried on: the grader, the narration and the benchmark fail with it
+/// rather than report what a broken setup made of the answers.
+pub fn misconfiguration() -> Option<super::Error> {
+    super::error::misconfiguration()
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn mask_password(url: &str) -> String {
     super::error::mask_password(url)

@@ -1,0 +1,145 @@
+//! Why a connect failed, when the client library's error alone cannot say.
+//!
+//! Some setups fail with an error that names a symptom, not the cause: a
+//! TLS-only Redis closes a plain connection without a word (it reads as a
+//! dropped connection), and `sslmode=require` against a Postgres without TLS
+//! fails in the handshake. Only on such a failure, labkit asks the server
+//! itself, on a connection of its own: does this port speak TLS? The answer
+//! is a protocol fact (a Postgres answers `S` or `N` to an SSLRequest; a TLS
+//! server answers a ClientHello with a TLS record), never a guess from an
+//! error's English text. A working connect never pays for it.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use super::error::{Cause, Error, Problem, Service};
+
+/// A probe gives up after this long: it only refines an error's message.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Opens a probe's connection to `host:port`, bounded.
+fn probe_stream(host: &str, port: u16) -> Option<TcpStream> {
+    let addr = (host, port).to_socket_addrs().ok()?.next()?;
+    let stream = TcpStream::connect_timeout(&addr, PROBE_TIMEOUT).ok()?;
+    stream.set_read_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    stream.set_write_timeout(Some(PROBE_TIMEOUT)).ok()?;
+    Some(stream)
+}
+
+/// Whether the Postgres at `host:port` offers TLS: its one-byte answer to an
+/// SSLRequest (`S` yes, `N` no). `None` when it could not be asked.
+pub(crate) fn postgres_offers_tls(host: &str, port: u16) -> Option<bool> {
+    let mut stream = probe_stream(host, port)?;
+    // Length 8, then the SSLRequest code 80877103 (1234 << 16 | 5679).
+    stream
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .ok()?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).ok()?;
+    match answer[0] {
+        b'S' => Some(true),
+        b'N' => Some(false),
+        _ => None,
+    }
+}
+
+/// Whether whatever listens at `host:port` speaks TLS: it answers a TLS 1.2
+/// ClientHello with a TLS record (a ServerHello, or an alert refusing our
+/// few cipher suites; either proves TLS). A plain Redis answers with a RESP
+/// error instead. `None` when it could not be asked or said nothing.
+pub(crate) fn speaks_tls(host: &str, port: u16) -> Option<bool> {
+    let mut stream = probe_stream(host, port)?;
+    stream.write_all(&client_hello()).ok()?;
+    let mut answer = [0u8; 2];
+    stream.read_exact(&mut answer).ok()?;
+    // Content type handshake (22) or alert (21), then major version 3.
+    Some(matches!(answer, [21 | 22, 3]))
+}
+
+/// A minimal TLS 1.2 ClientHello: two AEAD cipher suites, no extensions.
+/// Enough for any TLS server to answer with a record of its own.
+fn client_hello() -> Vec<u8> {
+    let mut body = vec![3, 3]; // TLS 1.2
+    body.extend([0u8; 32]); // random
+    body.push(0); // no session id
+    body.extend([0, 4, 0xc0, 0x2f, 0x13, 0x01]); // ECDHE-RSA-AES128-GCM-SHA256, TLS_AES_128_GCM_SHA256
+    body.extend([1, 0]); // compression: null only
+    let mut handshake = vec![1]; // ClientHello
+    handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+    handshake.extend(body);
+    let mut record = vec![22, 3, 1]; // handshake record, TLS 1.0 on the record layer
+    record.extend((handshake.len() as u16).to_be_bytes());
+    record.extend(handshake);
+    record
+}
+
+/// What a failed Postgres connect came to. `tls_capable`: whether this
+/// connect could have used TLS at all (labkit's TLS support, and the URL's
+/// `sslmode` not `disable`).
+pub(crate) fn postgres_connect(
+    service: Service,
+    url: &str,
+    config: &postgres::Config,
+    tls_capable: bool,
+    err: postgres::Error,
+) -> Error {
+    let first = config.get_hosts().first().and_then(|h| match h {
+        postgres::config::Host::Tcp(host) => Some(host.clone()),
+        #[cfg(unix)]
+        _ => None,
+    });
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let offers_tls = || first.as_deref().and_then(|h| postgres_offers_tls(h, port));
+    let requires_tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
+    let problem = match err.code().map(|c| c.code()) {
+        // "no pg_hba.conf entry for host ..., no encryption": a server whose
+        // pg_hba.conf has only `hostssl` lines, met without TLS.
+        Some("28000") if !tls_capable && offers_tls() == Some(true) => Some(Problem::TlsRequired),
+        Some(_) => None,
+        // tokio-postgres has no error kind for it, only this fixed text;
+        // read only when the URL has no password, which is what it means.
+        None if config.get_password().is_none() && is_password_missing(&err) => {
+            Some(Problem::NeedsPassword)
+        }
+        None if requires_tls && offers_tls() == Some(false) => Some(Problem::NoTls),
+        None => None,
+    };
+    match problem {
+        Some(problem) => Error::unreachable(service, url, problem, Cause::new(err)),
+        None => Error::pg(service, url, err),
+    }
+}
+
+fn is_password_missing(err: &postgres::Error) -> bool {
+    std::error::Error::source(err).is_some_and(|s| s.to_string() == "password missing")
+}
+
+/// What a failed Redis connect (or its first command) came to: a dropped
+/// connection is told apart from TLS on one side only.
+pub(crate) fn redis_connect(
+    url: &str,
+    info: &redis::ConnectionInfo,
+    err: redis::RedisError,
+) -> Error {
+    let error = Error::redis(url, err);
+    let Error::Unreachable {
+        problem: Problem::Down,
+        cause,
+        ..
+    } = &error
+    else {
+        return error;
+    };
+    let (host, port, tls) = match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) => (host, *port, false),
+        redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port, true),
+        _ => return error,
+    };
+    let problem = match speaks_tls(host, port) {
+        Some(true) if !tls => Problem::TlsRequired,
+        Some(false) if tls => Problem::NoTls,
+        _ => return error,
+    };
+    Error::unreachable(Service::Redis, url, problem, cause.clone())
+}
