@@ -113,12 +113,17 @@ fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize, prepare: &dy
 }
 
 fn raw_pg(lab: &Lab) -> postgres::Client {
-    let mut config: postgres::Config = database_url().parse().expect("DATABASE_URL");
-    config.options(&format!(
-        "-c search_path={}",
-        lab.space_name().expect("isolated")
-    ));
-    config.connect(postgres::NoTls).expect("raw postgres")
+    let config: postgres::Config = database_url().parse().expect("DATABASE_URL");
+    let mut client = config.connect(postgres::NoTls).expect("raw postgres");
+    // As labkit does: a SET once per connection (a startup option would not
+    // pass a pooler).
+    client
+        .batch_execute(&format!(
+            "SET search_path TO \"{}\"",
+            lab.space_name().expect("isolated")
+        ))
+        .expect("search_path");
+    client
 }
 
 fn raw_redis() -> redis::Connection {

@@ -826,15 +826,15 @@ fn labkit_errors_say_what_failed_and_what_to_do() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("cannot reach Postgres at")
-            && stderr.contains("\"no_such_db_xyz\" does not exist"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("create that database or point DATABASE_URL at one that exists"),
-        "{stderr}"
-    );
+    // Postgres says which database; PgBouncer (a session pool in front of
+    // it) says that it serves none of that name.
+    let direct = stderr.contains("cannot reach Postgres at")
+        && stderr.contains("\"no_such_db_xyz\" does not exist")
+        && stderr.contains("create that database or point DATABASE_URL at one that exists");
+    let pooled = stderr.contains("refused the connection")
+        && stderr.contains("no_such_db_xyz")
+        && stderr.contains("the database must be one it serves");
+    assert!(direct || pooled, "{stderr}");
 }
 
 /// What one misconfigured service does to the `solution` binary: its exit
@@ -1119,6 +1119,55 @@ fn labkit_a_redis_user_without_a_permission_is_told_which() {
             && stderr.contains(&format!("Redis at {masked} answers, but the user in REDIS_URL may not run a command the lab needs"))
             && stderr.contains("evalsha")
             && stderr.contains("ACL SETUSER"),
+        "{stderr}"
+    );
+}
+
+/// A lab whose private schema is not in effect on a connection fails
+/// loudly on its first statement, and never reads the shared `public.users`:
+/// here, a space that does not exist on this server (as through a pooler
+/// that routed the connection elsewhere).
+#[test]
+fn labkit_a_lab_whose_schema_is_not_in_effect_fails_loudly() {
+    let lab = attach("lab_0badf00d_0").unwrap();
+    let err = lab
+        .db
+        .query("SELECT id FROM users", &[])
+        .expect_err("no rows from another schema");
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Unreachable { .. })
+            && text.contains("cannot hold a lab's private schema")
+            && text.contains("current_schema() was none")
+            && text.contains("point DATABASE_URL at Postgres itself, or at a session pool"),
+        "{text}"
+    );
+}
+
+/// Behind a transaction pool (`LAB_TRANSACTION_POOL_URL`: PgBouncer with
+/// `pool_mode = transaction` in front of `DATABASE_URL`'s server, as the CI
+/// job has), every entry point fails within 2 s with one line naming the
+/// pooler and the fix, before any lab takes a session advisory lock.
+/// Elsewhere there is no such pool to ask, and it says so.
+#[test]
+fn labkit_a_transaction_pool_is_refused_before_any_check_runs() {
+    let Ok(url) = std::env::var("LAB_TRANSACTION_POOL_URL") else {
+        println!("skipped: LAB_TRANSACTION_POOL_URL names no transaction pool");
+        return;
+    };
+    let started = Instant::now();
+    let (ok, stderr) = run_solution_with("DATABASE_URL", &url);
+    let took = started.elapsed();
+    assert!(!ok, "the binary succeeded behind a transaction pool");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}, expected about 2 s at most"
+    );
+    assert!(
+        stderr.lines().count() == 1
+            && stderr.contains(&format!("Postgres at {}", mask_password(&url)))
+            && stderr.contains("it is a transaction pool (PgBouncer's pool_mode = transaction")
+            && stderr.contains("point DATABASE_URL at Postgres itself, or at a session pool"),
         "{stderr}"
     );
 }

@@ -89,10 +89,26 @@ pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_string())
 }
 
+/// How labkit opens a Postgres connection: the client's configuration, and
+/// what labkit does itself once connected.
+#[derive(Clone)]
+pub(crate) struct PgTarget {
+    pub(crate) config: postgres::Config,
+    /// An isolated lab's private schema, made the `search_path` of every new
+    /// connection with a `SET` (see `db.rs`).
+    pub(crate) schema: Option<String>,
+}
+
 /// Parses a Postgres URL, with labkit's connect timeout and, for an isolated
-/// lab, the private schema as the connection's `search_path` (a connection
-/// option: it costs no round trip).
-pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<postgres::Config, Error> {
+/// lab, its private schema.
+///
+/// The schema is not sent as a startup option (`options=-c search_path=...`):
+/// PgBouncer refuses that parameter ("unsupported startup parameter:
+/// options"), or, told to ignore it, drops it without a word, and every
+/// check would then read the shared `public.users`. A `SET` once per new
+/// connection works through any session pool, costs one round trip per
+/// connection (none per statement), and is checked where it is made.
+pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
     let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
         // The whole chain: the top alone says only "invalid connection
         // string", its source which option and why.
@@ -106,8 +122,8 @@ pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<postgres::Con
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.application_name("cache-aside-lab");
-    if let Some(schema) = schema {
-        config.options(&format!("-c search_path={schema}"));
-    }
-    Ok(config)
+    Ok(PgTarget {
+        config,
+        schema: schema.map(str::to_string),
+    })
 }

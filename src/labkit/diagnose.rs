@@ -105,9 +105,17 @@ pub(crate) fn postgres_connect(
         None if requires_tls && offers_tls() == Some(false) => Some(Problem::NoTls),
         None => None,
     };
+    let fatal = super::db::is_fatal(&err);
     match problem {
         Some(problem) => Error::unreachable(service, url, problem, Cause::new(err)),
-        None => Error::pg(service, url, err),
+        None => match Error::pg(service, url, err) {
+            // Any other FATAL while connecting: no statement was refused,
+            // the connection was (PgBouncer's "no such database" is 08P01).
+            Error::Rejected { cause, .. } if fatal => {
+                Error::unreachable(service, url, Problem::Refused, cause)
+            }
+            other => other,
+        },
     }
 }
 
@@ -142,4 +150,122 @@ pub(crate) fn redis_connect(
         _ => return error,
     };
     Error::unreachable(Service::Redis, url, problem, cause.clone())
+}
+
+/// Refuses a transaction (or statement) pool between labkit and Postgres,
+/// before any lab is built on it: checked once per process and URL.
+///
+/// Such a pool hands a session a server connection per transaction, so a
+/// lab's `SET search_path` and the run's session advisory lock (see
+/// `isolation.rs`) would stay behind on a server connection that other
+/// clients then use: checks on the shared `public.users`, and a lock that
+/// nobody can release. So this runs before `isolation.rs` takes its lock.
+///
+/// Two sessions tell: the first reads its backend's pid, then the second
+/// opens a transaction and reads its own. Directly or through a session
+/// pool, the first session keeps its backend, so the second gets another
+/// one, and the first then still has its own. A transaction pool hands the
+/// idle backend to the second (PgBouncer reuses the last one freed), or the
+/// first session's next statement another backend. A statement pool
+/// refuses the transaction outright.
+pub(crate) fn refuse_transaction_pool(url: &str) -> super::Result<()> {
+    static CHECKED: std::sync::Mutex<Vec<(String, super::Result<()>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, verdict)) = checked.iter().find(|(u, _)| u == url) {
+        return verdict.clone();
+    }
+    let verdict = transaction_pool(url);
+    checked.push((url.to_string(), verdict.clone()));
+    verdict
+}
+
+fn transaction_pool(url: &str) -> super::Result<()> {
+    use super::config::pg_config;
+    use super::db::connect_client;
+    let service = Service::Postgres;
+    let pg = |e| Error::postgres(url, e);
+    let pid = |client: &mut postgres::Client| -> super::Result<i32> {
+        Ok(client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .map_err(pg)?
+            .get(0))
+    };
+    let pooled = |why: String| {
+        Err(Error::unreachable(
+            service,
+            url,
+            Problem::Pooler,
+            Cause::text(format!(
+                "it is a transaction pool (PgBouncer's pool_mode = transaction, or the like): {why}"
+            )),
+        ))
+    };
+    let mut first = connect_client(pg_config(url, None)?, url, service)?;
+    let mut second = connect_client(pg_config(url, None)?, url, service)?;
+    let before = pid(&mut first)?;
+    // A statement pool refuses a transaction block: PgBouncer says so
+    // (08P01, or 0A000) and closes the session.
+    let statement_pool = |e: postgres::Error| {
+        let refused = e.is_closed()
+            || e.code()
+                .is_some_and(|c| matches!(c.code(), "08P01" | "0A000"));
+        if refused {
+            Error::unreachable(
+                service,
+                url,
+                Problem::Pooler,
+                Cause::text(format!(
+                    "it refused a transaction block ({}): a statement pool (PgBouncer's pool_mode = statement, or the like)",
+                    Cause::new(e)
+                )),
+            )
+        } else {
+            pg(e)
+        }
+    };
+    let mut tx = second.transaction().map_err(statement_pool)?;
+    let held: i32 = tx
+        .query_one("SELECT pg_backend_pid()", &[])
+        .map_err(statement_pool)?
+        .get(0);
+    if held == before {
+        return pooled(format!(
+            "another session's transaction ran on backend {held}, which this session had just used"
+        ));
+    }
+    // The first session's next statement, while the second holds its
+    // backend. Through a pool with no backend to spare it would wait for
+    // one, so it runs on a helper thread, bounded; the second session's
+    // transaction ends either way (a rollback), freeing what it holds.
+    let (done, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(
+            first
+                .query_one("SELECT pg_backend_pid()", &[])
+                .map(|row| row.get::<_, i32>(0)),
+        );
+    });
+    let after = rx.recv_timeout(PROBE_TIMEOUT);
+    tx.rollback().map_err(pg)?;
+    let after = match after {
+        Ok(after) => after.map_err(pg)?,
+        Err(_) => rx
+            .recv_timeout(PROBE_TIMEOUT)
+            .map_err(|_| {
+                Error::unreachable(
+                    service,
+                    url,
+                    Problem::NoAnswer,
+                    Cause::text("a SELECT pg_backend_pid() had no answer within 2s"),
+                )
+            })?
+            .map_err(pg)?,
+    };
+    if after != before {
+        return pooled(format!(
+            "one session's statements ran on backend {before}, then on backend {after}"
+        ));
+    }
+    Ok(())
 }

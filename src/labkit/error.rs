@@ -64,8 +64,16 @@ pub enum Problem {
     TlsRequired,
     /// The URL asks for TLS, and the server does not speak it.
     NoTls,
+    /// Postgres is reached through a transaction (or statement) pool, which
+    /// does not keep a session's settings and locks between transactions:
+    /// an isolated lab's private schema would not hold.
+    Pooler,
     /// The database named in the URL does not exist.
     NoDatabase,
+    /// The server (or a pooler in front of it, such as PgBouncer) ended the
+    /// connection at once for another reason: `too many clients`, a
+    /// database the pooler does not serve...
+    Refused,
     /// Nothing is configured for it (Part 4's replica, until one runs).
     NotConfigured,
 }
@@ -352,6 +360,14 @@ impl fmt::Display for Error {
                     Problem::TlsRequired => write!(
                         f,
                         "{service} at {url} accepts only TLS connections ({cause}): write {var} as rediss://... instead of redis://... (README, Troubleshooting)"
+                    ),
+                    Problem::Refused => write!(
+                        f,
+                        "{service} at {url} refused the connection ({cause}): check the database, user and password in {var}; through a pooler such as PgBouncer, the database must be one it serves"
+                    ),
+                    Problem::Pooler => write!(
+                        f,
+                        "{service} at {url} cannot hold a lab's private schema ({cause}): point {var} at Postgres itself, or at a session pool (PgBouncer: pool_mode = session); see README, Troubleshooting"
                     ),
                     Problem::NoTls if postgres => write!(
                         f,

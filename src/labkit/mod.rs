@@ -75,6 +75,7 @@ pub struct Lab {
 impl Lab {
     /// The shared data. Seeds the `users` table from `seed.sql` if missing.
     pub fn connect() -> Result<Lab> {
+        diagnose::refuse_transaction_pool(&config::database_url())?;
         let lsn = isolation::seed_shared(&config::database_url())?;
         Lab::build(None, Some(lsn), PoolSizes::SHARED)
     }
@@ -87,6 +88,9 @@ impl Lab {
     }
 
     pub(crate) fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
+        // Before the run's advisory lock is taken: a transaction pool would
+        // keep it on a server connection nobody can release it from.
+        diagnose::refuse_transaction_pool(&config::database_url())?;
         let space = isolation::Space::create(&config::database_url(), &config::redis_url())?;
         let lsn = space.lsn.clone();
         Lab::build(Some(space), lsn, sizes)

@@ -94,6 +94,7 @@ pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
 /// [`isolated_sized`] with the cache on another Redis than `REDIS_URL` (the
 /// benchmark compares a single Redis with a cluster in one run).
 pub fn isolated_on(redis_url: &str, sizes: PoolSizes) -> Result<Lab> {
+    super::diagnose::refuse_transaction_pool(&config::database_url())?;
     let space = isolation::Space::create_on(
         &config::database_url(),
         &config::redis_url(),
