@@ -113,8 +113,7 @@ fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize, prepare: &dy
 }
 
 fn raw_pg(lab: &Lab) -> postgres::Client {
-    let config: postgres::Config = database_url().parse().expect("DATABASE_URL");
-    let mut client = config.connect(postgres::NoTls).expect("raw postgres");
+    let mut client = testkit::raw_postgres(&database_url()).expect("raw postgres");
     // As labkit does: a SET once per connection (a startup option would not
     // pass a pooler).
     client
@@ -127,8 +126,9 @@ fn raw_pg(lab: &Lab) -> postgres::Client {
 }
 
 fn raw_redis() -> redis::Connection {
-    redis::Client::open(redis_url())
-        .and_then(|c| c.get_connection())
+    testkit::redis_client(&redis_url())
+        .expect("REDIS_URL")
+        .get_connection()
         .expect("raw redis")
 }
 
@@ -688,7 +688,7 @@ fn cluster_section(
             return None;
         }
     };
-    let client = redis::cluster::ClusterClient::new(vec![url.as_str()]).ok()?;
+    let client = testkit::redis_cluster_client(&url).ok()?;
     let raw = RefCell::new(client.get_connection().ok()?);
     let key = lab.cache.storage_key(&user_key(1));
     let prepare = || {

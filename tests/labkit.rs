@@ -49,7 +49,7 @@ fn leftovers(space: &str) -> (usize, bool) {
         .arg(format!("{prefix}*"))
         .query(&mut redis)
         .unwrap();
-    let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let mut pg = testkit::raw_postgres(&database_url()).unwrap();
     let schema = pg
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&space])
         .unwrap();
@@ -561,7 +561,7 @@ fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
             .set_json("user:1", &1, Duration::from_secs(60))
             .unwrap();
         let space = lab.space_name().unwrap().to_string();
-        let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+        let mut pg = testkit::raw_postgres(&database_url()).unwrap();
         pg.batch_execute(&format!("DROP SCHEMA \"{space}\" CASCADE"))
             .unwrap();
         println!("SPACE {space}");
@@ -595,7 +595,7 @@ fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
 #[test]
 fn labkit_a_killed_pooled_session_is_replaced_on_the_next_call() {
     let lab = lab();
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let mut admin = testkit::raw_postgres(&database_url()).unwrap();
     let mut kill_pg = |lab: &Lab| {
         let pid: i32 = lab
             .db
@@ -767,9 +767,12 @@ fn labkit_a_busy_pool_says_busy_not_unreachable() {
         let text = err.to_string();
         assert!(matches!(err, Error::Busy { .. }), "{err:?}");
         assert!(
-            text.contains("Redis at redis://")
-                && text.contains("answers, but all 2 of the lab's pooled connections to it stayed in use for 200ms")
-                && text.contains("block on the lock, or sleep between looks")
+            text.contains(&format!(
+                "Redis at {}",
+                mask_password(&testkit::redis_url())
+            )) && text.contains(
+                "answers, but all 2 of the lab's pooled connections to it stayed in use for 200ms"
+            ) && text.contains("block on the lock, or sleep between looks")
                 && !text.contains("cannot reach")
                 && !text.contains("start the services"),
             "{text}"
@@ -819,10 +822,9 @@ fn labkit_errors_say_what_failed_and_what_to_do() {
         assert_eq!(mask_password(url), masked);
     }
 
-    let url = database_url();
-    let (base, _) = url.rsplit_once('/').expect("a database in DATABASE_URL");
+    let url = on_database(&database_url(), "no_such_db_xyz").expect("a database in DATABASE_URL");
     let out = Command::new(env!("CARGO_BIN_EXE_solution"))
-        .env("DATABASE_URL", format!("{base}/no_such_db_xyz"))
+        .env("DATABASE_URL", url)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -949,6 +951,22 @@ fn redis_noauth(stream: std::net::TcpStream) {
     }
 }
 
+/// A plain Redis: every line gets `+PONG`; a ClientHello, nothing (its NUL
+/// bytes keep a real Redis from ever seeing a line).
+fn redis_plain(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut byte = [0u8; 1];
+    let mut tls = None;
+    while stream.read_exact(&mut byte).is_ok() {
+        if *tls.get_or_insert(byte[0] == 22) {
+            continue;
+        }
+        if byte[0] == b'\n' && stream.write_all(b"+PONG\r\n").is_err() {
+            return;
+        }
+    }
+}
+
 /// A TLS-only Redis: a ClientHello gets a TLS alert; anything else, a
 /// closed connection (what Redis' TLS port does with plain RESP).
 fn redis_tls_only(mut stream: std::net::TcpStream) {
@@ -964,8 +982,8 @@ fn redis_tls_only(mut stream: std::net::TcpStream) {
 /// the real cause, the service, the URL (password masked) and the fix: a
 /// Postgres that asks for a password the URL lacks, one that accepts only
 /// TLS, `sslmode=require` against one without TLS, a Redis that needs a
-/// password, `redis://` against a TLS-only Redis, a URL that does not parse
-/// (with the option it chokes on).
+/// password, `redis://` against a TLS-only Redis, `rediss://` against a
+/// plain one, a URL that does not parse (with the option it chokes on).
 #[test]
 fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
     let password = fake_server(asks_for_a_password);
@@ -973,6 +991,7 @@ fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
     let plain = fake_server(no_tls);
     let noauth = fake_server(redis_noauth);
     let redis_tls = fake_server(redis_tls_only);
+    let redis_plain = fake_server(redis_plain);
     let cases = [
         (
             "DATABASE_URL",
@@ -1005,9 +1024,21 @@ fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
             "rediss://",
         ),
         (
+            "REDIS_URL",
+            format!("rediss://:hunter2@127.0.0.1:{redis_plain}"),
+            "does not speak TLS",
+            "redis://... instead of rediss://...",
+        ),
+        (
             "DATABASE_URL",
             "postgres://postgres:hunter2@127.0.0.1:5432/postgres?sslmode=sometimes".to_string(),
             "invalid connection string: invalid value for option `sslmode`",
+            "expected e.g. postgres://",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:5432/postgres?connect_timeout=soon".to_string(),
+            "invalid connection string: invalid value for option `connect_timeout`",
             "expected e.g. postgres://",
         ),
     ];
@@ -1047,6 +1078,70 @@ fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
         assert!(
             stderr.contains(cause) && stderr.contains(fix) && !stderr.contains("hunter2"),
             "{var}={url}: expected {cause:?} and {fix:?}:\n{stderr}"
+        );
+    }
+}
+
+/// `url` with the query parameters named in `drop` taken out and `add`
+/// put in.
+fn with_query(url: &str, drop: &[&str], add: &[&str]) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !drop.contains(&p.split('=').next().unwrap_or_default()))
+        .collect();
+    kept.extend(add);
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// Where `DATABASE_URL` and `REDIS_URL` name TLS-only servers checked
+/// against a CA of their own (`scripts/services up --tls`, CI's TLS job),
+/// the certificate is really checked, and TLS on one side only is told:
+/// the platform's roots do not trust that CA (Postgres with
+/// `sslrootcert=system`, Redis without `sslrootcert`), `sslmode=disable` and
+/// `redis://` meet servers that accept only TLS. Elsewhere it says so.
+#[test]
+fn labkit_tls_checks_the_certificate_as_the_url_asks() {
+    let (db, redis) = (database_url(), testkit::redis_url());
+    if !(db.contains("sslrootcert=") && redis.starts_with("rediss://")) {
+        println!("skipped: DATABASE_URL and REDIS_URL are not TLS with a CA of their own");
+        return;
+    }
+    let cases = [
+        (
+            "DATABASE_URL",
+            with_query(
+                &db,
+                &["sslmode", "sslrootcert"],
+                &["sslmode=verify-full", "sslrootcert=system"],
+            ),
+            "presented a certificate that was not accepted",
+        ),
+        (
+            "DATABASE_URL",
+            with_query(&db, &["sslmode", "sslrootcert"], &["sslmode=disable"]),
+            "accepts only TLS connections",
+        ),
+        (
+            "REDIS_URL",
+            with_query(&redis, &["sslrootcert"], &[]),
+            "presented a certificate that was not accepted",
+        ),
+        (
+            "REDIS_URL",
+            with_query(&redis, &["sslrootcert"], &[]).replacen("rediss://", "redis://", 1),
+            "accepts only TLS connections",
+        ),
+    ];
+    for (var, url, cause) in cases {
+        let (ok, stderr) = run_solution_with(var, &url);
+        assert!(
+            !ok && stderr.lines().count() == 1 && stderr.contains(cause),
+            "{var}={url}: expected {cause:?}:\n{stderr}"
         );
     }
 }
@@ -1211,7 +1306,7 @@ fn labkit_a_live_run_on_another_database_is_never_swept() {
     const PEER: &str = "cache_aside_lab_peer";
     let url = database_url();
     let peer = on_database(&url, PEER).expect("DATABASE_URL names a database");
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let mut admin = testkit::raw_postgres(&url).unwrap();
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
         .unwrap()

@@ -13,8 +13,11 @@
 
 use std::sync::OnceLock;
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use super::connect::CONNECT_TIMEOUT;
 use super::error::{Cause, Error, mask_password};
+use super::tls;
 
 pub(crate) const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -94,6 +97,8 @@ pub(crate) fn redis_url() -> String {
 #[derive(Clone)]
 pub(crate) struct PgTarget {
     pub(crate) config: postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (see `tls.rs`).
+    pub(crate) tls: MakeRustlsConnect,
     /// An isolated lab's private schema, made the `search_path` of every new
     /// connection with a `SET` (see `db.rs`).
     pub(crate) schema: Option<String>,
@@ -109,21 +114,29 @@ pub(crate) struct PgTarget {
 /// connection works through any session pool, costs one round trip per
 /// connection (none per statement), and is checked where it is made.
 pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
-    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
-        // The whole chain: the top alone says only "invalid connection
-        // string", its source which option and why.
+    let invalid = |why: String| {
         Error::InvalidInput(format!(
-            "DATABASE_URL {} is not a Postgres URL ({}); expected e.g. {DEFAULT_DATABASE_URL}",
-            mask_password(url),
-            Cause::new(e)
+            "DATABASE_URL {} is not a Postgres URL ({why}); expected e.g. {DEFAULT_DATABASE_URL}",
+            mask_password(url)
         ))
-    })?;
+    };
+    // tokio-postgres knows neither verify-ca, verify-full nor sslrootcert:
+    // labkit takes them out and does that part itself.
+    let (rest, sslmode, sslrootcert) = tls::split_pg_url(url);
+    let tls = tls::PgTls::resolve(sslmode.as_deref(), sslrootcert.as_deref()).map_err(invalid)?;
+    // The whole chain: the top alone says only "invalid connection string",
+    // its source which option and why.
+    let mut config: postgres::Config = rest
+        .parse()
+        .map_err(|e: postgres::Error| invalid(Cause::new(e).to_string()))?;
+    config.ssl_mode(tls.client_mode());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.application_name("cache-aside-lab");
     Ok(PgTarget {
         config,
+        tls: tls.connector().map_err(invalid)?,
         schema: schema.map(str::to_string),
     })
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 
 use super::config::PgTarget;
 use super::connect::bounded;
@@ -50,6 +50,11 @@ pub(crate) struct PgConnector {
     target: Arc<PgTarget>,
     url: String,
     service: Service,
+    /// Set when the `Db` is dropped. r2d2 opens connections on a thread of
+    /// its own, which may still be connecting when the lab, and then its
+    /// schema, are gone: that connection's missing schema is the lab's end,
+    /// not a pooler's doing.
+    retired: Arc<AtomicBool>,
 }
 
 impl PgConnector {
@@ -58,6 +63,7 @@ impl PgConnector {
             target: Arc::new(target),
             url: url.to_string(),
             service,
+            retired: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -121,11 +127,12 @@ impl Connector for PgConnector {
         let target = self.target.clone();
         let (url, service) = (self.url.clone(), self.service);
         let why = self.target.clone();
+        let retired = self.retired.clone();
         let client = bounded(
             self.service,
             &self.url,
             move || {
-                let mut client = target.config.connect(NoTls)?;
+                let mut client = target.config.connect(target.tls.clone())?;
                 if let Some(schema) = &target.schema {
                     enter_schema(&mut client, schema, service != Service::Replica)?;
                 }
@@ -133,7 +140,17 @@ impl Connector for PgConnector {
             },
             move |failure| match failure {
                 ConnectFailure::Client(e) => {
-                    diagnose::postgres_connect(service, &url, &why.config, false, e)
+                    diagnose::postgres_connect(service, &url, &why.config, e)
+                }
+                ConnectFailure::SchemaNotInEffect(_) if retired.load(Ordering::SeqCst) => {
+                    Error::unreachable(
+                        service,
+                        &url,
+                        Problem::Down,
+                        Cause::text(
+                            "the lab was dropped, with its schema, while this connection opened",
+                        ),
+                    )
                 }
                 ConnectFailure::SchemaNotInEffect(current) => Error::unreachable(
                     service,
@@ -181,6 +198,14 @@ enum Backend {
     /// No server is configured (Part 4's replica, until one runs): every
     /// call fails with this error, which says how to start one.
     Missing(Error),
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Backend::Pool(pool) = &self.backend {
+            pool.connector().retired.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A replica is ready for a lab once it has replayed the lab's own setup

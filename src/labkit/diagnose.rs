@@ -44,17 +44,25 @@ pub(crate) fn postgres_offers_tls(host: &str, port: u16) -> Option<bool> {
     }
 }
 
-/// Whether whatever listens at `host:port` speaks TLS: it answers a TLS 1.2
-/// ClientHello with a TLS record (a ServerHello, or an alert refusing our
-/// few cipher suites; either proves TLS). A plain Redis answers with a RESP
-/// error instead. `None` when it could not be asked or said nothing.
+/// Whether the Redis at `host:port` speaks TLS. A plain one answers an
+/// inline `PING` (`+PONG`, or an error such as `-NOAUTH`); a TLS server
+/// answers a TLS 1.2 ClientHello with a TLS record (a ServerHello, or an
+/// alert refusing our few cipher suites: either proves TLS). A plain Redis
+/// cannot be asked with the ClientHello alone: its NUL bytes keep it from
+/// ever seeing a line. `None` when neither answered.
 pub(crate) fn speaks_tls(host: &str, port: u16) -> Option<bool> {
-    let mut stream = probe_stream(host, port)?;
-    stream.write_all(&client_hello()).ok()?;
-    let mut answer = [0u8; 2];
-    stream.read_exact(&mut answer).ok()?;
+    let answer = |hello: &[u8]| {
+        let mut stream = probe_stream(host, port)?;
+        stream.write_all(hello).ok()?;
+        let mut answer = [0u8; 2];
+        stream.read_exact(&mut answer).ok()?;
+        Some(answer)
+    };
+    if let Some([b'+' | b'-', _]) = answer(b"PING\r\n") {
+        return Some(false);
+    }
     // Content type handshake (22) or alert (21), then major version 3.
-    Some(matches!(answer, [21 | 22, 3]))
+    answer(&client_hello()).map(|a| matches!(a, [21 | 22, 3]))
 }
 
 /// A minimal TLS 1.2 ClientHello: two AEAD cipher suites, no extensions.
@@ -74,16 +82,16 @@ fn client_hello() -> Vec<u8> {
     record
 }
 
-/// What a failed Postgres connect came to. `tls_capable`: whether this
-/// connect could have used TLS at all (labkit's TLS support, and the URL's
-/// `sslmode` not `disable`).
+/// What a failed Postgres connect came to.
 pub(crate) fn postgres_connect(
     service: Service,
     url: &str,
     config: &postgres::Config,
-    tls_capable: bool,
     err: postgres::Error,
 ) -> Error {
+    use postgres::config::SslMode;
+    // Without `sslmode=disable`, a server that offers TLS gets it.
+    let tls_capable = config.get_ssl_mode() != SslMode::Disable;
     let first = config.get_hosts().first().and_then(|h| match h {
         postgres::config::Host::Tcp(host) => Some(host.clone()),
         #[cfg(unix)]
@@ -91,7 +99,7 @@ pub(crate) fn postgres_connect(
     });
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let offers_tls = || first.as_deref().and_then(|h| postgres_offers_tls(h, port));
-    let requires_tls = config.get_ssl_mode() == postgres::config::SslMode::Require;
+    let requires_tls = config.get_ssl_mode() == SslMode::Require;
     let problem = match err.code().map(|c| c.code()) {
         // "no pg_hba.conf entry for host ..., no encryption": a server whose
         // pg_hba.conf has only `hostssl` lines, met without TLS.
@@ -102,6 +110,7 @@ pub(crate) fn postgres_connect(
         None if config.get_password().is_none() && is_password_missing(&err) => {
             Some(Problem::NeedsPassword)
         }
+        None if super::tls::is_certificate_error(&err) => Some(Problem::Certificate),
         None if requires_tls && offers_tls() == Some(false) => Some(Problem::NoTls),
         None => None,
     };
@@ -123,16 +132,22 @@ fn is_password_missing(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|s| s.to_string() == "password missing")
 }
 
+/// A Redis error met while connecting: a certificate that was not
+/// accepted is told as such, anything else as [`Error::redis`] tells it.
+pub(crate) fn redis_error(url: &str, err: redis::RedisError) -> Error {
+    if super::tls::is_certificate_error(&err) {
+        return Error::unreachable(Service::Redis, url, Problem::Certificate, Cause::new(err));
+    }
+    Error::redis(url, err)
+}
+
 /// What a failed Redis connect (or its first command) came to: a dropped
-/// connection is told apart from TLS on one side only.
-pub(crate) fn redis_connect(
-    url: &str,
-    info: &redis::ConnectionInfo,
-    err: redis::RedisError,
-) -> Error {
-    let error = Error::redis(url, err);
+/// connection, or one that never answered, is told apart from TLS on one
+/// side only. A TLS-only server closes a plain connection at once; a plain
+/// one waits forever for the end of the line a ClientHello never sends.
+pub(crate) fn redis_connect(url: &str, info: &redis::ConnectionInfo, error: Error) -> Error {
     let Error::Unreachable {
-        problem: Problem::Down,
+        problem: problem @ (Problem::Down | Problem::NoAnswer),
         cause,
         ..
     } = &error
@@ -144,12 +159,16 @@ pub(crate) fn redis_connect(
         redis::ConnectionAddr::TcpTls { host, port, .. } => (host, *port, true),
         _ => return error,
     };
-    let problem = match speaks_tls(host, port) {
-        Some(true) if !tls => Problem::TlsRequired,
-        Some(false) if tls => Problem::NoTls,
+    let cause = match (speaks_tls(host, port), problem) {
+        (Some(true), _) if !tls => (Problem::TlsRequired, cause.clone()),
+        (Some(false), Problem::NoAnswer) if tls => (
+            Problem::NoTls,
+            Cause::text("it answers a plain PING, but no TLS handshake"),
+        ),
+        (Some(false), _) if tls => (Problem::NoTls, cause.clone()),
         _ => return error,
     };
-    Error::unreachable(Service::Redis, url, problem, cause.clone())
+    Error::unreachable(Service::Redis, url, cause.0, cause.1)
 }
 
 /// Refuses a transaction (or statement) pool between labkit and Postgres,

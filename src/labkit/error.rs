@@ -64,6 +64,9 @@ pub enum Problem {
     TlsRequired,
     /// The URL asks for TLS, and the server does not speak it.
     NoTls,
+    /// The server's TLS certificate was not accepted: not signed by a
+    /// trusted root, or not for the host name in the URL.
+    Certificate,
     /// Postgres is reached through a transaction (or statement) pool, which
     /// does not keep a session's settings and locks between transactions:
     /// an isolated lab's private schema would not hold.
@@ -355,7 +358,15 @@ impl fmt::Display for Error {
                     ),
                     Problem::TlsRequired if postgres => write!(
                         f,
-                        "{service} at {url} accepts only TLS connections ({cause}): ask for TLS in {var} with sslmode=require (README, Troubleshooting)"
+                        "{service} at {url} accepts only TLS connections ({cause}): ask for TLS in {var}: sslmode=require, or sslmode=verify-full&sslrootcert=CA_FILE to check the server too (README, Troubleshooting)"
+                    ),
+                    Problem::Certificate if postgres => write!(
+                        f,
+                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it with sslrootcert=FILE in {var} (sslrootcert=system for one the platform trusts) and connect by a name the certificate holds, or use sslmode=require to encrypt without checking the server"
+                    ),
+                    Problem::Certificate => write!(
+                        f,
+                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it in {var} as rediss://HOST:PORT/?sslrootcert=FILE (the platform's trusted roots otherwise) and connect by a name the certificate holds"
                     ),
                     Problem::TlsRequired => write!(
                         f,

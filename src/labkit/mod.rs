@@ -20,7 +20,8 @@
 //!   (`cache.rs` also holds the single-node or cluster Redis connection).
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
 //!   retry after a lost connection; `diagnose.rs`: why a connect failed,
-//!   when the client's error alone cannot say (TLS on one side only).
+//!   when the client's error alone cannot say (TLS on one side only);
+//!   `tls.rs`: TLS for both services (libpq's `sslmode`, `rediss://`).
 //! - `isolation.rs`: private schemas and key spaces, and the sweep that
 //!   removes what a killed run left behind.
 //! - `locks.rs`: the map behind [`key_lock`](crate::key_lock).
@@ -40,6 +41,7 @@ mod locks;
 mod pool;
 #[doc(hidden)]
 pub mod testkit;
+mod tls;
 
 use std::sync::Arc;
 

@@ -176,6 +176,25 @@ impl CacheExt for Cache {
     }
 }
 
+/// A Postgres client on `url`, outside labkit's pools, connected as labkit
+/// connects: `sslmode`, `sslrootcert` and TLS as in `tls.rs`, bounded, its
+/// failure told as labkit tells it.
+pub fn raw_postgres(url: &str) -> Result<postgres::Client> {
+    super::db::connect_client(config::pg_config(url, None)?, url, super::Service::Postgres)
+}
+
+/// A plain `redis::Client` for `url` (a single node), set up as labkit sets
+/// its own: a `rediss://` URL's `sslrootcert` is trusted.
+pub fn redis_client(url: &str) -> Result<redis::Client> {
+    Ok(super::cache::RedisConnector::new(url)?.client())
+}
+
+/// A plain cluster client seeded with `url` (a cluster node), set up as
+/// labkit sets its own (TLS roots included).
+pub fn redis_cluster_client(url: &str) -> Result<redis::cluster::ClusterClient> {
+    super::cache::RedisConnector::new(url)?.raw_cluster_client()
+}
+
 /// A connection to `REDIS_URL`, outside labkit's pools and key spaces: a
 /// cluster connection when it names a cluster node.
 pub fn raw_redis() -> Result<RedisConn> {
