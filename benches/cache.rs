@@ -114,17 +114,22 @@ fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize, prepare: &dy
 }
 
 fn raw_pg(lab: &Lab) -> postgres::Client {
-    let mut config: postgres::Config = database_url().parse().expect("DATABASE_URL");
-    config.options(&format!(
-        "-c search_path={}",
-        lab.space_name().expect("isolated")
-    ));
-    config.connect(postgres::NoTls).expect("raw postgres")
+    let mut client = testkit::raw_postgres(&database_url()).expect("raw postgres");
+    // As labkit does: a SET once per connection (a startup option would not
+    // pass a pooler).
+    client
+        .batch_execute(&format!(
+            "SET search_path TO \"{}\"",
+            lab.space_name().expect("isolated")
+        ))
+        .expect("search_path");
+    client
 }
 
 fn raw_redis() -> redis::Connection {
-    redis::Client::open(redis_url())
-        .and_then(|c| c.get_connection())
+    testkit::redis_client(&redis_url())
+        .expect("REDIS_URL")
+        .get_connection()
         .expect("raw redis")
 }
 
@@ -666,9 +671,27 @@ fn setup() -> Result<(Arc<Lab>, User), String> {
         redis: 64,
     })
     .map_err(|e| e.to_string())?;
-    match reference::get_user_profile(&lab, 1) {
-        Ok(Some(user)) => Ok((Arc::new(lab), user)),
-        other => Err(format!("cannot read user 1 of the seed data: {other:?}")),
+    let user = match reference::get_user_profile(&lab, 1) {
+        Ok(Some(user)) => user,
+        other => return Err(format!("cannot read user 1 of the seed data: {other:?}")),
+    };
+    // Every kind of call the rows below make, once, before any is timed: a
+    // leased read falls back to Postgres when a Redis call fails, so a Redis
+    // user who may not run scripts would otherwise be measured as a slow
+    // cache instead of failing.
+    let _ = reference::get_user_profile_leased(&lab, 1);
+    let _ = lab.cache.invalidate(&user_key(1));
+    exit_if_unusable();
+    Ok((Arc::new(lab), user))
+}
+
+/// Exits non-zero with the cause when labkit found the services unusable
+/// as configured (a password, TLS, a permission): numbers measured on such
+/// a setup are not the lab's.
+fn exit_if_unusable() {
+    if let Some(e) = testkit::misconfiguration() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
     }
 }
 
@@ -707,6 +730,7 @@ fn main() {
         cluster,
         lag,
     };
+    exit_if_unusable();
     let summary_json = serde_json::to_string(&summary).expect("the summary serializes");
     println!("\nsummary: {summary_json}");
     if args.iter().any(|a| a == "--json") {
@@ -714,6 +738,7 @@ fn main() {
         println!("{}", report.expect("the report serializes"));
     }
 }
+
 /// How far the replica lags a write (ms), in the summary.
 #[derive(Serialize)]
 struct Lag {
@@ -825,7 +850,7 @@ impl Cluster {
                 return None;
             }
         };
-        let client = redis::cluster::ClusterClient::new(vec![url.as_str()]).ok()?;
+        let client = testkit::redis_cluster_client(&url).ok()?;
         let key = lab.cache.storage_key(&user_key(1));
         Some(Cluster {
             url,

@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use cache_aside_lab::labkit::testkit::{Answers, database_url, mask_password, redis_url};
+use cache_aside_lab::labkit::testkit::{
+    Answers, database_url, mask_password, misconfiguration, redis_url,
+};
 
 use crate::reference;
 use crate::scenario::{self, HERD, PROCESSES, SLOW, Seen, State, Step, StepId, THREADS};
@@ -93,10 +95,32 @@ pub fn run() -> Outcome<()> {
     if !steps.iter().any(|s| s.part() == 4) {
         println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
+    unusable_setup(&steps)?;
     println!(
         "\nDone in {:.1?}. Now make `cargo test` green with your own src/lib.rs.",
         started.elapsed()
     );
+    Ok(())
+}
+
+/// The reference cannot fail a step, so a step that failed, or a setup
+/// labkit found unusable on the way (the reference carries on past a failed
+/// cache call, as Part 3 asks), means that the services cannot run the lab:
+/// the run fails with the cause, instead of exiting 0 after a narration of
+/// what the broken setup made of it.
+fn unusable_setup(reference: &[Step]) -> Outcome<()> {
+    if let Some(e) = misconfiguration() {
+        return Err(format!("the services cannot run the lab as configured, so the steps above are not the reference's behaviour: {e}").into());
+    }
+    if let Some(step) = reference.iter().find(|s| matches!(s.seen, Seen::Failed(_))) {
+        return Err(format!(
+            "the reference failed step {} ({}): {}; the services cannot run the lab as configured",
+            step.id.number(),
+            step.label,
+            step.seen.behaviour()
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -172,6 +196,7 @@ pub fn compare() -> Outcome<()> {
     if !theirs.iter().any(|s| s.part() == 4) {
         println!("\n{}\n{NO_REPLICA}", part_header(4));
     }
+    unusable_setup(&theirs)?;
     println!(
         "\n{differing} of {} steps differ from the reference. Done in {:.1?}; `cargo test` says which checks they fail, and why.",
         yours.len(),

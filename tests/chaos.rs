@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::Lab;
-use cache_aside_lab::labkit::testkit::{IDLE_CHECK, database_url, redis_url};
+use cache_aside_lab::labkit::testkit::{self, IDLE_CHECK, database_url, redis_url};
 use cache_aside_lab::{User, user_key};
 
 fn lab() -> Lab {
@@ -110,7 +110,7 @@ fn a_postgres_restart_between_two_calls_is_survived() {
 fn terminated_pooled_connections_are_replaced() {
     let lab = lab();
     assert!(read(&lab, 1).is_some());
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let mut admin = testkit::raw_postgres(&database_url()).unwrap();
     let killed = admin
         .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'cache-aside-lab' AND pid <> pg_backend_pid()",
@@ -142,7 +142,7 @@ struct Call {
 
 /// The cluster's nodes, as "host:port", from the node `REDIS_URL` names.
 fn nodes() -> Vec<String> {
-    let mut conn = redis::Client::open(redis_url())
+    let mut conn = testkit::redis_client(&redis_url())
         .unwrap()
         .get_connection()
         .unwrap();

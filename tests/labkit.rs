@@ -50,7 +50,7 @@ fn leftovers(space: &str) -> (usize, bool) {
         .arg(format!("{prefix}*"))
         .query(&mut redis)
         .unwrap();
-    let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let mut pg = testkit::raw_postgres(&database_url()).unwrap();
     let schema = pg
         .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&space])
         .unwrap();
@@ -562,7 +562,7 @@ fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
             .set_json("user:1", &1, Duration::from_secs(60))
             .unwrap();
         let space = lab.space_name().unwrap().to_string();
-        let mut pg = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+        let mut pg = testkit::raw_postgres(&database_url()).unwrap();
         pg.batch_execute(&format!("DROP SCHEMA \"{space}\" CASCADE"))
             .unwrap();
         println!("SPACE {space}");
@@ -596,7 +596,7 @@ fn labkit_a_run_that_exits_holding_a_lab_is_swept_by_the_next_start() {
 #[test]
 fn labkit_a_killed_pooled_session_is_replaced_on_the_next_call() {
     let lab = lab();
-    let mut admin = postgres::Client::connect(&database_url(), postgres::NoTls).unwrap();
+    let mut admin = testkit::raw_postgres(&database_url()).unwrap();
     let mut kill_pg = |lab: &Lab| {
         let pid: i32 = lab
             .db
@@ -768,9 +768,12 @@ fn labkit_a_busy_pool_says_busy_not_unreachable() {
         let text = err.to_string();
         assert!(matches!(err, Error::Busy { .. }), "{err:?}");
         assert!(
-            text.contains("Redis at redis://")
-                && text.contains("answers, but all 2 of the lab's pooled connections to it stayed in use for 200ms")
-                && text.contains("block on the lock, or sleep between looks")
+            text.contains(&format!(
+                "Redis at {}",
+                mask_password(&testkit::redis_url())
+            )) && text.contains(
+                "answers, but all 2 of the lab's pooled connections to it stayed in use for 200ms"
+            ) && text.contains("block on the lock, or sleep between looks")
                 && !text.contains("cannot reach")
                 && !text.contains("start the services"),
             "{text}"
@@ -820,20 +823,447 @@ fn labkit_errors_say_what_failed_and_what_to_do() {
         assert_eq!(mask_password(url), masked);
     }
 
-    let url = database_url();
-    let (base, _) = url.rsplit_once('/').expect("a database in DATABASE_URL");
+    let url = on_database(&database_url(), "no_such_db_xyz").expect("a database in DATABASE_URL");
     let out = Command::new(env!("CARGO_BIN_EXE_solution"))
-        .env("DATABASE_URL", format!("{base}/no_such_db_xyz"))
+        .env("DATABASE_URL", url)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Postgres says which database; PgBouncer (a session pool in front of
+    // it) says that it serves none of that name.
+    let direct = stderr.contains("cannot reach Postgres at")
+        && stderr.contains("\"no_such_db_xyz\" does not exist")
+        && stderr.contains("create that database or point DATABASE_URL at one that exists");
+    let pooled = stderr.contains("refused the connection")
+        && stderr.contains("no_such_db_xyz")
+        && stderr.contains("the database must be one it serves");
+    assert!(direct || pooled, "{stderr}");
+}
+
+/// What one misconfigured service does to the `solution` binary: its exit
+/// status and the one line it prints.
+fn run_solution_with(var: &str, url: &str) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_solution"))
+        .env(var, url)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    (out.status.success(), stderr)
+}
+
+/// A stand-in server on a free port that answers every connection with
+/// `serve`: what a misconfigured Postgres or Redis says, on any machine.
+fn fake_server(serve: fn(std::net::TcpStream)) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    port
+}
+
+/// A Postgres that answers an SSLRequest with `tls` ('S' or 'N'), then
+/// answers the startup message with `reply`.
+fn fake_postgres(mut stream: std::net::TcpStream, tls: u8, reply: &[u8]) {
+    use std::io::{Read, Write};
+    let mut header = [0u8; 8];
+    if stream.read_exact(&mut header).is_err() {
+        return;
+    }
+    if header[4..] == [0x04, 0xd2, 0x16, 0x2f] {
+        // An SSLRequest: answer it, then read the startup message.
+        if stream.write_all(&[tls]).is_err() || tls == b'S' {
+            return;
+        }
+        if stream.read_exact(&mut header).is_err() {
+            return;
+        }
+    }
+    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
+    let mut rest = vec![0u8; len.saturating_sub(8)];
+    if stream.read_exact(&mut rest).is_ok() {
+        let _ = stream.write_all(reply);
+        let _ = stream.flush();
+        // Hold the connection until the client gives up on it.
+        let _ = stream.read(&mut [0u8; 1]);
+    }
+}
+
+/// A Postgres backend message: its type, then its length and body.
+fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind];
+    message.extend(((body.len() + 4) as u32).to_be_bytes());
+    message.extend(body);
+    message
+}
+
+/// Asks for a SCRAM-SHA-256 password (AuthenticationSASL).
+fn asks_for_a_password(stream: std::net::TcpStream) {
+    let mut body = 10u32.to_be_bytes().to_vec();
+    body.extend(b"SCRAM-SHA-256\0\0");
+    fake_postgres(stream, b'N', &pg_message(b'R', &body));
+}
+
+/// Offers TLS, and refuses a connection without it, as a pg_hba.conf with
+/// only `hostssl` lines does (Postgres 15's words).
+fn only_tls(stream: std::net::TcpStream) {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL"),
+        (b'V', "FATAL"),
+        (b'C', "28000"),
+        (
+            b'M',
+            "no pg_hba.conf entry for host \"127.0.0.1\", user \"postgres\", database \"postgres\", no encryption",
+        ),
+    ] {
+        body.push(field);
+        body.extend(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    fake_postgres(stream, b'S', &pg_message(b'E', &body));
+}
+
+/// Does not offer TLS.
+fn no_tls(stream: std::net::TcpStream) {
+    fake_postgres(stream, b'N', &[]);
+}
+
+/// A Redis with a password: every command gets NOAUTH.
+fn redis_noauth(stream: std::net::TcpStream) {
+    use std::io::{BufRead, Write};
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    // One reply per command: a command is an array ("*N") of N bulk strings
+    // ("$len", then the bytes).
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        if line.starts_with('*')
+            && writer
+                .write_all(b"-NOAUTH Authentication required.\r\n")
+                .is_err()
+        {
+            return;
+        }
+        line.clear();
+    }
+}
+
+/// A plain Redis: every line gets `+PONG`; a ClientHello, nothing (its NUL
+/// bytes keep a real Redis from ever seeing a line).
+fn redis_plain(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut byte = [0u8; 1];
+    let mut tls = None;
+    while stream.read_exact(&mut byte).is_ok() {
+        if *tls.get_or_insert(byte[0] == 22) {
+            continue;
+        }
+        if byte[0] == b'\n' && stream.write_all(b"+PONG\r\n").is_err() {
+            return;
+        }
+    }
+}
+
+/// A TLS-only Redis: a ClientHello gets a TLS alert; anything else, a
+/// closed connection (what Redis' TLS port does with plain RESP).
+fn redis_tls_only(mut stream: std::net::TcpStream) {
+    use std::io::{Read, Write};
+    let mut first = [0u8; 1];
+    if stream.read_exact(&mut first).is_ok() && first[0] == 22 {
+        // Alert, fatal, handshake_failure.
+        let _ = stream.write_all(&[21, 3, 3, 0, 2, 2, 40]);
+    }
+}
+
+/// A misconfigured service fails every entry point with one line that names
+/// the real cause, the service, the URL (password masked) and the fix: a
+/// Postgres that asks for a password the URL lacks, one that accepts only
+/// TLS, `sslmode=require` against one without TLS, a Redis that needs a
+/// password, `redis://` against a TLS-only Redis, `rediss://` against a
+/// plain one, a URL that does not parse (with the option it chokes on).
+#[test]
+fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
+    let password = fake_server(asks_for_a_password);
+    let tls_only = fake_server(only_tls);
+    let plain = fake_server(no_tls);
+    let noauth = fake_server(redis_noauth);
+    let redis_tls = fake_server(redis_tls_only);
+    let redis_plain = fake_server(redis_plain);
+    let cases = [
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{password}/postgres"),
+            "asks for a password, and DATABASE_URL gives none",
+            "postgres://USER:PASSWORD@HOST:PORT/DB",
+        ),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:hunter2@127.0.0.1:{tls_only}/postgres?sslmode=disable"),
+            "accepts only TLS connections",
+            "sslmode=require",
+        ),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:hunter2@127.0.0.1:{plain}/postgres?sslmode=require"),
+            "does not speak TLS",
+            "remove sslmode=require",
+        ),
+        (
+            "REDIS_URL",
+            format!("redis://127.0.0.1:{noauth}"),
+            "asks for a password, and REDIS_URL gives none",
+            "redis://:PASSWORD@HOST:PORT",
+        ),
+        (
+            "REDIS_URL",
+            format!("redis://:hunter2@127.0.0.1:{redis_tls}"),
+            "accepts only TLS connections",
+            "rediss://",
+        ),
+        (
+            "REDIS_URL",
+            format!("rediss://:hunter2@127.0.0.1:{redis_plain}"),
+            "does not speak TLS",
+            "redis://... instead of rediss://...",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:5432/postgres?sslmode=sometimes".to_string(),
+            "invalid connection string: invalid value for option `sslmode`",
+            "expected e.g. postgres://",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://postgres:hunter2@127.0.0.1:5432/postgres?connect_timeout=soon".to_string(),
+            "invalid connection string: invalid value for option `connect_timeout`",
+            "expected e.g. postgres://",
+        ),
+    ];
+    let runs: Vec<_> = cases
+        .into_iter()
+        .map(|(var, url, cause, fix)| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (ok, stderr) = run_solution_with(var, &url);
+                (var, url, cause, fix, ok, stderr, started.elapsed())
+            })
+        })
+        .collect();
+    for run in runs {
+        let (var, url, cause, fix, ok, stderr, took) = run.join().unwrap();
+        assert!(!ok, "{var}={url}: the binary succeeded");
+        assert!(
+            took < Duration::from_secs(5),
+            "{var}={url}: took {took:?}, expected under 5 s"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{var}={url}: one line:\n{stderr}"
+        );
+        let service = if var == "REDIS_URL" {
+            "Redis"
+        } else {
+            "Postgres"
+        };
+        let masked = url.replace("hunter2", "***");
+        assert!(
+            stderr.contains(&format!("{service} at {masked}"))
+                || stderr.contains(&format!("{var} {masked}")),
+            "{var}={url}: names the service and the masked URL:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(cause) && stderr.contains(fix) && !stderr.contains("hunter2"),
+            "{var}={url}: expected {cause:?} and {fix:?}:\n{stderr}"
+        );
+    }
+}
+
+/// `url` with the query parameters named in `drop` taken out and `add`
+/// put in.
+fn with_query(url: &str, drop: &[&str], add: &[&str]) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !drop.contains(&p.split('=').next().unwrap_or_default()))
+        .collect();
+    kept.extend(add);
+    if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    }
+}
+
+/// Where `DATABASE_URL` and `REDIS_URL` name TLS-only servers checked
+/// against a CA of their own (`scripts/services up --tls`, CI's TLS job),
+/// the certificate is really checked, and TLS on one side only is told:
+/// the platform's roots do not trust that CA (Postgres with
+/// `sslrootcert=system`, Redis without `sslrootcert`), `sslmode=disable` and
+/// `redis://` meet servers that accept only TLS. Elsewhere it says so.
+#[test]
+fn labkit_tls_checks_the_certificate_as_the_url_asks() {
+    let (db, redis) = (database_url(), testkit::redis_url());
+    if !(db.contains("sslrootcert=") && redis.starts_with("rediss://")) {
+        println!("skipped: DATABASE_URL and REDIS_URL are not TLS with a CA of their own");
+        return;
+    }
+    let cases = [
+        (
+            "DATABASE_URL",
+            with_query(
+                &db,
+                &["sslmode", "sslrootcert"],
+                &["sslmode=verify-full", "sslrootcert=system"],
+            ),
+            "presented a certificate that was not accepted",
+        ),
+        (
+            "DATABASE_URL",
+            with_query(&db, &["sslmode", "sslrootcert"], &["sslmode=disable"]),
+            "accepts only TLS connections",
+        ),
+        (
+            "REDIS_URL",
+            with_query(&redis, &["sslrootcert"], &[]),
+            "presented a certificate that was not accepted",
+        ),
+        (
+            "REDIS_URL",
+            with_query(&redis, &["sslrootcert"], &[]).replacen("rediss://", "redis://", 1),
+            "accepts only TLS connections",
+        ),
+    ];
+    for (var, url, cause) in cases {
+        let (ok, stderr) = run_solution_with(var, &url);
+        assert!(
+            !ok && stderr.lines().count() == 1 && stderr.contains(cause),
+            "{var}={url}: expected {cause:?}:\n{stderr}"
+        );
+    }
+}
+
+/// An ACL user on the lab's Redis, removed when dropped; `None` where this
+/// connection may not create users (a managed Redis), or on a cluster, where
+/// ACL users live on each node.
+struct AclUser {
+    name: String,
+}
+
+impl AclUser {
+    fn create(rules: &[&str]) -> Option<AclUser> {
+        let mut redis = testkit::raw_redis().unwrap();
+        if matches!(redis, RedisConn::Cluster(_)) {
+            return None;
+        }
+        let name = format!("lab_acl_test_{}_{}", std::process::id(), rules.len());
+        let created: redis::RedisResult<()> = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&name)
+            .arg("on")
+            .arg(">pw")
+            .arg("~*")
+            .arg(rules)
+            .query(&mut redis);
+        created.ok().map(|()| AclUser { name })
+    }
+
+    /// `REDIS_URL` as this user.
+    fn url(&self) -> String {
+        let url = testkit::redis_url();
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{}:pw@{rest}", self.name)
+    }
+}
+
+impl Drop for AclUser {
+    fn drop(&mut self) {
+        if let Ok(mut redis) = testkit::raw_redis() {
+            let _: redis::RedisResult<i64> = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query(&mut redis);
+        }
+    }
+}
+
+/// A Redis user who may not run `INFO` still gets the lab (as a single
+/// node: the cluster probe does not block it); one who may not run scripts
+/// (Part 3's leases) fails the narration with NOPERM's own cause and fix,
+/// though the reference carries on past each failed call, as Part 3 asks.
+#[test]
+fn labkit_a_redis_user_without_a_permission_is_told_which() {
+    let (Some(no_info), Some(no_scripts)) = (
+        AclUser::create(&["+@all", "-info"]),
+        AclUser::create(&["+@all", "-@scripting", "-info"]),
+    ) else {
+        println!("skipped: no ACL users here (a cluster, or a user who may not create them)");
+        return;
+    };
+    let (ok, stderr) = run_solution_with("REDIS_URL", &no_info.url());
+    assert!(ok, "a user without INFO runs the lab:\n{stderr}");
+    let (ok, stderr) = run_solution_with("REDIS_URL", &no_scripts.url());
+    assert!(!ok, "a user without scripts fails the narration");
+    let masked = mask_password(&no_scripts.url());
     assert!(
-        stderr.contains("cannot reach Postgres at")
-            && stderr.contains("\"no_such_db_xyz\" does not exist"),
+        stderr.lines().count() == 1
+            && stderr.contains(&format!("Redis at {masked} answers, but the user in REDIS_URL may not run a command the lab needs"))
+            && stderr.contains("evalsha")
+            && stderr.contains("ACL SETUSER"),
         "{stderr}"
     );
+}
+
+/// A lab whose private schema is not in effect on a connection fails
+/// loudly on its first statement, and never reads the shared `public.users`:
+/// here, a space that does not exist on this server (as through a pooler
+/// that routed the connection elsewhere).
+#[test]
+fn labkit_a_lab_whose_schema_is_not_in_effect_fails_loudly() {
+    let lab = attach("lab_0badf00d_0").unwrap();
+    let err = lab
+        .db
+        .query("SELECT id FROM users", &[])
+        .expect_err("no rows from another schema");
+    let text = err.to_string();
     assert!(
-        stderr.contains("create that database or point DATABASE_URL at one that exists"),
+        matches!(err, Error::Unreachable { .. })
+            && text.contains("cannot hold a lab's private schema")
+            && text.contains("current_schema() was none")
+            && text.contains("point DATABASE_URL at Postgres itself, or at a session pool"),
+        "{text}"
+    );
+}
+
+/// Behind a transaction pool (`LAB_TRANSACTION_POOL_URL`: PgBouncer with
+/// `pool_mode = transaction` in front of `DATABASE_URL`'s server, as the CI
+/// job has), every entry point fails within 2 s with one line naming the
+/// pooler and the fix, before any lab takes a session advisory lock.
+/// Elsewhere there is no such pool to ask, and it says so.
+#[test]
+fn labkit_a_transaction_pool_is_refused_before_any_check_runs() {
+    let Ok(url) = std::env::var("LAB_TRANSACTION_POOL_URL") else {
+        println!("skipped: LAB_TRANSACTION_POOL_URL names no transaction pool");
+        return;
+    };
+    let started = Instant::now();
+    let (ok, stderr) = run_solution_with("DATABASE_URL", &url);
+    let took = started.elapsed();
+    assert!(!ok, "the binary succeeded behind a transaction pool");
+    assert!(
+        took < Duration::from_secs(3),
+        "took {took:?}, expected about 2 s at most"
+    );
+    assert!(
+        stderr.lines().count() == 1
+            && stderr.contains(&format!("Postgres at {}", mask_password(&url)))
+            && stderr.contains("it is a transaction pool (PgBouncer's pool_mode = transaction")
+            && stderr.contains("point DATABASE_URL at Postgres itself, or at a session pool"),
         "{stderr}"
     );
 }
@@ -856,7 +1286,7 @@ fn on_database(url: &str, database: &str) -> Option<String> {
 fn peer_database(url: &str) -> String {
     const PEER: &str = "cache_aside_lab_peer";
     let peer = on_database(url, PEER).expect("DATABASE_URL names a database");
-    let mut admin = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let mut admin = testkit::raw_postgres(url).unwrap();
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&PEER])
         .unwrap()

@@ -14,10 +14,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Result;
+use super::config::DEFAULT_REDIS_URL;
 use super::connect::{CONNECT_TIMEOUT, bounded};
-use super::error::{Error, Service};
+use super::diagnose;
+use super::error::{Cause, Error, Service, mask_password};
 use super::pool::{Attempt, Connector, Pool};
 use super::testkit::hooks::{Action, Hooks, Phase};
+use super::tls;
 
 /// Any single Redis command that takes longer than this fails.
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,6 +84,8 @@ impl ConnectionLike for RedisConn {
 pub(crate) struct RedisConnector {
     client: redis::Client,
     pub(crate) url: String,
+    /// `rediss://...?sslrootcert=FILE`: the roots to trust (see `tls.rs`).
+    roots: Option<redis::TlsCertificates>,
     cluster: OnceLock<Option<Cluster>>,
 }
 
@@ -94,12 +99,60 @@ struct Cluster {
 
 impl RedisConnector {
     pub(crate) fn new(url: &str) -> Result<RedisConnector> {
-        let client = redis::Client::open(url).map_err(|e| Error::redis(url, e))?;
+        let invalid = |why: String| {
+            Error::InvalidInput(format!(
+                "REDIS_URL {} is not a Redis URL ({why}); expected e.g. {DEFAULT_REDIS_URL}",
+                mask_password(url)
+            ))
+        };
+        let roots = tls::redis_roots(url).map_err(invalid)?;
+        let client = match &roots {
+            None => redis::Client::open(url),
+            Some(roots) => redis::Client::build_with_tls(url, roots.clone()),
+        }
+        .map_err(|e| invalid(Cause::new(e).to_string()))?;
         Ok(RedisConnector {
             client,
             url: url.to_string(),
+            roots,
             cluster: OnceLock::new(),
         })
+    }
+
+    /// The client for the node the URL names (testkit's raw access).
+    pub(crate) fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// A cluster client seeded with the URL's node alone, with the URL's
+    /// TLS roots (testkit's raw access).
+    pub(crate) fn raw_cluster_client(&self) -> Result<redis::cluster::ClusterClient> {
+        let mut builder =
+            redis::cluster::ClusterClient::builder(vec![self.client.get_connection_info().clone()]);
+        if let Some(roots) = &self.roots {
+            builder = builder.certs(roots.clone());
+        }
+        builder.build().map_err(|e| Error::redis(&self.url, e))
+    }
+
+    /// The URL's connection settings, at another node of its cluster: with
+    /// TLS (and its roots) if the URL has it.
+    fn at(&self, host: String, port: u16) -> redis::ConnectionInfo {
+        let info = self.client.get_connection_info().clone();
+        let addr = match info.addr() {
+            redis::ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => redis::ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => redis::ConnectionAddr::Tcp(host, port),
+        };
+        info.set_addr(addr)
     }
 
     /// A connection to the one node the URL names (or to `addr` instead).
@@ -107,15 +160,11 @@ impl RedisConnector {
         let client = match addr {
             None => self.client.clone(),
             Some((host, port)) => {
-                let info = self
-                    .client
-                    .get_connection_info()
-                    .clone()
-                    .set_addr(redis::ConnectionAddr::Tcp(host, port));
-                redis::Client::open(info).map_err(|e| Error::redis(&self.url, e))?
+                redis::Client::open(self.at(host, port)).map_err(|e| Error::redis(&self.url, e))?
             }
         };
         let url = self.url.clone();
+        let info = client.get_connection_info().clone();
         bounded(
             Service::Redis,
             &self.url,
@@ -125,8 +174,9 @@ impl RedisConnector {
                 conn.set_write_timeout(Some(IO_TIMEOUT))?;
                 Ok(conn)
             },
-            move |e| Error::redis(&url, e),
+            move |e| diagnose::redis_error(&url, e),
         )
+        .map_err(|e| diagnose::redis_connect(&self.url, &info, e))
     }
 
     /// The cluster, if the URL names a cluster node (asked once).
@@ -136,10 +186,23 @@ impl RedisConnector {
         }
         let redis = |e| Error::redis(&self.url, e);
         let mut conn = self.node(None)?;
-        let info: String = redis::cmd("INFO")
-            .arg("cluster")
-            .query(&mut conn)
-            .map_err(redis)?;
+        let info: String = match redis::cmd("INFO").arg("cluster").query(&mut conn) {
+            Ok(info) => info,
+            // An ACL user who may not run INFO: take it for a single node
+            // rather than refuse the lab (on a cluster, it needs INFO).
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => {
+                String::new()
+            }
+            // The first command on a connection: where a TLS-only server
+            // (met with redis://) closes it.
+            Err(e) => {
+                return Err(diagnose::redis_connect(
+                    &self.url,
+                    self.client.get_connection_info(),
+                    diagnose::redis_error(&self.url, e),
+                ));
+            }
+        };
         let cluster = if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
             let listing: String = redis::cmd("CLUSTER")
                 .arg("NODES")
@@ -149,13 +212,18 @@ impl RedisConnector {
                 .into_iter()
                 .map(|(addr, _)| addr)
                 .collect();
-            let info = self.client.get_connection_info().clone();
-            let mut seeds = vec![info.clone()];
-            seeds.extend(nodes.iter().map(|(host, port)| {
-                info.clone()
-                    .set_addr(redis::ConnectionAddr::Tcp(host.clone(), *port))
-            }));
-            let client = redis::cluster::ClusterClient::builder(seeds)
+            let mut seeds = vec![self.client.get_connection_info().clone()];
+            seeds.extend(
+                nodes
+                    .iter()
+                    .map(|(host, port)| self.at(host.clone(), *port)),
+            );
+            let mut builder = redis::cluster::ClusterClient::builder(seeds);
+            if let Some(roots) = &self.roots {
+                // Every node's connection trusts the URL's roots.
+                builder = builder.certs(roots.clone());
+            }
+            let client = builder
                 .connection_timeout(CONNECT_TIMEOUT)
                 .response_timeout(IO_TIMEOUT)
                 // A few quick retries (MOVED during a failover, a node
@@ -188,8 +256,11 @@ impl RedisConnector {
                     Service::Redis,
                     &self.url,
                     move || cluster.get_connection(),
-                    move |e| Error::redis(&url, e),
-                )?;
+                    move |e| diagnose::redis_error(&url, e),
+                )
+                .map_err(|e| {
+                    diagnose::redis_connect(&self.url, self.client.get_connection_info(), e)
+                })?;
                 Ok(RedisConn::Cluster(Box::new(conn)))
             }
         }

@@ -13,8 +13,11 @@
 
 use std::sync::OnceLock;
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use super::connect::CONNECT_TIMEOUT;
-use super::error::{Error, mask_password};
+use super::error::{Cause, Error, mask_password};
+use super::tls;
 
 pub(crate) const DEFAULT_DATABASE_URL: &str =
     "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -89,22 +92,51 @@ pub(crate) fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_REDIS_URL.to_string())
 }
 
+/// How labkit opens a Postgres connection: the client's configuration, and
+/// what labkit does itself once connected.
+#[derive(Clone)]
+pub(crate) struct PgTarget {
+    pub(crate) config: postgres::Config,
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (see `tls.rs`).
+    pub(crate) tls: MakeRustlsConnect,
+    /// An isolated lab's private schema, made the `search_path` of every new
+    /// connection with a `SET` (see `db.rs`).
+    pub(crate) schema: Option<String>,
+}
+
 /// Parses a Postgres URL, with labkit's connect timeout and, for an isolated
-/// lab, the private schema as the connection's `search_path` (a connection
-/// option: it costs no round trip).
-pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<postgres::Config, Error> {
-    let mut config: postgres::Config = url.parse().map_err(|e: postgres::Error| {
+/// lab, its private schema.
+///
+/// The schema is not sent as a startup option (`options=-c search_path=...`):
+/// PgBouncer refuses that parameter ("unsupported startup parameter:
+/// options"), or, told to ignore it, drops it without a word, and every
+/// check would then read the shared `public.users`. A `SET` once per new
+/// connection works through any session pool, costs one round trip per
+/// connection (none per statement), and is checked where it is made.
+pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
+    let invalid = |why: String| {
         Error::InvalidInput(format!(
-            "DATABASE_URL {} is not a Postgres URL ({e}); expected e.g. {DEFAULT_DATABASE_URL}",
+            "DATABASE_URL {} is not a Postgres URL ({why}); expected e.g. {DEFAULT_DATABASE_URL}",
             mask_password(url)
         ))
-    })?;
+    };
+    // tokio-postgres knows neither verify-ca, verify-full nor sslrootcert:
+    // labkit takes them out and does that part itself.
+    let (rest, sslmode, sslrootcert) = tls::split_pg_url(url);
+    let tls = tls::PgTls::resolve(sslmode.as_deref(), sslrootcert.as_deref()).map_err(invalid)?;
+    // The whole chain: the top alone says only "invalid connection string",
+    // its source which option and why.
+    let mut config: postgres::Config = rest
+        .parse()
+        .map_err(|e: postgres::Error| invalid(Cause::new(e).to_string()))?;
+    config.ssl_mode(tls.client_mode());
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     config.application_name("cache-aside-lab");
-    if let Some(schema) = schema {
-        config.options(&format!("-c search_path={schema}"));
-    }
-    Ok(config)
+    Ok(PgTarget {
+        config,
+        tls: tls.connector().map_err(invalid)?,
+        schema: schema.map(str::to_string),
+    })
 }

@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use postgres::types::ToSql;
-use postgres::{Client, NoTls, Statement};
-use r2d2::ManageConnection;
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{Client, Statement};
 
+use super::config::PgTarget;
 use super::connect::bounded;
+use super::diagnose;
 use super::error::{Cause, Error, Problem, Service, is_io};
 use super::pool::{Attempt, Connector, Pool};
 use super::testkit::hooks::Hooks;
@@ -44,21 +44,79 @@ impl PgConn {
     }
 }
 
-/// Opens Postgres connections with r2d2_postgres' manager, each connect
-/// bounded as a whole.
+/// Opens Postgres connections, each bounded as a whole, and makes an
+/// isolated lab's private schema the `search_path` of each.
 pub(crate) struct PgConnector {
-    manager: Arc<PostgresConnectionManager<NoTls>>,
+    target: Arc<PgTarget>,
     url: String,
     service: Service,
+    /// Set when the `Db` is dropped. r2d2 opens connections on a thread of
+    /// its own, which may still be connecting when the lab, and then its
+    /// schema, are gone: that connection's missing schema is the lab's end,
+    /// not a pooler's doing.
+    retired: Arc<AtomicBool>,
 }
 
 impl PgConnector {
-    pub(crate) fn new(config: postgres::Config, url: &str, service: Service) -> PgConnector {
+    pub(crate) fn new(target: PgTarget, url: &str, service: Service) -> PgConnector {
         PgConnector {
-            manager: Arc::new(PostgresConnectionManager::new(config, NoTls)),
+            target: Arc::new(target),
             url: url.to_string(),
             service,
+            retired: Arc::new(AtomicBool::new(false)),
         }
+    }
+}
+
+/// One connection outside any pool (labkit's own housekeeping), bounded as
+/// a whole, its failure told as [`PgConnector`]'s are.
+pub(crate) fn connect_client(target: PgTarget, url: &str, service: Service) -> Result<Client> {
+    let connector = PgConnector::new(target, url, service);
+    connector.connect().map(|conn| conn.client)
+}
+
+/// Why a connect failed: the client's error, or the private schema not in
+/// effect once set (then `current_schema()` as the server saw it).
+enum ConnectFailure {
+    Client(postgres::Error),
+    SchemaNotInEffect(Option<String>),
+}
+
+impl From<postgres::Error> for ConnectFailure {
+    fn from(e: postgres::Error) -> ConnectFailure {
+        ConnectFailure::Client(e)
+    }
+}
+
+/// Makes `schema` the connection's `search_path` and checks, in the same
+/// round trip, that it is in effect: `current_schema()` names it only if
+/// the schema exists there and the setting holds. A connection that reached
+/// another database (a pooler routing elsewhere), or whose settings do not
+/// stick, fails here, loudly, rather than read `public.users` later.
+///
+/// Not on a replica: it may not have replayed the schema's creation yet
+/// when its first connection opens (`Db::wait_ready` waits for that, on
+/// this very connection). It is a copy of the primary, whose connections
+/// make the check.
+fn enter_schema(
+    client: &mut Client,
+    schema: &str,
+    verify: bool,
+) -> std::result::Result<(), ConnectFailure> {
+    if !verify {
+        client.batch_execute(&format!("SET search_path TO \"{schema}\""))?;
+        return Ok(());
+    }
+    let messages = client.simple_query(&format!(
+        "SET search_path TO \"{schema}\"; SELECT current_schema()::text"
+    ))?;
+    let current = messages.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
+        _ => None,
+    });
+    match current {
+        Some(Some(name)) if name == schema => Ok(()),
+        other => Err(ConnectFailure::SchemaNotInEffect(other.flatten())),
     }
 }
 
@@ -66,13 +124,48 @@ impl Connector for PgConnector {
     type Conn = PgConn;
 
     fn connect(&self) -> Result<PgConn> {
-        let manager = self.manager.clone();
+        let target = self.target.clone();
         let (url, service) = (self.url.clone(), self.service);
+        let why = self.target.clone();
+        let retired = self.retired.clone();
         let client = bounded(
             self.service,
             &self.url,
-            move || manager.connect(),
-            move |e| Error::pg(service, &url, e),
+            move || {
+                let mut client = target.config.connect(target.tls.clone())?;
+                if let Some(schema) = &target.schema {
+                    enter_schema(&mut client, schema, service != Service::Replica)?;
+                }
+                Ok(client)
+            },
+            move |failure| match failure {
+                ConnectFailure::Client(e) => {
+                    diagnose::postgres_connect(service, &url, &why.config, e)
+                }
+                ConnectFailure::SchemaNotInEffect(_) if retired.load(Ordering::SeqCst) => {
+                    Error::unreachable(
+                        service,
+                        &url,
+                        Problem::Down,
+                        Cause::text(
+                            "the lab was dropped, with its schema, while this connection opened",
+                        ),
+                    )
+                }
+                ConnectFailure::SchemaNotInEffect(current) => Error::unreachable(
+                    service,
+                    &url,
+                    Problem::Pooler,
+                    Cause::text(format!(
+                        "search_path was set to the lab's schema {} on a new connection, yet its current_schema() was {}",
+                        why.schema.as_deref().unwrap_or_default(),
+                        current.as_deref().map_or(
+                            "none: that schema is not on the server this connection reached".into(),
+                            |c| format!("{c:?}")
+                        )
+                    )),
+                ),
+            },
         )?;
         Ok(PgConn {
             client,
@@ -105,6 +198,14 @@ enum Backend {
     /// No server is configured (Part 4's replica, until one runs): every
     /// call fails with this error, which says how to start one.
     Missing(Error),
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Backend::Pool(pool) = &self.backend {
+            pool.connector().retired.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 /// A replica is ready for a lab once it has replayed the lab's own setup
@@ -313,11 +414,17 @@ pub(crate) fn is_connection_loss(err: &postgres::Error) -> bool {
 /// A FATAL (or PANIC) error ends the session whatever its SQLSTATE: a
 /// standby ends a reader's session this way when replaying the primary's
 /// cleanup conflicts with it (40001, "conflict with recovery").
-fn is_fatal(err: &postgres::Error) -> bool {
+pub(crate) fn is_fatal(err: &postgres::Error) -> bool {
     use postgres::error::Severity;
-    err.as_db_error()
-        .and_then(|e| e.parsed_severity())
-        .is_some_and(|s| matches!(s, Severity::Fatal | Severity::Panic))
+    let Some(db) = err.as_db_error() else {
+        return false;
+    };
+    match db.parsed_severity() {
+        Some(s) => matches!(s, Severity::Fatal | Severity::Panic),
+        // PgBouncer's own errors carry only the severity field that a
+        // server may translate, and PgBouncer never does.
+        None => matches!(db.severity(), "FATAL" | "PANIC"),
+    }
 }
 
 /// SQLSTATE class 57P: the server ended this session (restart, or

@@ -10,7 +10,7 @@
 //! through [`std::error::Error::source`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The services behind the lab.
@@ -43,7 +43,8 @@ impl fmt::Display for Service {
     }
 }
 
-/// Why a service could not be reached; it decides the fix that is suggested.
+/// Why a service could not be reached or used; it decides the fix that is
+/// suggested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Problem {
@@ -53,8 +54,29 @@ pub enum Problem {
     NoAnswer,
     /// The server refused the user or password.
     Credentials,
+    /// The server asks for a password, and the URL gives none (Postgres'
+    /// password authentication, Redis' `NOAUTH`).
+    NeedsPassword,
+    /// The user may not run a command the lab needs (Redis' `NOPERM`: an ACL
+    /// user without that command).
+    NoPermission,
+    /// The server accepts only TLS connections, and the URL asks for none.
+    TlsRequired,
+    /// The URL asks for TLS, and the server does not speak it.
+    NoTls,
+    /// The server's TLS certificate was not accepted: not signed by a
+    /// trusted root, or not for the host name in the URL.
+    Certificate,
+    /// Postgres is reached through a transaction (or statement) pool, which
+    /// does not keep a session's settings and locks between transactions:
+    /// an isolated lab's private schema would not hold.
+    Pooler,
     /// The database named in the URL does not exist.
     NoDatabase,
+    /// The server (or a pooler in front of it, such as PgBouncer) ended the
+    /// connection at once for another reason: `too many clients`, a
+    /// database the pooler does not serve...
+    Refused,
     /// Nothing is configured for it (Part 4's replica, until one runs).
     NotConfigured,
 }
@@ -101,7 +123,8 @@ impl fmt::Display for Cause {
             }
             source = s.source();
         }
-        f.write_str(&text)
+        // One line: Postgres adds its DETAIL and HINT on lines of their own.
+        f.write_str(&text.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 }
 
@@ -111,7 +134,9 @@ impl fmt::Display for Cause {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
-    /// The service could not be reached: down, wrong URL, wrong password.
+    /// The service could not be reached or used as configured: down, wrong
+    /// URL, wrong or missing password, TLS on one side only, a user without
+    /// a permission the lab needs. [`Problem`] says which.
     #[non_exhaustive]
     Unreachable {
         service: Service,
@@ -153,6 +178,33 @@ pub enum Error {
     Closed,
 }
 
+impl Problem {
+    /// The services cannot be used as configured, however long one waits: a
+    /// URL, a password, TLS or a permission to fix (as opposed to a server
+    /// that is down, or not configured on purpose).
+    fn is_misconfiguration(self) -> bool {
+        !matches!(
+            self,
+            Problem::Down | Problem::NoAnswer | Problem::NotConfigured
+        )
+    }
+}
+
+/// The first misconfiguration this process met (see [`misconfiguration`]).
+static MISCONFIGURED: Mutex<Option<Error>> = Mutex::new(None);
+
+/// The first error of this process that says the services cannot be used as
+/// configured, even if the code that met it carried on: Part 3's leased
+/// reads serve from Postgres whenever a Redis call fails, so a Redis user
+/// who may not run scripts would otherwise pass for a slow cache. The
+/// entry points (grader, narration, benchmark) fail with it.
+pub(crate) fn misconfiguration() -> Option<Error> {
+    MISCONFIGURED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
 impl Error {
     pub(crate) fn unreachable(
         service: Service,
@@ -160,12 +212,19 @@ impl Error {
         problem: Problem,
         cause: Cause,
     ) -> Error {
-        Error::Unreachable {
+        let error = Error::Unreachable {
             service,
             url: mask_password(url),
             problem,
             cause,
+        };
+        if problem.is_misconfiguration() {
+            MISCONFIGURED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert_with(|| error.clone());
         }
+        error
     }
 
     pub(crate) fn busy(service: Service, url: &str, connections: u32, waited: Duration) -> Error {
@@ -210,6 +269,15 @@ impl Error {
     pub(crate) fn redis(url: &str, err: redis::RedisError) -> Error {
         let problem = if matches!(err.kind(), redis::ErrorKind::AuthenticationFailed) {
             Some(Problem::Credentials)
+        } else if err.code() == Some("NOAUTH") {
+            // The server has a password and none was sent: the crate only
+            // authenticates when the URL has one.
+            Some(Problem::NeedsPassword)
+        } else if matches!(
+            err.kind(),
+            redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm)
+        ) {
+            Some(Problem::NoPermission)
         } else if err.is_io_error()
             || err.is_connection_refusal()
             || err.is_connection_dropped()
@@ -261,17 +329,64 @@ impl fmt::Display for Error {
                         "{service}: none is configured ({cause}): start one with `scripts/services up --replica` (or the compose profile `replica`), or set {var}; see README, Part 4"
                     );
                 }
-                write!(f, "cannot reach {service} at {url} ({cause}): ")?;
+                let postgres = *service != Service::Redis;
                 match problem {
                     Problem::NotConfigured => unreachable!("handled above"),
-                    Problem::Credentials => write!(f, "check the user and password in {var}"),
-                    Problem::NoDatabase => write!(
-                        f,
-                        "create that database or point {var} at one that exists"
-                    ),
                     Problem::Down | Problem::NoAnswer => write!(
                         f,
-                        "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting"
+                        "cannot reach {service} at {url} ({cause}): start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting"
+                    ),
+                    Problem::Credentials => write!(
+                        f,
+                        "cannot reach {service} at {url} ({cause}): check the user and password in {var}"
+                    ),
+                    Problem::NoDatabase => write!(
+                        f,
+                        "cannot reach {service} at {url} ({cause}): create that database or point {var} at one that exists"
+                    ),
+                    Problem::NeedsPassword if postgres => write!(
+                        f,
+                        "{service} at {url} asks for a password, and {var} gives none ({cause}): put it in {var}, as in postgres://USER:PASSWORD@HOST:PORT/DB"
+                    ),
+                    Problem::NeedsPassword => write!(
+                        f,
+                        "{service} at {url} asks for a password, and {var} gives none ({cause}): put it in {var}, as in redis://:PASSWORD@HOST:PORT (redis://USER:PASSWORD@HOST:PORT for an ACL user)"
+                    ),
+                    Problem::NoPermission => write!(
+                        f,
+                        "{service} at {url} answers, but the user in {var} may not run a command the lab needs ({cause}): give that user every command on every key (`ACL SETUSER <user> on +@all ~*`), or put one that has them in {var}"
+                    ),
+                    Problem::TlsRequired if postgres => write!(
+                        f,
+                        "{service} at {url} accepts only TLS connections ({cause}): ask for TLS in {var}: sslmode=require, or sslmode=verify-full&sslrootcert=CA_FILE to check the server too (README, Troubleshooting)"
+                    ),
+                    Problem::Certificate if postgres => write!(
+                        f,
+                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it with sslrootcert=FILE in {var} (sslrootcert=system for one the platform trusts) and connect by a name the certificate holds, or use sslmode=require to encrypt without checking the server"
+                    ),
+                    Problem::Certificate => write!(
+                        f,
+                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it in {var} as rediss://HOST:PORT/?sslrootcert=FILE (the platform's trusted roots otherwise) and connect by a name the certificate holds"
+                    ),
+                    Problem::TlsRequired => write!(
+                        f,
+                        "{service} at {url} accepts only TLS connections ({cause}): write {var} as rediss://... instead of redis://... (README, Troubleshooting)"
+                    ),
+                    Problem::Refused => write!(
+                        f,
+                        "{service} at {url} refused the connection ({cause}): check the database, user and password in {var}; through a pooler such as PgBouncer, the database must be one it serves"
+                    ),
+                    Problem::Pooler => write!(
+                        f,
+                        "{service} at {url} cannot hold a lab's private schema ({cause}): point {var} at Postgres itself, or at a session pool (PgBouncer: pool_mode = session); see README, Troubleshooting"
+                    ),
+                    Problem::NoTls if postgres => write!(
+                        f,
+                        "{service} at {url} does not speak TLS ({cause}): remove sslmode=require (or verify-ca, verify-full) from {var}, or turn on ssl in that server"
+                    ),
+                    Problem::NoTls => write!(
+                        f,
+                        "{service} at {url} does not speak TLS ({cause}): write {var} as redis://... instead of rediss://..., or give that server a TLS port"
                     ),
                 }
             }

@@ -30,12 +30,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use postgres::Client;
 
 use super::Result;
 use super::cache::{RedisConn, RedisConnector};
 use super::config::pg_config;
-use super::connect::bounded;
 use super::error::{Error, Service};
 
 /// Advisory-lock class shared by all lab runs ("lab" in ASCII).
@@ -81,14 +80,7 @@ static KEPT: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new(
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
-    let config = pg_config(db_url, None)?;
-    let url = db_url.to_string();
-    bounded(
-        Service::Postgres,
-        db_url,
-        move || config.connect(NoTls),
-        move |e| Error::postgres(&url, e),
-    )
+    super::db::connect_client(pg_config(db_url, None)?, db_url, Service::Postgres)
 }
 
 /// What can be done with a run's advisory lock.

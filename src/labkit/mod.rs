@@ -19,7 +19,9 @@
 //! - `db.rs`, `cache.rs`, `lease.rs`, `error.rs`: the API your answers use
 //!   (`cache.rs` also holds the single-node or cluster Redis connection).
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
-//!   retry after a lost connection.
+//!   retry after a lost connection; `diagnose.rs`: why a connect failed,
+//!   when the client's error alone cannot say (TLS on one side only);
+//!   `tls.rs`: TLS for both services (libpq's `sslmode`, `rediss://`).
 //! - `isolation.rs`: private schemas and key spaces, and the sweep that
 //!   removes what a killed run left behind.
 //! - `locks.rs`: the map behind [`key_lock`](crate::key_lock).
@@ -31,6 +33,7 @@ mod cache;
 mod config;
 mod connect;
 mod db;
+mod diagnose;
 mod error;
 mod isolation;
 mod lease;
@@ -38,6 +41,7 @@ mod locks;
 mod pool;
 #[doc(hidden)]
 pub mod testkit;
+mod tls;
 
 use std::sync::Arc;
 
@@ -73,6 +77,7 @@ pub struct Lab {
 impl Lab {
     /// The shared data. Seeds the `users` table from `seed.sql` if missing.
     pub fn connect() -> Result<Lab> {
+        diagnose::refuse_transaction_pool(&config::database_url())?;
         let lsn = isolation::seed_shared(&config::database_url())?;
         Lab::build(None, Some(lsn), PoolSizes::SHARED)
     }
@@ -85,6 +90,9 @@ impl Lab {
     }
 
     pub(crate) fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
+        // Before the run's advisory lock is taken: a transaction pool would
+        // keep it on a server connection nobody can release it from.
+        diagnose::refuse_transaction_pool(&config::database_url())?;
         let space = isolation::Space::create(&config::database_url(), &config::redis_url())?;
         let lsn = space.lsn.clone();
         Lab::build(Some(space), lsn, sizes)

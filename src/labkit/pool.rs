@@ -143,6 +143,11 @@ impl<K: Connector> Pool<K> {
         }
     }
 
+    /// The connector new connections come from.
+    pub(crate) fn connector(&self) -> &K {
+        &self.connector
+    }
+
     /// How long a call waits for a pooled connection before it fails.
     fn wait(&self) -> Duration {
         Duration::from_micros(self.wait_us.load(Ordering::Relaxed))

@@ -65,16 +65,15 @@ const PAUSER_LOCK: i64 = 0x6c61_6234_7061_7573;
 const PAUSER_WAIT: &str = "40s";
 
 /// A connection of its own (not the lab's pool: it must outlive a closed
-/// lab, and hold a session lock).
+/// lab, and hold a session lock), opened as labkit opens one (TLS as the
+/// URL's sslmode asks, labkit's connect timeout and causes).
 fn connect(url: &str, what: &str) -> std::result::Result<postgres::Client, Failure> {
-    let mut config: postgres::Config = url
-        .parse()
-        .map_err(|e| Failure::Setup(format!("{what}: {e}")))?;
-    config.connect_timeout(Duration::from_secs(5));
-    config.application_name("cache-aside-lab grader");
-    config
-        .connect(postgres::NoTls)
-        .map_err(|e| Failure::Setup(format!("{what}: {e}")))
+    let mut client =
+        testkit::raw_postgres(url).map_err(|e| Failure::Setup(format!("{what}: {e}")))?;
+    client
+        .batch_execute("SET application_name = 'cache-aside-lab grader'")
+        .map_err(pg(what))?;
+    Ok(client)
 }
 
 fn pg(what: &str) -> impl FnOnce(postgres::Error) -> Failure + '_ {

@@ -12,6 +12,9 @@ pub struct Board<'a> {
     pub parts: &'a [Part],
     /// Every trial of the plan, with its verdict, in lab order.
     pub trials: Vec<(&'a Trial, Verdict)>,
+    /// The maintainer command: the graded answers are the reference, which
+    /// must pass everything before the catalogues mean anything.
+    pub maintainer: bool,
 }
 
 impl Board<'_> {
@@ -42,9 +45,21 @@ impl Board<'_> {
             let ran: Vec<&Verdict> = self.of(role).map(|(_, v)| v).filter(|v| v.ran()).collect();
             if !ran.is_empty() {
                 let ok = ran.iter().filter(|v| matches!(v, Verdict::Passed)).count();
-                let _ = writeln!(out, "  {what:<34} {ok}/{} {verb}", ran.len());
+                let mut line = format!("{ok}/{} {verb}", ran.len());
+                let unjudged: Vec<&str> = ran
+                    .iter()
+                    .filter_map(|v| match v {
+                        Verdict::NotJudged { why, .. } => Some(why.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(why) = unjudged.first() {
+                    line += &format!(", {} not judged: {why}", unjudged.len());
+                }
+                let _ = writeln!(out, "  {what:<34} {line}");
             }
         }
+        out += &self.reference_failed();
         out += &self.next_step();
         out
     }
@@ -78,13 +93,53 @@ impl Board<'_> {
         s
     }
 
+    /// In the maintainer command, a reference that fails is the news: the
+    /// services cannot run it (or it is broken), and no catalogue verdict
+    /// means anything until it passes.
+    fn reference_failed(&self) -> String {
+        if !self.maintainer {
+            return String::new();
+        }
+        let graded: Vec<(&Trial, &Verdict)> = self
+            .of(Role::Graded)
+            .filter(|(_, v)| v.ran())
+            .map(|(t, v)| (*t, v))
+            .collect();
+        let failed: Vec<&(&Trial, &Verdict)> = graded
+            .iter()
+            .filter(|(_, v)| !matches!(v, Verdict::Passed))
+            .collect();
+        let Some((first, _)) = failed.first() else {
+            return String::new();
+        };
+        let setup = failed
+            .iter()
+            .any(|(_, v)| matches!(v, Verdict::Failed { setup: true, .. }));
+        let why = if setup {
+            "the services could not run it as configured"
+        } else {
+            "the reference itself is wrong, or the services misbehave"
+        };
+        format!(
+            "The reference FAILED {} of {} checks here: {why}; catalogue entries on those checks are not judged. First: {}\n",
+            failed.len(),
+            graded.len(),
+            first.name
+        )
+    }
+
     fn next_step(&self) -> String {
         let failed = self.trials.iter().find_map(|(t, v)| match v {
-            Verdict::Failed { observed, hint, .. } => Some((t, observed, hint)),
+            Verdict::Failed { observed, hint, .. } => {
+                Some(format!("Next: {}\n  {observed}\n  hint: {hint}\n", t.name))
+            }
+            Verdict::NotJudged { why, .. } => {
+                Some(format!("Next: {}\n  not judged: {why}\n", t.name))
+            }
             _ => None,
         });
-        if let Some((trial, observed, hint)) = failed {
-            return format!("Next: {}\n  {observed}\n  hint: {hint}\n", trial.name);
+        if let Some(next) = failed {
+            return next;
         }
         let open = self.parts.iter().find(|part| {
             self.of(Role::Graded)

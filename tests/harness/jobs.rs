@@ -225,11 +225,18 @@ pub fn serve(check: impl FnOnce() -> Outcome) -> ! {
     if keep {
         testkit::keep_spaces();
     }
-    let outcome =
+    let mut outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|payload| {
             let panic = panics::Panic::from_payload(&*payload);
             Err(Failure::Setup(format!("the check itself failed: {panic}")))
         });
+    // A setup labkit found unusable (a Redis user who may not run scripts,
+    // say) decides the verdict, whatever the check made of the answers:
+    // code that carries on past a failed cache call would otherwise be
+    // judged by what the broken setup made of it, with the wrong hint.
+    if let Some(e) = testkit::misconfiguration() {
+        outcome = Err(Failure::Setup(e.to_string()));
+    }
     // Kept only when the check failed; a passing check leaves nothing.
     let kept = testkit::release_kept(!keep || outcome.is_ok());
     let report = Done {

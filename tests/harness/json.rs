@@ -54,7 +54,7 @@ impl Printer for Json {
                 self.counts[0] += 1;
                 ("ok", String::new())
             }
-            Verdict::Failed { message, .. } => {
+            Verdict::Failed { message, .. } | Verdict::NotJudged { message, .. } => {
                 self.counts[1] += 1;
                 let stdout = format!(r#", "stdout": "Error: \"{}\"\n""#, escape(message));
                 ("failed", stdout)

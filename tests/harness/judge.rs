@@ -16,6 +16,16 @@ pub enum Verdict {
         message: String,
         observed: String,
         hint: String,
+        /// The services could not run it (a setup failure), as opposed to
+        /// answers that behaved wrongly.
+        setup: bool,
+    },
+    /// A catalogue entry that could not be judged: the graded answers (in
+    /// the maintainer command, the reference) fail a check it needs, here.
+    /// Reported as a failure; `why` is the board's short version.
+    NotJudged {
+        message: String,
+        why: String,
     },
     /// Not run: not selected, or part of an optional part not asked for.
     Ignored,
@@ -27,7 +37,27 @@ pub enum Verdict {
 impl Verdict {
     /// Whether it ran (and so passed or failed).
     pub fn ran(&self) -> bool {
-        matches!(self, Verdict::Passed | Verdict::Failed { .. })
+        matches!(
+            self,
+            Verdict::Passed | Verdict::Failed { .. } | Verdict::NotJudged { .. }
+        )
+    }
+
+    /// A catalogue entry that cannot be judged here: the graded answers
+    /// fail `check` (`failure`), so a rejection (or a failure) on it proves
+    /// nothing.
+    pub fn not_judged(check: &str, failure: &Failure) -> Verdict {
+        let why = if matches!(failure, Failure::Setup(_)) {
+            "the services could not run the reference"
+        } else {
+            "the reference itself fails it"
+        };
+        Verdict::NotJudged {
+            message: format!(
+                "not judged: {check} needs a reference that passes it, and here {why}:\n{failure}"
+            ),
+            why: format!("{why} ({check})"),
+        }
     }
 
     /// A check's failure, after `context` (a line, or nothing), with what
@@ -44,6 +74,7 @@ impl Verdict {
             message,
             observed: failure.observed(),
             hint: failure.hint(),
+            setup: matches!(failure, Failure::Setup(_)),
         }
     }
 
@@ -53,6 +84,7 @@ impl Verdict {
             observed: message.lines().next().unwrap_or_default().to_string(),
             hint: "see the message above".into(),
             message,
+            setup: false,
         }
     }
 }
@@ -126,6 +158,15 @@ impl Judge {
             | Judge::Mistake { runs, .. }
             | Judge::Stubs { runs } => Some(runs),
             Judge::Plain { .. } => None,
+        }
+    }
+
+    /// The checks whose outcome on the graded answers decides whether this
+    /// trial can be judged at all: a catalogue entry's (none otherwise).
+    pub fn needs_subject(&self) -> &[&'static str] {
+        match self {
+            Judge::Design { runs } | Judge::Mistake { runs, .. } => &runs.checks,
+            _ => &[],
         }
     }
 

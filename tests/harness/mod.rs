@@ -33,17 +33,18 @@ mod judge;
 mod plan;
 mod pretty;
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::mpsc::Receiver;
 
 use cache_aside_lab::labkit::testkit::{Answers, herd, remote};
 use libtest_mimic::{Arguments, FormatSetting, Trial as Probe};
 
-use crate::checks::CheckFn;
+use crate::checks::{CheckFn, Failure};
 use board::Board;
 use jobs::{Done, Pool};
 use judge::Verdict;
-use plan::Trial;
+use plan::{Role, Trial};
 
 /// One part of the lab.
 pub struct Part {
@@ -249,6 +250,11 @@ fn grade(suite: Suite) -> ExitCode {
             _ => Vec::new(),
         })
         .collect();
+    let extra = subject_jobs(&trials, &selections, &pool);
+    let mut subject = Subject {
+        failures: HashMap::new(),
+        extra,
+    };
     let shown: Vec<&str> = trials
         .iter()
         .zip(&selections)
@@ -262,7 +268,7 @@ fn grade(suite: Suite) -> ExitCode {
     };
     let mut judged = Vec::with_capacity(trials.len());
     for ((trial, selection), pending) in trials.iter().zip(selections).zip(pending) {
-        let verdict = judge(trial, selection, pending);
+        let verdict = judge(trial, selection, pending, &mut subject);
         if selection != Selection::Filtered {
             printer.begin(&trial.name);
             printer.verdict(&trial.name, &verdict);
@@ -273,6 +279,7 @@ fn grade(suite: Suite) -> ExitCode {
         title: format!("Progress: {}", suite.title),
         parts: suite.parts,
         trials: judged,
+        maintainer: !suite.entries.is_empty(),
     };
     if printer.finish(filtered_out, &board) {
         ExitCode::SUCCESS
@@ -281,15 +288,34 @@ fn grade(suite: Suite) -> ExitCode {
     }
 }
 
-/// The verdict on one trial, once the jobs it started have finished.
-fn judge(trial: &Trial, selection: Selection, pending: Vec<Receiver<Done>>) -> Verdict {
+/// The verdict on one trial, once the jobs it started have finished. A
+/// catalogue entry on a check the graded answers (in the maintainer command,
+/// the reference) fail is not judged: a rejection there proves nothing.
+fn judge(
+    trial: &Trial,
+    selection: Selection,
+    pending: Vec<Receiver<Done>>,
+    subject: &mut Subject,
+) -> Verdict {
     if selection != Selection::Run {
         return Verdict::Ignored;
     }
     if let Some(reason) = &trial.skip {
         return Verdict::Skipped(reason.clone());
     }
-    let done: Vec<Done> = pending
+    let done = wait(pending);
+    if trial.role() == Role::Graded {
+        subject.record(&trial.name, &done);
+    }
+    if let Some(unjudged) = subject.unjudged(trial.judge.needs_subject()) {
+        return unjudged;
+    }
+    trial.judge.verdict(&done)
+}
+
+/// The results of a trial's jobs, in order, as they finish.
+fn wait(pending: Vec<Receiver<Done>>) -> Vec<Done> {
+    pending
         .into_iter()
         .map(|rx| {
             rx.recv().unwrap_or_else(|_| {
@@ -299,6 +325,69 @@ fn judge(trial: &Trial, selection: Selection, pending: Vec<Receiver<Done>>) -> V
                 )
             })
         })
-        .collect();
-    trial.judge.verdict(&done)
+        .collect()
+}
+
+/// The graded checks a selected catalogue entry needs that the selection
+/// left out: started now too, so that the entry can be judged against the
+/// graded answers' own outcome on them.
+fn subject_jobs(
+    trials: &[Trial],
+    selections: &[Selection],
+    pool: &Pool,
+) -> HashMap<String, Vec<Receiver<Done>>> {
+    let runs = |t: &Trial, s: Selection| s == Selection::Run && t.skip.is_none();
+    let mut extra = HashMap::new();
+    let needed = trials
+        .iter()
+        .zip(selections)
+        .filter(|(t, s)| runs(t, **s))
+        .flat_map(|(t, _)| t.judge.needs_subject().iter().copied());
+    for check in needed {
+        let graded = trials
+            .iter()
+            .zip(selections)
+            .find(|(t, _)| t.role() == Role::Graded && t.name == check);
+        let Some((trial, selection)) = graded else {
+            continue;
+        };
+        if runs(trial, *selection) || trial.skip.is_some() || extra.contains_key(check) {
+            continue;
+        }
+        let jobs = trial.jobs().into_iter().map(|j| pool.submit(j)).collect();
+        extra.insert(check.to_string(), jobs);
+    }
+    extra
+}
+
+/// The graded answers' outcome on each check, as far as a catalogue entry
+/// needs it: the first failure of each (None if it passed).
+struct Subject {
+    failures: HashMap<String, Option<Failure>>,
+    /// Jobs started only for the catalogues (their check not selected).
+    extra: HashMap<String, Vec<Receiver<Done>>>,
+}
+
+impl Subject {
+    fn record(&mut self, check: &str, done: &[Done]) {
+        let failure = done.iter().find_map(|d| d.outcome.clone().err());
+        self.failures.insert(check.to_string(), failure);
+    }
+
+    /// How the graded answers failed `check`, if they did (waiting for it).
+    fn failure(&mut self, check: &str) -> Option<Failure> {
+        if let Some(pending) = self.extra.remove(check) {
+            let done = wait(pending);
+            self.record(check, &done);
+        }
+        self.failures.get(check).cloned().flatten()
+    }
+
+    /// The first of `checks` the graded answers fail, as a verdict that
+    /// leaves the entry unjudged.
+    fn unjudged(&mut self, checks: &[&str]) -> Option<Verdict> {
+        checks
+            .iter()
+            .find_map(|check| self.failure(check).map(|f| Verdict::not_judged(check, &f)))
+    }
 }

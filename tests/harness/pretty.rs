@@ -77,7 +77,7 @@ impl Printer for Pretty {
                 self.counts[0] += 1;
                 (self.paint(GREEN, "."), self.paint(GREEN, "ok"))
             }
-            Verdict::Failed { message, .. } => {
+            Verdict::Failed { message, .. } | Verdict::NotJudged { message, .. } => {
                 self.counts[1] += 1;
                 self.failures.push((name.to_string(), message.clone()));
                 (self.paint(RED, "F"), self.paint(RED, "FAILED"))

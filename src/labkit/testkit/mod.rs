@@ -56,6 +56,14 @@ pub fn replica_url() -> std::result::Result<String, String> {
     config::replica_url()
 }
 
+/// The first error of this process that said the services cannot be used
+/// as configured (a password, TLS, a permission), even if the code that met
+/// it carried on: the grader, the narration and the benchmark fail with it
+/// rather than report what a broken setup made of the answers.
+pub fn misconfiguration() -> Option<super::Error> {
+    super::error::misconfiguration()
+}
+
 /// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
 pub fn mask_password(url: &str) -> String {
     super::error::mask_password(url)
@@ -89,6 +97,7 @@ pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
 /// [`isolated_sized`] with the cache on another Redis than `REDIS_URL` (the
 /// benchmark compares a single Redis with a cluster in one run).
 pub fn isolated_on(redis_url: &str, sizes: PoolSizes) -> Result<Lab> {
+    super::diagnose::refuse_transaction_pool(&config::database_url())?;
     let space = isolation::Space::create_on(
         &config::database_url(),
         &config::redis_url(),
@@ -168,6 +177,25 @@ impl CacheExt for Cache {
     fn set_checkout_wait(&self, wait: Duration) {
         self.pool().set_wait(wait);
     }
+}
+
+/// A Postgres client on `url`, outside labkit's pools, connected as labkit
+/// connects: `sslmode`, `sslrootcert` and TLS as in `tls.rs`, bounded, its
+/// failure told as labkit tells it.
+pub fn raw_postgres(url: &str) -> Result<postgres::Client> {
+    super::db::connect_client(config::pg_config(url, None)?, url, super::Service::Postgres)
+}
+
+/// A plain `redis::Client` for `url` (a single node), set up as labkit sets
+/// its own: a `rediss://` URL's `sslrootcert` is trusted.
+pub fn redis_client(url: &str) -> Result<redis::Client> {
+    Ok(super::cache::RedisConnector::new(url)?.client())
+}
+
+/// A plain cluster client seeded with `url` (a cluster node), set up as
+/// labkit sets its own (TLS roots included).
+pub fn redis_cluster_client(url: &str) -> Result<redis::cluster::ClusterClient> {
+    super::cache::RedisConnector::new(url)?.raw_cluster_client()
 }
 
 /// A connection to `REDIS_URL`, outside labkit's pools and key spaces: a
