@@ -18,8 +18,8 @@ use super::config::PgTarget;
 use super::connect::bounded;
 use super::diagnose;
 use super::error::{Cause, Error, Problem, Service, is_io};
+use super::hooks::Hooks;
 use super::pool::{Attempt, Connector, Pool};
-use super::testkit::hooks::Hooks;
 use super::{Result, Row};
 
 /// Per-connection prepared statements kept at most (dynamic SQL is cleared).

@@ -33,9 +33,9 @@ use std::time::Duration;
 use postgres::Client;
 
 use super::Result;
-use super::cache::{RedisConn, RedisConnector};
 use super::config::pg_config;
 use super::error::{Error, Service};
+use super::redis_conn::{RedisConn, RedisConnector};
 
 /// Advisory-lock class shared by all lab runs ("lab" in ASCII).
 const LOCK_CLASS: i32 = 0x6c_61_62;

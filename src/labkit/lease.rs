@@ -16,7 +16,7 @@ use redis::Script;
 use serde::Serialize;
 
 use super::cache::{Cache, to_json, ttl_millis};
-use super::testkit::hooks::{Action, Phase};
+use super::hooks::{Action, Phase};
 use super::{Error, Result};
 
 /// The right to fill one key, held until it is used or expires.

@@ -252,3 +252,23 @@ impl<K: Connector> Pool<K> {
         )
     }
 }
+
+/// Pool sizes. Connections open lazily, so a lab holds only what it uses.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSizes {
+    pub postgres: u32,
+    pub redis: u32,
+}
+
+impl PoolSizes {
+    /// Enough for every check (a parked reader plus a writer plus spares)
+    /// while parallel checks stay far below Postgres' 100 connections.
+    pub const ISOLATED: PoolSizes = PoolSizes {
+        postgres: 4,
+        redis: 8,
+    };
+    pub const SHARED: PoolSizes = PoolSizes {
+        postgres: 8,
+        redis: 16,
+    };
+}

@@ -5,8 +5,9 @@
 //!
 //! # Layout
 //!
-//! - `hooks.rs`: slowed and parked statements, a failing cache, a lab that
-//!   can be closed under a stuck thread. They make races deterministic.
+//! - the hooks (slowed and parked statements, a failing cache, a lab that
+//!   can be closed under a stuck thread) live in the core, `../hooks.rs`,
+//!   because every statement passes them; this layer re-exports them.
 //! - `answers.rs`: the one list of the lab's TODO functions, and one set of
 //!   them as a value (yours, the reference, or a catalogue entry).
 //! - `herd.rs`: a herd of readers across several processes, with one JSON
@@ -21,16 +22,16 @@
 
 pub mod answers;
 pub mod herd;
-pub mod hooks;
 pub mod panics;
 pub mod remote;
 pub mod run;
 
 use std::time::Duration;
 
-pub use super::cache::RedisConn;
+pub use super::hooks::{Hooks, Matcher, PARK_LIMIT, Parked, Phase, Trap};
+pub use super::pool::PoolSizes;
+pub use super::redis_conn::RedisConn;
 pub use answers::{Answers, Function, Read, Update};
-pub use hooks::{Hooks, Matcher, PARK_LIMIT, Parked, Phase, Trap};
 
 use super::{Cache, Db, Lab, Result, config, isolation};
 
@@ -69,26 +70,6 @@ pub fn mask_password(url: &str) -> String {
     super::error::mask_password(url)
 }
 
-/// Pool sizes. Connections open lazily, so a lab holds only what it uses.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolSizes {
-    pub postgres: u32,
-    pub redis: u32,
-}
-
-impl PoolSizes {
-    /// Enough for every check (a parked reader plus a writer plus spares)
-    /// while parallel checks stay far below Postgres' 100 connections.
-    pub const ISOLATED: PoolSizes = PoolSizes {
-        postgres: 4,
-        redis: 8,
-    };
-    pub const SHARED: PoolSizes = PoolSizes {
-        postgres: 8,
-        redis: 16,
-    };
-}
-
 /// [`Lab::isolated`] with other pool sizes (the benchmark's threads).
 pub fn isolated_sized(sizes: PoolSizes) -> Result<Lab> {
     Lab::isolated_sized(sizes)
@@ -119,7 +100,7 @@ pub fn attach(space_name: &str) -> Result<Lab> {
 
 /// A lab's hooks and private space.
 pub trait LabExt {
-    /// The lab's test hooks; see [`hooks`].
+    /// The lab's test hooks; see [`Hooks`].
     fn hooks(&self) -> &Hooks;
     /// The private schema's name, for [`attach`]; `None` when shared.
     fn space_name(&self) -> Option<&str>;
@@ -189,19 +170,19 @@ pub fn raw_postgres(url: &str) -> Result<postgres::Client> {
 /// A plain `redis::Client` for `url` (a single node), set up as labkit sets
 /// its own: a `rediss://` URL's `sslrootcert` is trusted.
 pub fn redis_client(url: &str) -> Result<redis::Client> {
-    Ok(super::cache::RedisConnector::new(url)?.client())
+    Ok(super::redis_conn::RedisConnector::new(url)?.client())
 }
 
 /// A plain cluster client seeded with `url` (a cluster node), set up as
 /// labkit sets its own (TLS roots included).
 pub fn redis_cluster_client(url: &str) -> Result<redis::cluster::ClusterClient> {
-    super::cache::RedisConnector::new(url)?.raw_cluster_client()
+    super::redis_conn::RedisConnector::new(url)?.raw_cluster_client()
 }
 
 /// A connection to `REDIS_URL`, outside labkit's pools and key spaces: a
 /// cluster connection when it names a cluster node.
 pub fn raw_redis() -> Result<RedisConn> {
-    super::cache::RedisConnector::new(&config::redis_url())?.open()
+    super::redis_conn::RedisConnector::new(&config::redis_url())?.open()
 }
 
 /// The real name of the lease of `key` (with the lab's prefix).
