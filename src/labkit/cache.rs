@@ -190,3 +190,32 @@ static DELETE_IF_EQUAL: LazyLock<redis::Script> = LazyLock::new(|| {
         "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
     )
 });
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_millis_wants_at_least_a_millisecond_and_what_redis_can_hold() {
+        assert_eq!(ttl_millis(Duration::from_millis(1)).unwrap(), 1);
+        assert_eq!(ttl_millis(Duration::from_secs(60)).unwrap(), 60_000);
+        // Whole milliseconds: the rest is dropped.
+        assert_eq!(ttl_millis(Duration::from_micros(2_999)).unwrap(), 2);
+        for ttl in [Duration::ZERO, Duration::from_micros(999), Duration::MAX] {
+            match ttl_millis(ttl) {
+                Err(Error::InvalidInput(why)) => assert!(why.contains("TTL"), "{why}"),
+                other => panic!("{ttl:?}: {other:?}"),
+            }
+        }
+        let max = Duration::from_millis(i64::MAX as u64);
+        assert_eq!(ttl_millis(max).unwrap(), i64::MAX as u64);
+    }
+
+    #[test]
+    fn to_json_refuses_what_json_cannot_hold() {
+        assert_eq!(to_json(&[1, 2]).unwrap(), b"[1,2]");
+        let map: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
+        assert!(matches!(to_json(&map), Err(Error::InvalidInput(_))));
+    }
+}

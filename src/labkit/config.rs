@@ -51,7 +51,15 @@ fn urls() -> &'static Urls {
 
 /// The pair `scripts/services up --replica` started, if any.
 fn from_services_file(database: Option<String>) -> Urls {
-    let text = std::fs::read_to_string(REPLICA_FILE).unwrap_or_default();
+    from_pair_file(
+        &std::fs::read_to_string(REPLICA_FILE).unwrap_or_default(),
+        database,
+    )
+}
+
+/// [`from_services_file`], given the file's text (empty if there is none)
+/// and `DATABASE_URL` if set.
+fn from_pair_file(text: &str, database: Option<String>) -> Urls {
     let value = |name: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
@@ -139,4 +147,53 @@ pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Err
         tls: tls.connector().map_err(invalid)?,
         schema: schema.map(str::to_string),
     })
+}
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::{DEFAULT_DATABASE_URL, Urls, from_pair_file};
+
+    const PAIR: &str = "\
+# written by scripts/services up --replica (values are trimmed)
+DATABASE_URL=postgres://postgres:secret@127.0.0.1:25433/postgres
+DATABASE_REPLICA_URL=postgres://postgres:secret@127.0.0.1:25434/postgres\x20\t
+";
+    const PRIMARY: &str = "postgres://postgres:secret@127.0.0.1:25433/postgres";
+    const REPLICA: &str = "postgres://postgres:secret@127.0.0.1:25434/postgres";
+
+    fn urls(text: &str, database: Option<&str>) -> (String, Result<String, String>) {
+        let Urls { database, replica } = from_pair_file(text, database.map(str::to_string));
+        (database, replica)
+    }
+
+    #[test]
+    fn the_pair_is_used_when_database_url_is_unset_or_names_its_primary() {
+        let both = (PRIMARY.to_string(), Ok(REPLICA.to_string()));
+        assert_eq!(urls(PAIR, None), both);
+        assert_eq!(urls(PAIR, Some(PRIMARY)), both);
+    }
+
+    #[test]
+    fn another_primary_keeps_database_url_and_says_why_there_is_no_replica() {
+        let other = "postgres://postgres:other@127.0.0.1:5432/postgres";
+        let (database, replica) = urls(PAIR, Some(other));
+        assert_eq!(database, other);
+        let why = replica.unwrap_err();
+        assert!(why.contains("DATABASE_URL names another server"), "{why}");
+        assert!(why.contains("127.0.0.1:25433"), "{why}");
+        assert!(!why.contains("secret"), "the password is masked: {why}");
+    }
+
+    #[test]
+    fn without_a_pair_the_default_or_database_url_and_no_replica() {
+        let half = "DATABASE_URL=postgres://x@127.0.0.1:1/x\n";
+        for text in ["", "# nothing\n", half, "DATABASE_REPLICA_URL_X=y\n"] {
+            let (database, replica) = urls(text, None);
+            assert_eq!(database, DEFAULT_DATABASE_URL, "{text:?}");
+            assert!(replica.unwrap_err().contains("no replica was started"));
+            let (database, _) = urls(text, Some("postgres://me@db/x"));
+            assert_eq!(database, "postgres://me@db/x", "{text:?}");
+        }
+    }
 }

@@ -468,3 +468,146 @@ pub(crate) fn mask_password(url: &str) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_password_hides_only_the_password() {
+        let cases = [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            // The last `@` of the authority ends the user info.
+            (
+                "postgres://u:p@ss@h/db?x=a@b",
+                "postgres://u:***@h/db?x=a@b",
+            ),
+            ("redis://:secret@h:6379", "redis://:***@h:6379"),
+            // No password, or no user info: unchanged.
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("redis://h:6379/?x=a:b@c", "redis://h:6379/?x=a:b@c"),
+            (
+                "host=h password=secret user=u",
+                "host=h password=*** user=u",
+            ),
+            ("host=h user=u", "host=h user=u"),
+        ];
+        for (url, masked) in cases {
+            assert_eq!(mask_password(url), masked, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_cause_is_one_line_and_says_each_source_once() {
+        let io = std::io::Error::other("refused\nDETAIL: x");
+        let outer = std::io::Error::other(Wrapper(io));
+        assert_eq!(Cause::new(outer).to_string(), "wrapper: refused DETAIL: x");
+        assert_eq!(Cause::text("a  b\n c").to_string(), "a b c");
+    }
+
+    #[derive(Debug)]
+    struct Wrapper(std::io::Error);
+    impl fmt::Display for Wrapper {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("wrapper")
+        }
+    }
+    impl std::error::Error for Wrapper {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn problem(err: &Error) -> Option<Problem> {
+        match err {
+            Error::Unreachable { problem, .. } => Some(*problem),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn redis_errors_are_classified_by_kind() {
+        let url = "redis://:secret@127.0.0.1:1";
+        let auth = redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, "no"));
+        assert_eq!(
+            problem(&Error::redis(url, auth)),
+            Some(Problem::Credentials)
+        );
+        let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        let down = Error::redis(url, redis::RedisError::from(io));
+        assert_eq!(problem(&down), Some(Problem::Down));
+        let text = down.to_string();
+        for part in [
+            "cannot reach Redis at redis://:***@127.0.0.1:1",
+            "REDIS_URL",
+        ] {
+            assert!(text.contains(part), "{text}");
+        }
+        assert!(!text.contains("secret"), "{text}");
+        let parse = redis::RedisError::from((redis::ErrorKind::Parse, "bad reply"));
+        assert!(matches!(
+            Error::redis(url, parse),
+            Error::Rejected {
+                service: Service::Redis,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn only_a_setup_to_fix_counts_as_a_misconfiguration() {
+        for p in [Problem::Down, Problem::NoAnswer, Problem::NotConfigured] {
+            assert!(!p.is_misconfiguration(), "{p:?}");
+        }
+        for p in [
+            Problem::Credentials,
+            Problem::NeedsPassword,
+            Problem::NoPermission,
+            Problem::Certificate,
+            Problem::TlsRequired,
+            Problem::NoTls,
+            Problem::Pooler,
+            Problem::NoDatabase,
+            Problem::Refused,
+        ] {
+            assert!(p.is_misconfiguration(), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn each_message_names_the_service_the_masked_url_and_the_variable() {
+        let url = "postgres://u:secret@h:5432/db";
+        let cause = || Cause::text("boom");
+        let cases = [
+            (Service::Postgres, Problem::Credentials, "DATABASE_URL"),
+            (Service::Replica, Problem::Down, "DATABASE_REPLICA_URL"),
+            (
+                Service::Postgres,
+                Problem::NeedsPassword,
+                "postgres://USER:PASSWORD",
+            ),
+            (Service::Redis, Problem::NeedsPassword, "redis://:PASSWORD"),
+            (Service::Postgres, Problem::TlsRequired, "sslmode=require"),
+            (Service::Redis, Problem::TlsRequired, "rediss://"),
+        ];
+        for (service, problem, fix) in cases {
+            let text = Error::unreachable(service, url, problem, cause()).to_string();
+            assert!(text.contains(&service.to_string()), "{text}");
+            assert!(text.contains("postgres://u:***@h:5432/db"), "{text}");
+            assert!(text.contains(service.env_var()), "{text}");
+            assert!(text.contains(fix) && text.contains("boom"), "{text}");
+            assert!(!text.contains("secret"), "{text}");
+        }
+        let busy = Error::busy(Service::Redis, url, 1, Duration::from_millis(5)).to_string();
+        assert!(busy.contains("the lab's only pooled connection"), "{busy}");
+        let busy = Error::busy(Service::Redis, url, 4, Duration::from_millis(5)).to_string();
+        assert!(
+            busy.contains("all 4 of the lab's pooled connections"),
+            "{busy}"
+        );
+    }
+}

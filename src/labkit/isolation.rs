@@ -471,3 +471,59 @@ pub(crate) fn seed_shared(db_url: &str) -> Result<String> {
         .map_err(pg)?
         .get(0))
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::{Space, parse_run_id, run_name};
+    use crate::labkit::Error;
+
+    #[test]
+    fn a_run_id_survives_its_name() {
+        for id in [0, 1, 0xdead_beef, u32::MAX] {
+            let name = run_name(id);
+            assert_eq!(name.len(), 8, "{name}");
+            assert_eq!(parse_run_id(&name), Some(id));
+        }
+        assert_eq!(run_name(0x2a), "0000002a");
+    }
+
+    #[test]
+    fn parse_run_id_reads_eight_hex_digits_at_the_start() {
+        // A space's schema, after `lab_`: the run, then the space's number.
+        assert_eq!(parse_run_id("0000002a_7"), Some(0x2a));
+        assert_eq!(parse_run_id("DEADBEEF"), Some(0xdead_beef));
+        assert_eq!(parse_run_id("0000002"), None, "too short");
+        assert_eq!(parse_run_id("0000002g_1"), None, "not hex");
+        assert_eq!(parse_run_id("0000000é"), None, "not a char boundary");
+        assert_eq!(parse_run_id(""), None);
+    }
+
+    #[test]
+    fn attach_takes_a_space_name_and_derives_its_key_prefix() {
+        let space = Space::attach("lab_0000002a_7").unwrap();
+        assert_eq!(space.name, "lab_0000002a_7");
+        assert_eq!(space.prefix, "lab:0000002a:7:");
+        assert_eq!(space.lsn, None);
+        assert!(
+            !space.owner,
+            "an attached space is not dropped with the lab"
+        );
+        for name in [
+            "lab_0000002a",
+            "lab_0000002a_",
+            "lab_0000002a_x",
+            "lab_2a_7",
+            "lab_0000002g_7",
+            "lab_0000002a0_7",
+            "lbx_0000002a_7",
+            "users",
+        ] {
+            match Space::attach(name) {
+                Err(Error::InvalidInput(why)) => assert!(why.contains(name), "{why}"),
+                Err(e) => panic!("{name}: {e}"),
+                Ok(space) => panic!("{name}: attached as {:?}", space.name),
+            }
+        }
+    }
+}

@@ -156,3 +156,52 @@ impl Cache {
         Ok(())
     }
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::{hash_tag, lease_key};
+    use crate::labkit::Error;
+
+    #[test]
+    fn hash_tag_is_between_the_first_braces_if_not_empty() {
+        assert_eq!(hash_tag("{user:1}:profile"), Some("user:1"));
+        assert_eq!(hash_tag("lab:{user:1}"), Some("user:1"));
+        // The first `{`, and the first `}` after it.
+        assert_eq!(hash_tag("a{b}c{d}"), Some("b"));
+        assert_eq!(hash_tag("a{b{c}d}"), Some("b{c"));
+        assert_eq!(hash_tag("a}b{c}"), Some("c"));
+        // Empty, or never closed: the whole key is hashed.
+        assert_eq!(hash_tag("a{}b{c}"), None);
+        assert_eq!(hash_tag("user:1"), None);
+        assert_eq!(hash_tag("user:{1"), None);
+        assert_eq!(hash_tag(""), None);
+    }
+
+    #[test]
+    fn a_lease_key_shares_its_value_keys_hash_tag() {
+        // With a hash tag: kept as it is.
+        let key = "lab:{user:1}";
+        let lease = lease_key(key).unwrap();
+        assert_eq!(lease, "lab:{user:1}#lease");
+        assert_eq!(hash_tag(&lease), hash_tag(key));
+        // Without: the whole key becomes the lease key's hash tag, which is
+        // what Redis hashes for the value's key.
+        let lease = lease_key("lab:user:1").unwrap();
+        assert_eq!(lease, "{lab:user:1}#lease");
+        assert_eq!(hash_tag(&lease), Some("lab:user:1"));
+    }
+
+    #[test]
+    fn a_key_with_a_closing_brace_but_no_hash_tag_is_refused() {
+        // Wrapping it would not give its slot: `{user}1}` hashes `user`.
+        for key in ["user}1", "a{}b", "}{"] {
+            match lease_key(key) {
+                Err(Error::InvalidInput(why)) => {
+                    assert!(why.contains("hash slot"), "{key}: {why}")
+                }
+                other => panic!("{key}: {other:?}"),
+            }
+        }
+    }
+}

@@ -352,3 +352,46 @@ impl Connector for RedisConnector {
         !conn.is_open()
     }
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::cluster_nodes;
+
+    fn node(host: &str, port: u16, master: bool) -> ((String, u16), bool) {
+        ((host.to_string(), port), master)
+    }
+
+    #[test]
+    fn cluster_nodes_reads_addresses_and_roles_and_skips_failing_nodes() {
+        // As Redis 7 prints it: id, ip:port@cport[,hostname], flags, master,
+        // ping, pong, epoch, link state, slots.
+        let listing = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004,host-a slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002 master - 0 1426238316232 2 connected 5461-10922
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 master,fail - 0 1426238318243 3 disconnected 10923-16383
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave,fail? 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238316232 5 connected
+824fe116063bc5fcf9f4ffd895bc17aee7731ac3 :0@0 master,noaddr - 1426238316232 1426238316232 6 disconnected
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5460
+";
+        assert_eq!(
+            cluster_nodes(listing),
+            vec![
+                node("127.0.0.1", 30004, false),
+                node("127.0.0.1", 30002, true),
+                node("127.0.0.1", 30001, true),
+            ]
+        );
+    }
+
+    #[test]
+    fn cluster_nodes_keeps_ipv6_hosts_and_drops_lines_it_cannot_read() {
+        let listing = "a ::1:7000@17000 master - 0 0 1 connected 0-16383\n\
+                       \n\
+                       b 127.0.0.1@17001 master - 0 0 2 connected\n\
+                       c 127.0.0.1:port@17002 master - 0 0 3 connected\n\
+                       d\n";
+        assert_eq!(cluster_nodes(listing), vec![node("::1", 7000, true)]);
+        assert!(cluster_nodes("").is_empty());
+    }
+}

@@ -429,3 +429,153 @@ pub(crate) fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> b
     }
     false
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(url: &str) -> (String, Option<String>, Option<String>) {
+        split_pg_url(url)
+    }
+
+    fn some(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn split_pg_url_takes_our_two_options_out_of_a_url() {
+        let url = "postgres://u:p@h:5432/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca%20file.crt";
+        assert_eq!(
+            split(url),
+            (
+                "postgres://u:p@h:5432/db?application_name=x".into(),
+                some("verify-full"),
+                some("/tmp/ca file.crt")
+            )
+        );
+        // Nothing else left: no dangling `?`.
+        assert_eq!(
+            split("postgres://h/db?sslmode=require"),
+            ("postgres://h/db".into(), some("require"), None)
+        );
+        // Nothing of ours: the URL as it was.
+        for url in ["postgres://h/db", "postgres://h/db?connect_timeout=2&x=y"] {
+            assert_eq!(split(url), (url.into(), None, None));
+        }
+    }
+
+    #[test]
+    fn split_pg_url_takes_them_out_of_key_value_strings_too() {
+        assert_eq!(
+            split("host=h  sslmode='verify-ca' dbname=db sslrootcert=/ca.crt"),
+            (
+                "host=h dbname=db".into(),
+                some("verify-ca"),
+                some("/ca.crt")
+            )
+        );
+        assert_eq!(
+            split("host=h dbname=db"),
+            ("host=h dbname=db".into(), None, None)
+        );
+    }
+
+    #[test]
+    fn percent_decode_decodes_escapes_and_keeps_the_rest() {
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("%C3%A9"), "é");
+        // Not an escape: kept as it is.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode(""), "");
+    }
+
+    fn resolve(mode: Option<&str>, root: Option<&str>) -> Result<(SslMode, Verify), String> {
+        PgTls::resolve(mode, root).map(|t| (t.mode, t.verify))
+    }
+
+    #[test]
+    fn resolve_maps_sslmode_and_roots_as_libpq_does() {
+        let file = || Roots::File(PathBuf::from("/ca.crt"));
+        let root = Some("/ca.crt");
+        assert_eq!(
+            resolve(Some("verify-full"), root),
+            Ok((SslMode::VerifyFull, Verify::Full(file())))
+        );
+        assert_eq!(
+            resolve(Some("verify-ca"), root),
+            Ok((SslMode::VerifyCa, Verify::Chain(file())))
+        );
+        // A root file makes prefer and require check the chain too.
+        assert_eq!(
+            resolve(Some("require"), root),
+            Ok((SslMode::Require, Verify::Chain(file())))
+        );
+        assert_eq!(
+            resolve(Some("allow"), root),
+            Ok((SslMode::Prefer, Verify::Chain(file())))
+        );
+        assert_eq!(
+            resolve(Some("disable"), root),
+            Ok((SslMode::Disable, Verify::Nothing))
+        );
+        // sslrootcert=system: verify-full by default, nothing weaker.
+        assert_eq!(
+            resolve(None, Some("system")),
+            Ok((SslMode::VerifyFull, Verify::Full(Roots::System)))
+        );
+        for weak in ["disable", "allow", "prefer", "require", "verify-ca"] {
+            let why = resolve(Some(weak), Some("system")).unwrap_err();
+            assert!(why.contains("weak sslmode"), "{weak}: {why}");
+        }
+        let why = resolve(Some("verify_full"), root).unwrap_err();
+        assert!(why.contains("\"verify_full\" is none of"), "{why}");
+    }
+
+    #[test]
+    fn client_mode_asks_tokio_postgres_for_tls_when_labkit_verifies() {
+        use postgres::config::SslMode as Client;
+        let mode = |m| {
+            PgTls::resolve(Some(m), Some("/ca.crt"))
+                .unwrap()
+                .client_mode()
+        };
+        assert_eq!(mode("disable"), Client::Disable);
+        assert_eq!(mode("prefer"), Client::Prefer);
+        for m in ["require", "verify-ca", "verify-full"] {
+            assert_eq!(mode(m), Client::Require, "{m}");
+        }
+    }
+
+    #[test]
+    fn redis_roots_reads_sslrootcert_only_for_rediss() {
+        assert!(matches!(redis_roots("rediss://h:6380"), Ok(None)));
+        assert!(matches!(redis_roots("rediss://h:6380/?db=1"), Ok(None)));
+        let why = redis_roots("redis://h/?sslrootcert=/ca.crt").err().unwrap();
+        assert!(why.contains("takes a rediss:// URL"), "{why}");
+        let missing = "/nonexistent/labkit unit test/ca.crt";
+        let url = format!("rediss://h/?sslrootcert={}", missing.replace(' ', "%20"));
+        let why = redis_roots(&url).err().unwrap();
+        assert!(
+            why.contains(missing) && why.contains("cannot be read"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn is_certificate_error_looks_through_io_errors_and_arcs() {
+        let bad = || rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert!(is_certificate_error(&bad()));
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, bad());
+        assert!(is_certificate_error(&io));
+        let arc: Arc<dyn std::error::Error + Send + Sync> = Arc::new(io);
+        assert!(is_certificate_error(&arc));
+        // Other TLS failures, and plain I/O errors, are not.
+        assert!(!is_certificate_error(&rustls::Error::DecryptError));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_certificate_error(&refused));
+        let other = std::io::Error::other(rustls::Error::DecryptError);
+        assert!(!is_certificate_error(&other));
+    }
+}
