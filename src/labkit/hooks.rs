@@ -31,8 +31,6 @@ pub enum Phase {
 /// Which calls a trap catches.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Matcher {
-    /// Statements whose SQL starts with this word (case-insensitive).
-    Verb(String),
     /// Reads: statements starting with SELECT, WITH, VALUES, TABLE or SHOW.
     Read,
     /// Everything else (UPDATE, INSERT, DELETE, …), whatever SQL it uses.
@@ -68,20 +66,6 @@ pub struct Trap {
 }
 
 impl Trap {
-    /// The next statement starting with `verb`, before it is sent.
-    pub fn before(verb: &str) -> Trap {
-        Trap {
-            phase: Phase::Before,
-            matcher: Matcher::Verb(verb.to_string()),
-        }
-    }
-    /// The next statement starting with `verb`, after its result came back.
-    pub fn after(verb: &str) -> Trap {
-        Trap {
-            phase: Phase::After,
-            matcher: Matcher::Verb(verb.to_string()),
-        }
-    }
     /// The next write, before it is sent, whatever SQL the learner wrote.
     pub fn before_write() -> Trap {
         Trap {
@@ -147,6 +131,7 @@ impl Trap {
             matcher: Matcher::Look(key.to_string()),
         }
     }
+    /// Whether this trap catches `action` in `phase`.
     pub(crate) fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
         if self.phase != phase {
             return false;
@@ -159,14 +144,7 @@ impl Trap {
             (Action::Statement { sql, replica }, _) => (*sql, *replica),
             _ => return false,
         };
-        let starts = |verb: &str| {
-            let sql = sql.trim_start();
-            sql.len() >= verb.len()
-                && sql.is_char_boundary(verb.len())
-                && sql[..verb.len()].eq_ignore_ascii_case(verb)
-        };
         match &self.matcher {
-            Matcher::Verb(verb) => starts(verb),
             Matcher::Read => is_read(sql),
             Matcher::ReplicaRead => replica && is_read(sql),
             Matcher::Write => !is_read(sql),
@@ -509,5 +487,158 @@ impl Drop for Parked<'_> {
         }
         state.released_upto = state.released_upto.max(self.id);
         self.hooks.changed.notify_all();
+    }
+}
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn statement(sql: &str) -> Action<'_> {
+        Action::Statement {
+            sql,
+            replica: false,
+        }
+    }
+
+    fn on_replica(sql: &str) -> Action<'_> {
+        Action::Statement { sql, replica: true }
+    }
+
+    #[test]
+    fn is_read_knows_the_reading_verbs_in_any_case_after_blanks() {
+        for sql in [
+            "SELECT 1",
+            "  select name FROM users",
+            "\n\tWith x AS (SELECT 1) SELECT * FROM x",
+            "VALUES (1)",
+            "table users",
+            "SHOW server_version",
+        ] {
+            assert!(is_read(sql), "{sql:?} reads");
+        }
+        for sql in [
+            "UPDATE users SET plan = 'pro'",
+            "insert into users VALUES (1)",
+            "DELETE FROM users",
+            "SELEC",
+            "",
+            // A multi-byte character across a verb's length: no panic.
+            "SELECé",
+            "é",
+        ] {
+            assert!(!is_read(sql), "{sql:?} does not read");
+        }
+    }
+
+    #[test]
+    fn a_trap_catches_only_its_phase() {
+        let read = Trap::after_read();
+        assert!(read.matches(Phase::After, &statement("SELECT 1")));
+        assert!(!read.matches(Phase::Before, &statement("SELECT 1")));
+        let write = Trap::before_write();
+        assert!(write.matches(Phase::Before, &statement("UPDATE t SET x = 1")));
+        assert!(!write.matches(Phase::After, &statement("UPDATE t SET x = 1")));
+    }
+
+    #[test]
+    fn statement_traps_sort_reads_writes_and_replica_reads() {
+        let (read, write) = (Trap::after_read(), Trap::after_write());
+        for sql in ["SELECT 1", " with x as (select 1) select 1"] {
+            assert!(read.matches(Phase::After, &statement(sql)), "{sql}");
+            assert!(read.matches(Phase::After, &on_replica(sql)), "{sql}");
+            assert!(!write.matches(Phase::After, &statement(sql)), "{sql}");
+        }
+        // A write is whatever does not read, whatever SQL the learner wrote.
+        for sql in [
+            "UPDATE t SET x = 1",
+            "insert into t values (1)",
+            "MERGE INTO t",
+        ] {
+            assert!(write.matches(Phase::After, &statement(sql)), "{sql}");
+            assert!(!read.matches(Phase::After, &statement(sql)), "{sql}");
+        }
+        let replica = Trap::before_replica_read();
+        assert!(replica.matches(Phase::Before, &on_replica("SELECT 1")));
+        assert!(!replica.matches(Phase::Before, &statement("SELECT 1")));
+        assert!(!replica.matches(Phase::Before, &on_replica("UPDATE t SET x = 1")));
+    }
+
+    /// A kind of cache call, on a key.
+    type Call = fn(&'static str) -> Action<'static>;
+
+    #[test]
+    fn key_traps_catch_their_call_on_their_key_only() {
+        let cases: [(Trap, Call, Phase); 5] = [
+            (Trap::after_delete("user:1"), Action::Delete, Phase::After),
+            (Trap::before_fill("user:1"), Action::Fill, Phase::Before),
+            (Trap::after_fill("user:1"), Action::Fill, Phase::After),
+            (Trap::after_look("user:1"), Action::Look, Phase::After),
+            (Trap::before_lease("user:1"), Action::Lease, Phase::Before),
+        ];
+        let kinds: [Call; 4] = [Action::Delete, Action::Fill, Action::Look, Action::Lease];
+        for (trap, own, phase) in cases {
+            assert!(trap.matches(phase, &own("user:1")), "{trap:?}");
+            assert!(
+                !trap.matches(phase, &own("user:10")),
+                "{trap:?}: another key"
+            );
+            assert!(!trap.matches(phase, &own("user:")), "{trap:?}: a prefix");
+            // Other kinds of call on the same key, and statements, pass.
+            let caught = kinds
+                .iter()
+                .filter(|kind| trap.matches(phase, &kind("user:1")))
+                .count();
+            assert_eq!(caught, 1, "{trap:?} catches one kind of call");
+            assert!(!trap.matches(phase, &statement("SELECT 1")), "{trap:?}");
+            assert!(
+                !trap.matches(phase, &statement("UPDATE t SET x = 1")),
+                "{trap:?}"
+            );
+        }
+        // And statement traps let cache calls pass.
+        for trap in [
+            Trap::after_read(),
+            Trap::after_write(),
+            Trap::before_write(),
+        ] {
+            for kind in kinds {
+                assert!(!trap.matches(trap.phase, &kind("user:1")), "{trap:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn injected_read_failures_spare_writes_and_the_replica_when_asked() {
+        let hooks = Hooks::default();
+        let read = "SELECT 1";
+        let write = "UPDATE t SET x = 1";
+        assert!(hooks.check_read(read, Service::Postgres).is_ok());
+        hooks.fail_primary_reads(true);
+        assert!(matches!(
+            hooks.check_read(read, Service::Postgres),
+            Err(Error::Injected {
+                service: Service::Postgres
+            })
+        ));
+        assert!(hooks.check_read(read, Service::Replica).is_ok());
+        assert!(hooks.check_read(write, Service::Postgres).is_ok());
+        hooks.fail_primary_reads(false);
+        hooks.fail_reads(true);
+        assert!(hooks.check_read(read, Service::Replica).is_err());
+        assert!(hooks.check_read(read, Service::Postgres).is_err());
+        assert!(hooks.check_read(write, Service::Postgres).is_ok());
+        hooks.fail_reads(false);
+        assert!(hooks.check_read(read, Service::Replica).is_ok());
+    }
+
+    #[test]
+    fn a_closed_lab_fails_every_call() {
+        let hooks = Hooks::default();
+        assert!(hooks.check_open().is_ok() && hooks.check_cache().is_ok());
+        hooks.close();
+        assert!(matches!(hooks.check_open(), Err(Error::Closed)));
+        assert!(matches!(hooks.check_cache(), Err(Error::Closed)));
     }
 }
