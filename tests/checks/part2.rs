@@ -76,65 +76,8 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
         BOUND,
         move |lab| (a.get_user_profile_singleflight)(lab, 1),
         move || {
-            let hooks = hooks_lab.hooks();
-            // Until the leader is about to fill, or a second statement shows
-            // that there is no single leader to hold (or none that fills).
-            let deadline = Instant::now() + BOUND / 2;
-            while Instant::now() < deadline
-                && !held.wait(Duration::from_millis(10))
-                && hooks.statements_started() < base + 2
-            {}
-            if !held.is_parked() {
-                return;
-            }
-            // The leader has its row and the cache is still empty: any
-            // statement but the leader's, started by now or during the hold,
-            // found the lock free before the fill. The hold lasts GRACE, and
-            // longer while readers are still looking at the cache (a waiter
-            // that found the lock free looks once more, then queries; on a
-            // busy machine that takes a while), up to HOLD_LIMIT.
-            let parked_at = Instant::now();
-            let mut last_look = (hooks.looks(), parked_at);
-            while hooks.statements_started() < base + 2 && parked_at.elapsed() < HOLD_LIMIT {
-                let looks = hooks.looks();
-                if looks != last_look.0 {
-                    last_look = (looks, Instant::now());
-                } else if parked_at.elapsed() >= GRACE && last_look.1.elapsed() >= QUIET {
-                    break;
-                }
-                hooks.wait_for_statements(base + 2, Duration::from_millis(20));
-            }
-            during.store(
-                hooks.statements_started() > base + 1,
-                std::sync::atomic::Ordering::SeqCst,
-            );
-            match fill {
-                Fill::Held => {}
-                Fill::Evicted => {
-                    let filled = hooks.park(Trap::after_fill(&fill_key));
-                    drop(held);
-                    if filled.wait(BOUND / 2) {
-                        let _ = hooks_lab.cache.delete(&fill_key);
-                    }
-                }
-                Fill::EvictedAfterLook => {
-                    let filled = hooks.park(Trap::after_fill(&fill_key));
-                    drop(held);
-                    if filled.wait(BOUND / 2) {
-                        // The next look at the entry (a waiter's) finds it,
-                        // and then it is gone.
-                        let looked = hooks.park(Trap::after_look(&fill_key));
-                        drop(filled);
-                        if looked.wait(BOUND / 2) {
-                            let _ = hooks_lab.cache.delete(&fill_key);
-                        }
-                    }
-                }
-                Fill::Refused => {
-                    hooks.fail_next(Trap::before_fill(&fill_key));
-                    drop(held);
-                }
-            }
+            let during_the_hold = hold_the_fill(&hooks_lab, held, base, fill, &fill_key);
+            during.store(during_the_hold, std::sync::atomic::Ordering::SeqCst);
         },
     )?;
     all_returned(&results, HERD, BOUND)?;
@@ -146,6 +89,76 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
         results,
         expected,
     })
+}
+
+/// The cold herd's conductor: holds the leader's fill (for [`GRACE`], and
+/// longer while readers still look, up to [`HOLD_LIMIT`]), then lets it go
+/// as `fill` says. Whether a statement other than the leader's started
+/// before the fill (false if no single leader came to fill).
+fn hold_the_fill(lab: &Lab, held: Parked<'_>, base: u64, fill: Fill, key: &str) -> bool {
+    let hooks = lab.hooks();
+    // Until the leader is about to fill, or a second statement shows
+    // that there is no single leader to hold (or none that fills).
+    let deadline = Instant::now() + BOUND / 2;
+    while Instant::now() < deadline
+        && !held.wait(Duration::from_millis(10))
+        && hooks.statements_started() < base + 2
+    {}
+    if !held.is_parked() {
+        return false;
+    }
+    // The leader has its row and the cache is still empty: any
+    // statement but the leader's, started by now or during the hold,
+    // found the lock free before the fill. The hold lasts GRACE, and
+    // longer while readers are still looking at the cache (a waiter
+    // that found the lock free looks once more, then queries; on a
+    // busy machine that takes a while), up to HOLD_LIMIT.
+    let parked_at = Instant::now();
+    let mut last_look = (hooks.looks(), parked_at);
+    while hooks.statements_started() < base + 2 && parked_at.elapsed() < HOLD_LIMIT {
+        let looks = hooks.looks();
+        if looks != last_look.0 {
+            last_look = (looks, Instant::now());
+        } else if parked_at.elapsed() >= GRACE && last_look.1.elapsed() >= QUIET {
+            break;
+        }
+        hooks.wait_for_statements(base + 2, Duration::from_millis(20));
+    }
+    let during = hooks.statements_started() > base + 1;
+    release_the_fill(lab, held, fill, key);
+    during
+}
+
+/// Lets the held fill of `key` go, as `fill` says.
+fn release_the_fill(lab: &Lab, held: Parked<'_>, fill: Fill, key: &str) {
+    let hooks = lab.hooks();
+    match fill {
+        Fill::Held => {}
+        Fill::Evicted => {
+            let filled = hooks.park(Trap::after_fill(key));
+            drop(held);
+            if filled.wait(BOUND / 2) {
+                let _ = lab.cache.delete(key);
+            }
+        }
+        Fill::EvictedAfterLook => {
+            let filled = hooks.park(Trap::after_fill(key));
+            drop(held);
+            if filled.wait(BOUND / 2) {
+                // The next look at the entry (a waiter's) finds it,
+                // and then it is gone.
+                let looked = hooks.park(Trap::after_look(key));
+                drop(filled);
+                if looked.wait(BOUND / 2) {
+                    let _ = lab.cache.delete(key);
+                }
+            }
+        }
+        Fill::Refused => {
+            hooks.fail_next(Trap::before_fill(key));
+            drop(held);
+        }
+    }
 }
 
 /// A single cold read, a hit and a missing user behave as in Part 1.

@@ -815,17 +815,7 @@ pub fn overlapping_updates_leave_nothing_stale(a: Subject) -> Outcome {
         format!("update_user_plan_leased(user 2, {first:?})"),
         move |lab| (a.update_user_plan_leased)(lab, 2, first),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut fills = false;
-    while Instant::now() < deadline {
-        if held.wait(Duration::from_millis(10)) {
-            fills = true;
-            break;
-        }
-        if earlier.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let fills = earlier.caught_by(&held);
     if !fills {
         drop(held);
         return ok(

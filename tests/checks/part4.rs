@@ -490,6 +490,30 @@ pub fn reads_while_the_replica_lags_long_have_the_new_plan(a: Subject) -> Outcom
     })
 }
 
+/// What one lagging-reads try has arranged by the time its reads start.
+struct Window {
+    lab: Arc<Lab>,
+    a: Subject,
+    scenario: Scenario,
+    /// The plan the replica lags with, and the one the (last) update wrote.
+    old: String,
+    plan: &'static str,
+    /// `update_user_plan_replicated(user 1, plan)`, as messages say it.
+    updating: String,
+    /// The first of two updates: its plan, and when it began.
+    first_update: Option<(&'static str, Instant)>,
+    /// Reads that start before this are judged, but prove nothing.
+    proves_from: Option<Instant>,
+    /// When the replay paused before the (last) update resumes.
+    resume_at: Option<Instant>,
+    /// When the (last) update began, and when it returned.
+    began: Instant,
+    written: Instant,
+    hint: &'static str,
+    /// Where the update ran, or what came before it, as messages say it.
+    there: String,
+}
+
 /// One try: whether any read was judged while the replica still lagged
 /// (and could prove what the scenario is about). `pauser`: the right to
 /// pause the replica's replay, for the scenarios that do.
@@ -499,9 +523,50 @@ fn lagging_reads(
     mut pauser: Option<&mut Pauser>,
 ) -> std::result::Result<bool, Failure> {
     let lab = replica_lab()?;
+    let Some(w) = update_for_lagging_reads(lab, a, scenario, pauser.as_deref_mut())? else {
+        // The update said that it failed: nothing more is promised.
+        return Ok(true);
+    };
+    // The second update returned while a sign of the first (lasting
+    // MARKER_TTL from when it began, at the earliest) was still there.
+    let arranged = w
+        .first_update
+        .is_none_or(|(_, began)| w.written < began + MARKER_TTL);
+    let (judged, beyond) = w.reads(pauser.as_deref_mut())?;
+    if let Some(pauser) = pauser {
+        pauser.resume()?;
+    }
+    caught_up(&w.lab, 1, w.plan)?;
+    if beyond {
+        // A read beyond the promise may have cached what it read.
+        return Ok(arranged && judged > 0);
+    }
+    let key = user_key(1);
+    let cached: Option<User> = w.lab.cache.get_json(&key).map_err(setup)?;
+    ensure(plan_of(&cached).is_none_or(|p| p == w.plan), || {
+        fail(
+            format!(
+                "once the replica had caught up, {key} still held plan {:?}",
+                plan_of(&cached).unwrap_or_default()
+            ),
+            format!("nothing stale cached: {:?} or no entry", w.plan),
+            w.hint,
+        )
+    })?;
+    Ok(arranged && judged > 0)
+}
+
+/// Everything before the reads of a lagging-reads try: user 1 read (unless
+/// [`Scenario::Uncached`]), the first of two updates if there are two, the
+/// replay paused if it is to be, and the update. `None` if the update
+/// returned an error where it may ([`Scenario::MarkerSetFails`]).
+fn update_for_lagging_reads(
+    lab: Arc<Lab>,
+    a: Subject,
+    scenario: Scenario,
+    pauser: Option<&mut Pauser>,
+) -> std::result::Result<Option<Window>, Failure> {
     let seeded_plan = seeded(&lab, 1)?.plan;
-    // When the replay paused before the (last) update resumes.
-    let mut resume_at = None;
     if scenario != Scenario::Uncached {
         call_ok(
             &lab,
@@ -510,27 +575,10 @@ fn lagging_reads(
             "a cold read loads the row",
         )?;
     }
-    let mut old = seeded_plan.clone();
-    let mut plan = other_plan(&old);
-    // Reads that start before this are judged, but prove nothing.
-    let mut proves_from = None;
-    // The first of two updates: its plan, and when it began.
-    let mut first_update = None;
+    let (mut old, mut plan) = (seeded_plan.clone(), other_plan(&seeded_plan));
+    let (mut proves_from, mut resume_at, mut first_update) = (None, None, None);
     if scenario == Scenario::SecondUpdate {
-        let earlier = plan;
-        let began = Instant::now();
-        call_ok(
-            &lab,
-            format!("update_user_plan_replicated(user 1, {earlier:?})"),
-            move |lab| (a.update_user_plan_replicated)(lab, 1, earlier),
-            "a valid plan must be accepted",
-        )?;
-        let returned = Instant::now();
-        caught_up(&lab, 1, earlier)?;
-        // An arrangement of time, not a race: the second update comes
-        // shortly before the first one's MARKER_TTL runs out, and the
-        // replica lags behind it until a while after that.
-        std::thread::sleep((began + SECOND_AFTER).saturating_duration_since(Instant::now()));
+        let (earlier, began, returned) = first_of_two_updates(&lab, a, plan)?;
         proves_from = Some(returned + MARKER_TTL);
         resume_at = Some(returned + MARKER_TTL + Duration::from_secs(1));
         first_update = Some((earlier, began));
@@ -538,17 +586,76 @@ fn lagging_reads(
         plan = third_plan(&seeded_plan, earlier);
     }
     let updating = format!("update_user_plan_replicated(user 1, {plan:?})");
-    let update = move |lab: &Lab| (a.update_user_plan_replicated)(lab, 1, plan);
-    if let Some(pauser) = pauser.as_deref_mut() {
+    if let Some(pauser) = pauser {
         // Before the write: the replica cannot have it until the resume.
         pauser.pause()?;
         resume_at = resume_at.or(Some(Instant::now() + PAUSE));
     }
     let began = Instant::now();
+    if !the_update(&lab, a, scenario, plan, &updating)? {
+        return Ok(None);
+    }
+    let written = Instant::now();
+    if scenario == Scenario::Paused {
+        // Proof of a long lag: a read a good while into the pause.
+        proves_from = Some(written + PAUSE / 2);
+    }
+    let (hint, there) = scenario_words(scenario, first_update, began);
+    Ok(Some(Window {
+        lab,
+        a,
+        scenario,
+        old,
+        plan,
+        updating,
+        first_update,
+        proves_from,
+        resume_at,
+        began,
+        written,
+        hint,
+        there,
+    }))
+}
+
+/// [`Scenario::SecondUpdate`]'s first update, to `earlier`, and the wait
+/// until shortly before its MARKER_TTL runs out: (`earlier`, when it began,
+/// when it returned).
+fn first_of_two_updates(
+    lab: &Arc<Lab>,
+    a: Subject,
+    earlier: &'static str,
+) -> std::result::Result<(&'static str, Instant, Instant), Failure> {
+    let began = Instant::now();
+    call_ok(
+        lab,
+        format!("update_user_plan_replicated(user 1, {earlier:?})"),
+        move |lab| (a.update_user_plan_replicated)(lab, 1, earlier),
+        "a valid plan must be accepted",
+    )?;
+    let returned = Instant::now();
+    caught_up(lab, 1, earlier)?;
+    // An arrangement of time, not a race: the second update comes
+    // shortly before the first one's MARKER_TTL runs out, and the
+    // replica lags behind it until a while after that.
+    std::thread::sleep((began + SECOND_AFTER).saturating_duration_since(Instant::now()));
+    Ok((earlier, began, returned))
+}
+
+/// The update of user 1 to `plan`, as `scenario` makes it; false if it
+/// returned an error where it may.
+fn the_update(
+    lab: &Arc<Lab>,
+    a: Subject,
+    scenario: Scenario,
+    plan: &'static str,
+    updating: &str,
+) -> std::result::Result<bool, Failure> {
+    let update = move |lab: &Lab| (a.update_user_plan_replicated)(lab, 1, plan);
     match scenario {
         Scenario::Elsewhere => {
-            let outcome = elsewhere(&lab, a, Function::UpdateUserPlanReplicated, 1, plan)?;
-            if let Err(e) = remote_result(&updating, outcome)? {
+            let outcome = elsewhere(lab, a, Function::UpdateUserPlanReplicated, 1, plan)?;
+            if let Err(e) = remote_result(updating, outcome)? {
                 return Err(fail(
                     format!("{updating} in another process returned Err({e})"),
                     "Ok",
@@ -562,31 +669,26 @@ fn lagging_reads(
             // first).
             lab.hooks()
                 .fail_every(Some(Trap::before_fill(&marker_key(1))));
-            let done = call(&lab, updating.clone(), update);
+            let done = call(lab, updating, update);
             lab.hooks().fail_every(None);
             if done?.is_err() {
-                // It said that it failed: nothing more is promised.
-                return Ok(true);
+                return Ok(false);
             }
         }
         _ => {
-            call_ok(
-                &lab,
-                updating.clone(),
-                update,
-                "a valid plan must be accepted",
-            )?;
+            call_ok(lab, updating, update, "a valid plan must be accepted")?;
         }
     }
-    let written = Instant::now();
-    if scenario == Scenario::Paused {
-        // Proof of a long lag: a read a good while into the pause.
-        proves_from = Some(written + PAUSE / 2);
-    }
-    // The second update returned while a sign of the first (lasting
-    // MARKER_TTL from when it began, at the earliest) was still there.
-    let arranged = first_update.is_none_or(|(_, began)| written < began + MARKER_TTL);
-    let (hint, there) = match scenario {
+    Ok(true)
+}
+
+/// A scenario's hint, and what its messages add after "returned".
+fn scenario_words(
+    scenario: Scenario,
+    first_update: Option<(&'static str, Instant)>,
+    began: Instant,
+) -> (&'static str, String) {
+    match scenario {
         Scenario::Here => (HINT_TRUST, String::new()),
         Scenario::Elsewhere => (HINT_ELSEWHERE, " in another process".to_string()),
         Scenario::Uncached => (
@@ -611,125 +713,163 @@ fn lagging_reads(
             HINT_SIGN_FAILED,
             " (Redis had refused one of its calls, the write of marker:user:1)".to_string(),
         ),
-    };
-    let key = user_key(1);
-    // The promise covers a replica that lags up to MARKER_TTL: a read that
-    // ends later than that after the update began is not judged (another
-    // check may have paused the replica, or the machine be very loaded).
-    let covered = began + MARKER_TTL;
-    let mut beyond = false;
-    let mut judged = 0;
-    while Instant::now() < written + BOUND {
+    }
+}
+
+/// What one read after an eviction, and the hit after it, saw.
+struct Look {
+    /// When the first read started, and when it returned.
+    started: Instant,
+    done: Instant,
+    first: Option<User>,
+    second: Option<User>,
+    /// The replica still had the old row after the first read.
+    still: bool,
+    /// Milliseconds from the update's return to the first read's.
+    after: u128,
+    /// The first read sent a statement to the primary.
+    primary_read: bool,
+    /// The entry after the first read: there, and its TTL.
+    present: bool,
+    ttl: Option<Duration>,
+}
+
+impl Window {
+    /// Reads user 1 after an eviction, then again (a hit), judging both,
+    /// until the replica has caught up or [`BOUND`] has passed: how many
+    /// reads proved something, and whether they ran beyond the promise.
+    fn reads(
+        &self,
+        mut pauser: Option<&mut Pauser>,
+    ) -> std::result::Result<(usize, bool), Failure> {
+        // The promise covers a replica that lags up to MARKER_TTL: a read
+        // that ends later than that after the update began is not judged
+        // (another check may have paused the replica, or the machine be
+        // very loaded).
+        let covered = self.began + MARKER_TTL;
+        let mut judged = 0;
+        while Instant::now() < self.written + BOUND {
+            let look = self.look()?;
+            if Instant::now() >= covered {
+                return Ok((judged, true));
+            }
+            self.judge(&look)?;
+            // Judged only if the replica still had the old row after the read.
+            if !look.still {
+                break;
+            }
+            if self.proves_from.is_none_or(|from| look.started >= from) {
+                judged += 1;
+            }
+            if let Some(pauser) = pauser.as_deref_mut() {
+                // After two updates, one read that proves something is enough.
+                let proved = self.scenario == Scenario::SecondUpdate && judged > 0;
+                if proved || self.resume_at.is_some_and(|at| Instant::now() >= at) {
+                    pauser.resume()?;
+                } else {
+                    // Many reads are not needed while it is paused.
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            // As if Redis had evicted it: the next read is a miss again.
+            self.lab.cache.delete(&user_key(1)).map_err(setup)?;
+        }
+        Ok((judged, false))
+    }
+
+    /// One read after an eviction, and the hit after it.
+    fn look(&self) -> std::result::Result<Look, Failure> {
+        let lab = &self.lab;
         let started = Instant::now();
         let primary_before = lab.db.query_count();
         let reading = "get_user_profile_replicated(user 1)";
-        let first = call_ok(&lab, reading, read(a, 1), hint)?;
+        let first = call_ok(lab, reading, read(self.a, 1), self.hint)?;
         let done = Instant::now();
         // Asked at once, so that a loaded machine costs as little of the
         // window as possible: the replica still had the old row after the
         // read, so it had it during the read (and during its fill).
-        let still = replica_plan(&lab, 1)?.as_deref() == Some(old.as_str());
-        let after = written.elapsed().as_millis();
+        let still = replica_plan(lab, 1)?.as_deref() == Some(self.old.as_str());
+        let after = self.written.elapsed().as_millis();
         let primary_read = lab.db.query_count() > primary_before;
-        let (present, ttl) = cached(&lab, &key)?;
-        let second = call_ok(&lab, reading, read(a, 1), hint)?;
-        if Instant::now() >= covered {
-            beyond = true;
-            break;
-        }
+        let (present, ttl) = cached(lab, &user_key(1))?;
+        let second = call_ok(lab, reading, read(self.a, 1), self.hint)?;
+        Ok(Look {
+            started,
+            done,
+            first,
+            second,
+            still,
+            after,
+            primary_read,
+            present,
+            ttl,
+        })
+    }
+
+    /// Both reads have the new plan, and a fill's TTL is CACHE_TTL's.
+    fn judge(&self, look: &Look) -> Outcome {
+        let Window {
+            plan,
+            updating,
+            there,
+            ..
+        } = self;
+        let (after, key) = (look.after, user_key(1));
         // A sign of the first write, lasting MARKER_TTL from when that
         // update began at the earliest, may have expired before this read
         // ended: a read that got the first update's plan is then about the
         // second update's sign.
-        let hint = match first_update {
-            Some((_, first_began)) if done >= first_began + MARKER_TTL => HINT_RENEW,
-            _ => hint,
+        let hint = match self.first_update {
+            Some((_, first_began)) if look.done >= first_began + MARKER_TTL => HINT_RENEW,
+            _ => self.hint,
         };
         // Once the update has returned, an old plan is wrong whenever it
         // is read; the lag only decides whether a right answer proved much.
-        let while_lagging = if still {
-            format!(", while the replica still had {old:?}")
+        let while_lagging = if look.still {
+            format!(", while the replica still had {:?}", self.old)
         } else {
             String::new()
         };
-        ensure(plan_of(&first) == Some(plan), || {
+        ensure(plan_of(&look.first) == Some(plan), || {
             fail(
                 format!(
                     "{after} ms after {updating} returned{there}{while_lagging}, a read after an eviction returned {}",
-                    show(&Ok(first.clone()))
+                    show(&Ok(look.first.clone()))
                 ),
                 format!("plan {plan:?}: once the update has returned, no read has the old plan"),
                 hint,
             )
         })?;
-        ensure(plan_of(&second) == Some(plan), || {
+        ensure(plan_of(&look.second) == Some(plan), || {
             fail(
                 format!(
                     "{after} ms after {updating} returned{there}, a read that returned {plan:?} was followed by a hit on {}",
-                    show(&Ok(second.clone()))
+                    show(&Ok(look.second.clone()))
                 ),
                 format!("plan {plan:?} from the cache too"),
-                if primary_read {
+                if look.primary_read {
                     "the answer came from the primary, but the cache got the replica's row: cache what you return"
                 } else {
                     "what the cache holds must be what the reader returned"
                 },
             )
         })?;
-        ensure(!present || ttl_fits_cache_ttl(ttl), || {
+        ensure(!look.present || ttl_fits_cache_ttl(look.ttl), || {
             fail(
                 format!(
-                    "{after} ms after {updating} returned{there}, a read that returned {plan:?}{} left {key} cached with TTL {ttl:?}",
-                    if primary_read {
+                    "{after} ms after {updating} returned{there}, a read that returned {plan:?}{} left {key} cached with TTL {:?}",
+                    if look.primary_read {
                         " from the primary"
                     } else {
                         ""
-                    }
+                    },
+                    look.ttl
                 ),
                 cache_ttl_range(),
                 HINT_FRESH_TTL,
             )
-        })?;
-        // Judged only if the replica still had the old row after the read.
-        if !still {
-            break;
-        }
-        if proves_from.is_none_or(|from| started >= from) {
-            judged += 1;
-        }
-        if let Some(pauser) = pauser.as_deref_mut() {
-            // After two updates, one read that proves something is enough.
-            let proved = scenario == Scenario::SecondUpdate && judged > 0;
-            if proved || resume_at.is_some_and(|at| Instant::now() >= at) {
-                pauser.resume()?;
-            } else {
-                // Many reads are not needed while it is paused.
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // As if Redis had evicted it: the next read is a miss again.
-        lab.cache.delete(&key).map_err(setup)?;
+        })
     }
-    if let Some(pauser) = pauser {
-        pauser.resume()?;
-    }
-    caught_up(&lab, 1, plan)?;
-    if beyond {
-        // A read beyond the promise may have cached what it read.
-        return Ok(arranged && judged > 0);
-    }
-    let cached: Option<User> = lab.cache.get_json(&key).map_err(setup)?;
-    ensure(plan_of(&cached).is_none_or(|p| p == plan), || {
-        fail(
-            format!(
-                "once the replica had caught up, {key} still held plan {:?}",
-                plan_of(&cached).unwrap_or_default()
-            ),
-            format!("nothing stale cached: {plan:?} or no entry"),
-            hint,
-        )
-    })?;
-    Ok(arranged && judged > 0)
 }
 
 /// How many readers miss together right after an update.
@@ -766,17 +906,7 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
     // while it holds whatever gives it the right to fill.
     let parked = lab.hooks().park(Trap::before_fill(&key));
     let mut leader = spawn(&lab, reading, read(a, 1));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut holding = false;
-    while Instant::now() < deadline {
-        if parked.wait(Duration::from_millis(10)) {
-            holding = true;
-            break;
-        }
-        if leader.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let holding = leader.caught_by(&parked);
     let parked = if holding {
         Some(parked)
     } else {
@@ -818,19 +948,32 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
     let first = leader.wait(BOUND)?;
     let mut got = vec![first];
     got.extend(results);
-    let stale = got
-        .iter()
-        .filter(|r| matches!(r, Ok(Some(u)) if u.plan != plan))
-        .count();
     let held = if holding {
         format!(", while a first reader was held before its fill, {others} readers missed together")
     } else {
         format!(", {HERD} readers missed together")
     };
+    let before = format!("right after {updating} returned{held}");
+    judge_herd_after_an_update(got, &before, &old, plan)?;
+    Ok(judged)
+}
+
+/// Every reader of a herd after an update (`before`: what came before
+/// their reads) got user 1 on the new `plan`, none the replica's `old` one.
+fn judge_herd_after_an_update(
+    got: Vec<Result<Option<User>>>,
+    before: &str,
+    old: &str,
+    plan: &str,
+) -> Outcome {
+    let stale = got
+        .iter()
+        .filter(|r| matches!(r, Ok(Some(u)) if u.plan != plan))
+        .count();
     ensure(stale == 0, || {
         fail(
             format!(
-                "right after {updating} returned{held}, while the replica lagged; {stale} of the {HERD} reads returned plan {old:?}"
+                "{before}, while the replica lagged; {stale} of the {HERD} reads returned plan {old:?}"
             ),
             format!("plan {plan:?} for every reader"),
             HINT_HERD,
@@ -839,16 +982,13 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
     for result in got {
         ensure(matches!(&result, Ok(Some(u)) if u.id == 1), || {
             fail(
-                format!(
-                    "right after {updating} returned{held}; one returned {}",
-                    show(&result)
-                ),
+                format!("{before}; one returned {}", show(&result)),
                 format!("user 1 on plan {plan:?} for every reader"),
                 "a user that exists is Ok(Some(user)) for every reader, the ones that wait as well",
             )
         })?;
     }
-    Ok(judged)
+    Ok(())
 }
 
 /// Right after an update, with the look for the sign of the write
@@ -978,17 +1118,7 @@ fn read_during_update(a: Subject) -> std::result::Result<bool, Failure> {
     let mut writer = spawn(&lab, updating.clone(), move |lab| {
         (a.update_user_plan_replicated)(lab, 2, plan)
     });
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut held = false;
-    while Instant::now() < deadline {
-        if parked.wait(Duration::from_millis(10)) {
-            held = true;
-            break;
-        }
-        if writer.finishes_within(Duration::ZERO) {
-            break;
-        }
-    }
+    let held = writer.caught_by(&parked);
     let mut judged = true;
     let mut written_first = true;
     if held {
@@ -1204,58 +1334,10 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
         plan = third_plan(&old, earlier);
         old = earlier.to_string();
     }
-    let (trap, step) = match held {
-        Held::ReplicaRead => (
-            Trap::before_replica_read(),
-            "its replica SELECT".to_string(),
-        ),
-        Held::Fill | Held::FillAfterAWrite => (Trap::before_fill(&key), format!("filling {key}")),
-        Held::Lease => (Trap::before_lease(&key), "its lease request".to_string()),
-    };
-    let missing = || match held {
-        Held::ReplicaRead | Held::Lease => fail(
-            "a cold read of user 2, never written, sent no read to the replica",
-            "with no recent write, a miss reads lab.replica",
-            "with no recent write of this user, the replica is up to date: read lab.replica",
-        ),
-        Held::Fill | Held::FillAfterAWrite => fail(
-            format!("a cold read of user 2 never filled {key}"),
-            format!("a miss leaves {key} cached"),
-            "a miss fills the cache, as in Part 1",
-        ),
-    };
-    let (parked, reader) = if matches!(held, Held::Lease | Held::FillAfterAWrite) {
-        let parked = lab.hooks().park(trap);
-        let mut reader = spawn(&lab, reading, read(a, 2));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut asked = false;
-        while Instant::now() < deadline {
-            if parked.wait(Duration::from_millis(10)) {
-                asked = true;
-                break;
-            }
-            if reader.finishes_within(Duration::ZERO) {
-                break;
-            }
-        }
-        if !asked {
-            // No lease asked for, or no fill after a write: nothing to
-            // hold here.
-            drop(parked);
-            let got = ok(reading, reader.wait(BOUND)?, "a read loads the row")?;
-            let now = plan_of_now(&lab, 2)?;
-            ensure(plan_of(&got) == Some(now.as_str()), || {
-                fail(
-                    format!("a read of user 2 returned {}", show(&Ok(got.clone()))),
-                    "the plan Postgres has",
-                    HINT_TRUST,
-                )
-            })?;
-            return Ok(true);
-        }
-        (parked, reader)
-    } else {
-        start_parked(&lab, trap, reading, read(a, 2), missing)?
+    let (trap, step) = held_step(held, &key);
+    let Some((parked, reader)) = hold_reader(&lab, a, held, trap)? else {
+        // Nothing to hold here; the read was judged as it was.
+        return Ok(true);
     };
     // The held reader looked for a sign of the first write while one
     // lasting MARKER_TTL from it was still there.
@@ -1285,23 +1367,10 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
     ensure(
         plan_of(&cached).is_none_or(|p| p == plan) && plan_of(&after) == Some(plan),
         || {
-            let what = match held {
-                Held::ReplicaRead => format!(
-                    "a read of user 2 found no sign of a write and was held before {step} until {updating} had returned, then read the replica (still on {old:?})"
-                ),
-                Held::Fill => format!(
-                    "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
-                ),
-                Held::Lease => format!(
-                    "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
-                ),
-                Held::FillAfterAWrite => format!(
-                    "right after update_user_plan_replicated(user 2, {old:?}) returned, a read of user 2 read {old:?} and was held before {step} until {updating} had returned"
-                ),
-            };
             fail(
                 format!(
-                    "{what}; once the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    "{}; once the replica had caught up, {key} held plan {:?} and the next read returned {}",
+                    held_story(held, &step, &updating, &old),
                     plan_of(&cached).unwrap_or("(nothing)"),
                     show(&Ok(after.clone()))
                 ),
@@ -1318,6 +1387,85 @@ fn read_held_over_an_update(a: Subject, held: Held) -> std::result::Result<bool,
         },
     )?;
     Ok(judged)
+}
+
+/// The trap that holds a reader at `held`, and that step as messages say it.
+fn held_step(held: Held, key: &str) -> (Trap, String) {
+    match held {
+        Held::ReplicaRead => (
+            Trap::before_replica_read(),
+            "its replica SELECT".to_string(),
+        ),
+        Held::Fill | Held::FillAfterAWrite => (Trap::before_fill(key), format!("filling {key}")),
+        Held::Lease => (Trap::before_lease(key), "its lease request".to_string()),
+    }
+}
+
+/// What happened to the held reader, as the failure says it.
+fn held_story(held: Held, step: &str, updating: &str, old: &str) -> String {
+    match held {
+        Held::ReplicaRead => format!(
+            "a read of user 2 found no sign of a write and was held before {step} until {updating} had returned, then read the replica (still on {old:?})"
+        ),
+        Held::Fill => format!(
+            "a read of user 2 read the replica ({old:?}) and was held before {step} until {updating} had returned"
+        ),
+        Held::Lease => format!(
+            "a read of user 2 missed, and was held before {step} until {updating} had returned; then it read the replica (still on {old:?})"
+        ),
+        Held::FillAfterAWrite => format!(
+            "right after update_user_plan_replicated(user 2, {old:?}) returned, a read of user 2 read {old:?} and was held before {step} until {updating} had returned"
+        ),
+    }
+}
+
+/// A reader held by the grader, and the read itself.
+type HeldRead<'a> = (Parked<'a>, Pending<Result<Option<User>>>);
+
+/// Starts a read of user 2 and holds it at `trap`. `None` if it is a step
+/// the answer may skip ([`Held::Lease`], [`Held::FillAfterAWrite`]) and the
+/// read finished without it: then it must have returned the plan Postgres
+/// has.
+fn hold_reader(
+    lab: &Arc<Lab>,
+    a: Subject,
+    held: Held,
+    trap: Trap,
+) -> std::result::Result<Option<HeldRead<'_>>, Failure> {
+    let reading = "get_user_profile_replicated(user 2)";
+    if !matches!(held, Held::Lease | Held::FillAfterAWrite) {
+        let key = user_key(2);
+        let missing = || match held {
+            Held::ReplicaRead | Held::Lease => fail(
+                "a cold read of user 2, never written, sent no read to the replica",
+                "with no recent write, a miss reads lab.replica",
+                "with no recent write of this user, the replica is up to date: read lab.replica",
+            ),
+            Held::Fill | Held::FillAfterAWrite => fail(
+                format!("a cold read of user 2 never filled {key}"),
+                format!("a miss leaves {key} cached"),
+                "a miss fills the cache, as in Part 1",
+            ),
+        };
+        return start_parked(lab, trap, reading, read(a, 2), missing).map(Some);
+    }
+    let parked = lab.hooks().park(trap);
+    let mut reader = spawn(lab, reading, read(a, 2));
+    if reader.caught_by(&parked) {
+        return Ok(Some((parked, reader)));
+    }
+    // No lease asked for, or no fill after a write: nothing to hold here.
+    drop(parked);
+    let got = ok(reading, reader.wait(BOUND)?, "a read loads the row")?;
+    let now = plan_of_now(lab, 2)?;
+    ensure(plan_of(&got) == Some(now.as_str()), || {
+        fail(
+            format!("a read of user 2 returned {}", show(&Ok(got.clone()))),
+            "the plan Postgres has",
+            HINT_TRUST,
+        )
+    })?;
+    Ok(None)
 }
 
 /// User `id`'s plan as the primary has it (not counted).
