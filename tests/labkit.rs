@@ -987,13 +987,56 @@ fn redis_tls_only(mut stream: std::net::TcpStream) {
 /// plain one, a URL that does not parse (with the option it chokes on).
 #[test]
 fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
+    let runs: Vec<_> = misconfigurations()
+        .into_iter()
+        .map(|(var, url, cause, fix)| {
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let (ok, stderr) = run_solution_with(var, &url);
+                (var, url, cause, fix, ok, stderr, started.elapsed())
+            })
+        })
+        .collect();
+    for run in runs {
+        let (var, url, cause, fix, ok, stderr, took) = run.join().unwrap();
+        assert!(!ok, "{var}={url}: the binary succeeded");
+        assert!(
+            took < Duration::from_secs(5),
+            "{var}={url}: took {took:?}, expected under 5 s"
+        );
+        assert_eq!(
+            stderr.lines().count(),
+            1,
+            "{var}={url}: one line:\n{stderr}"
+        );
+        let service = if var == "REDIS_URL" {
+            "Redis"
+        } else {
+            "Postgres"
+        };
+        let masked = url.replace("hunter2", "***");
+        assert!(
+            stderr.contains(&format!("{service} at {masked}"))
+                || stderr.contains(&format!("{var} {masked}")),
+            "{var}={url}: names the service and the masked URL:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(cause) && stderr.contains(fix) && !stderr.contains("hunter2"),
+            "{var}={url}: expected {cause:?} and {fix:?}:\n{stderr}"
+        );
+    }
+}
+
+/// The misconfigurations, each as (variable, URL, cause, fix): the fake
+/// servers they need are started here, and serve until the process exits.
+fn misconfigurations() -> [(&'static str, String, &'static str, &'static str); 8] {
     let password = fake_server(asks_for_a_password);
     let tls_only = fake_server(only_tls);
     let plain = fake_server(no_tls);
     let noauth = fake_server(redis_noauth);
     let redis_tls = fake_server(redis_tls_only);
     let redis_plain = fake_server(redis_plain);
-    let cases = [
+    [
         (
             "DATABASE_URL",
             format!("postgres://postgres@127.0.0.1:{password}/postgres"),
@@ -1042,45 +1085,7 @@ fn labkit_a_misconfigured_service_names_the_cause_and_the_fix() {
             "invalid connection string: invalid value for option `connect_timeout`",
             "expected e.g. postgres://",
         ),
-    ];
-    let runs: Vec<_> = cases
-        .into_iter()
-        .map(|(var, url, cause, fix)| {
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let (ok, stderr) = run_solution_with(var, &url);
-                (var, url, cause, fix, ok, stderr, started.elapsed())
-            })
-        })
-        .collect();
-    for run in runs {
-        let (var, url, cause, fix, ok, stderr, took) = run.join().unwrap();
-        assert!(!ok, "{var}={url}: the binary succeeded");
-        assert!(
-            took < Duration::from_secs(5),
-            "{var}={url}: took {took:?}, expected under 5 s"
-        );
-        assert_eq!(
-            stderr.lines().count(),
-            1,
-            "{var}={url}: one line:\n{stderr}"
-        );
-        let service = if var == "REDIS_URL" {
-            "Redis"
-        } else {
-            "Postgres"
-        };
-        let masked = url.replace("hunter2", "***");
-        assert!(
-            stderr.contains(&format!("{service} at {masked}"))
-                || stderr.contains(&format!("{var} {masked}")),
-            "{var}={url}: names the service and the masked URL:\n{stderr}"
-        );
-        assert!(
-            stderr.contains(cause) && stderr.contains(fix) && !stderr.contains("hunter2"),
-            "{var}={url}: expected {cause:?} and {fix:?}:\n{stderr}"
-        );
-    }
+    ]
 }
 
 /// `url` with the query parameters named in `drop` taken out and `add`

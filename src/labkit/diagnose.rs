@@ -204,12 +204,6 @@ fn transaction_pool(url: &str) -> super::Result<()> {
     use super::db::connect_client;
     let service = Service::Postgres;
     let pg = |e| Error::postgres(url, e);
-    let pid = |client: &mut postgres::Client| -> super::Result<i32> {
-        Ok(client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .map_err(pg)?
-            .get(0))
-    };
     let pooled = |why: String| {
         Err(Error::unreachable(
             service,
@@ -222,69 +216,77 @@ fn transaction_pool(url: &str) -> super::Result<()> {
     };
     let mut first = connect_client(pg_config(url, None)?, url, service)?;
     let mut second = connect_client(pg_config(url, None)?, url, service)?;
-    let before = pid(&mut first)?;
-    // A statement pool refuses a transaction block: PgBouncer says so
-    // (08P01, or 0A000) and closes the session.
-    let statement_pool = |e: postgres::Error| {
-        let refused = e.is_closed()
-            || e.code()
-                .is_some_and(|c| matches!(c.code(), "08P01" | "0A000"));
-        if refused {
-            Error::unreachable(
-                service,
-                url,
-                Problem::Pooler,
-                Cause::text(format!(
-                    "it refused a transaction block ({}): a statement pool (PgBouncer's pool_mode = statement, or the like)",
-                    Cause::new(e)
-                )),
-            )
-        } else {
-            pg(e)
-        }
-    };
-    let mut tx = second.transaction().map_err(statement_pool)?;
-    let held: i32 = tx
-        .query_one("SELECT pg_backend_pid()", &[])
-        .map_err(statement_pool)?
-        .get(0);
+    let before = backend(&mut first).map_err(pg)?;
+    let refused = |e| refused_transaction(url, e);
+    let mut tx = second.transaction().map_err(refused)?;
+    let held = backend(&mut tx).map_err(refused)?;
     if held == before {
         return pooled(format!(
             "another session's transaction ran on backend {held}, which this session had just used"
         ));
     }
-    // The first session's next statement, while the second holds its
-    // backend. Through a pool with no backend to spare it would wait for
-    // one, so it runs on a helper thread, bounded; the second session's
-    // transaction ends either way (a rollback), freeing what it holds.
-    let (done, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(
-            first
-                .query_one("SELECT pg_backend_pid()", &[])
-                .map(|row| row.get::<_, i32>(0)),
-        );
-    });
-    let after = rx.recv_timeout(PROBE_TIMEOUT);
-    tx.rollback().map_err(pg)?;
-    let after = match after {
-        Ok(after) => after.map_err(pg)?,
-        Err(_) => rx
-            .recv_timeout(PROBE_TIMEOUT)
-            .map_err(|_| {
-                Error::unreachable(
-                    service,
-                    url,
-                    Problem::NoAnswer,
-                    Cause::text("a SELECT pg_backend_pid() had no answer within 2s"),
-                )
-            })?
-            .map_err(pg)?,
-    };
+    let after = backend_meanwhile(url, first, tx)?;
     if after != before {
         return pooled(format!(
             "one session's statements ran on backend {before}, then on backend {after}"
         ));
     }
     Ok(())
+}
+
+/// The backend a session's statement runs on.
+fn backend(client: &mut impl postgres::GenericClient) -> Result<i32, postgres::Error> {
+    Ok(client.query_one("SELECT pg_backend_pid()", &[])?.get(0))
+}
+
+/// A statement pool refuses a transaction block: PgBouncer says so
+/// (08P01, or 0A000) and closes the session.
+fn refused_transaction(url: &str, e: postgres::Error) -> Error {
+    let refused = e.is_closed()
+        || e.code()
+            .is_some_and(|c| matches!(c.code(), "08P01" | "0A000"));
+    if !refused {
+        return Error::postgres(url, e);
+    }
+    Error::unreachable(
+        Service::Postgres,
+        url,
+        Problem::Pooler,
+        Cause::text(format!(
+            "it refused a transaction block ({}): a statement pool (PgBouncer's pool_mode = statement, or the like)",
+            Cause::new(e)
+        )),
+    )
+}
+
+/// `first`'s backend for its next statement, while `tx` (another
+/// session's transaction) holds its own. Through a pool with no backend to
+/// spare it would wait for one, so it runs on a helper thread, bounded;
+/// `tx` ends either way (a rollback), freeing what it holds.
+fn backend_meanwhile(
+    url: &str,
+    mut first: postgres::Client,
+    tx: postgres::Transaction<'_>,
+) -> super::Result<i32> {
+    let pg = |e| Error::postgres(url, e);
+    let (done, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(backend(&mut first));
+    });
+    let after = rx.recv_timeout(PROBE_TIMEOUT);
+    tx.rollback().map_err(pg)?;
+    match after {
+        Ok(after) => after.map_err(pg),
+        Err(_) => rx
+            .recv_timeout(PROBE_TIMEOUT)
+            .map_err(|_| {
+                Error::unreachable(
+                    Service::Postgres,
+                    url,
+                    Problem::NoAnswer,
+                    Cause::text("a SELECT pg_backend_pid() had no answer within 2s"),
+                )
+            })?
+            .map_err(pg),
+    }
 }
