@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::connect::CONNECT_TIMEOUT;
-use super::error::{Cause, Error, mask_password};
+use super::error::{Cause, Error, Service, mask_password};
 use super::tls;
 
 pub(crate) const DEFAULT_DATABASE_URL: &str =
@@ -112,8 +112,8 @@ pub(crate) struct PgTarget {
     pub(crate) schema: Option<String>,
 }
 
-/// Parses a Postgres URL, with labkit's connect timeout and, for an isolated
-/// lab, its private schema.
+/// Parses `service`'s Postgres URL (the primary's or the replica's), with
+/// labkit's connect timeout and, for an isolated lab, its private schema.
 ///
 /// The schema is not sent as a startup option (`options=-c search_path=...`):
 /// PgBouncer refuses that parameter ("unsupported startup parameter:
@@ -121,10 +121,15 @@ pub(crate) struct PgTarget {
 /// check would then read the shared `public.users`. A `SET` once per new
 /// connection works through any session pool, costs one round trip per
 /// connection (none per statement), and is checked where it is made.
-pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Error> {
+pub(crate) fn pg_config(
+    service: Service,
+    url: &str,
+    schema: Option<&str>,
+) -> Result<PgTarget, Error> {
     let invalid = |why: String| {
         Error::InvalidInput(format!(
-            "DATABASE_URL {} is not a Postgres URL ({why}); expected e.g. {DEFAULT_DATABASE_URL}",
+            "{} {} is not a Postgres URL ({why}); expected e.g. {DEFAULT_DATABASE_URL}",
+            service.env_var(),
             mask_password(url)
         ))
     };
@@ -152,7 +157,7 @@ pub(crate) fn pg_config(url: &str, schema: Option<&str>) -> Result<PgTarget, Err
 // Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
 #[cfg(test)]
 mod tests {
-    use super::{DEFAULT_DATABASE_URL, Urls, from_pair_file};
+    use super::{DEFAULT_DATABASE_URL, Error, Service, Urls, from_pair_file, pg_config};
 
     const PAIR: &str = "\
 # written by scripts/services up --replica (values are trimmed)
@@ -183,6 +188,27 @@ DATABASE_REPLICA_URL=postgres://postgres:secret@127.0.0.1:25434/postgres\x20\t
         assert!(why.contains("DATABASE_URL names another server"), "{why}");
         assert!(why.contains("127.0.0.1:25433"), "{why}");
         assert!(!why.contains("secret"), "the password is masked: {why}");
+    }
+
+    #[test]
+    fn a_url_that_does_not_parse_is_blamed_on_its_own_variable() {
+        let url = "postgres://u:secret@h/db?sslmode=sometimes";
+        for (service, var) in [
+            (Service::Postgres, "DATABASE_URL postgres://u:***@h/db"),
+            (
+                Service::Replica,
+                "DATABASE_REPLICA_URL postgres://u:***@h/db",
+            ),
+        ] {
+            match pg_config(service, url, None) {
+                Err(Error::InvalidInput(why)) => {
+                    assert!(why.starts_with(var) && why.contains("`sslmode`"), "{why}")
+                }
+                Err(e) => panic!("{service}: {e}"),
+                Ok(_) => panic!("{service}: {url} parsed"),
+            }
+        }
+        assert!(pg_config(Service::Replica, "postgres://u@h:5434/db", Some("s")).is_ok());
     }
 
     #[test]

@@ -214,8 +214,8 @@ fn transaction_pool(url: &str) -> super::Result<()> {
             )),
         ))
     };
-    let mut first = connect_client(pg_config(url, None)?, url, service)?;
-    let mut second = connect_client(pg_config(url, None)?, url, service)?;
+    let mut first = connect_client(pg_config(service, url, None)?, url, service)?;
+    let mut second = connect_client(pg_config(service, url, None)?, url, service)?;
     let before = backend(&mut first).map_err(pg)?;
     let refused = |e| refused_transaction(url, e);
     let mut tx = second.transaction().map_err(refused)?;

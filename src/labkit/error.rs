@@ -24,7 +24,8 @@ pub enum Service {
 }
 
 impl Service {
-    fn env_var(self) -> &'static str {
+    /// The variable that names it.
+    pub(crate) fn env_var(self) -> &'static str {
         match self {
             Service::Postgres => "DATABASE_URL",
             Service::Replica => "DATABASE_REPLICA_URL",

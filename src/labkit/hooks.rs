@@ -200,7 +200,8 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// Sleeps `delay` before every statement, holding its connection: a
+    /// Sleeps `delay` before every statement, before it takes a pooled
+    /// connection (so a slowed statement holds none while it waits): a
     /// remote database, or a wide window for a stampede.
     pub fn slow_statements(&self, delay: Duration) {
         self.delay_us

@@ -80,7 +80,11 @@ static KEPT: Mutex<Vec<(String, String, Option<String>)>> = Mutex::new(Vec::new(
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 pub(crate) fn connect_admin(db_url: &str) -> Result<Client> {
-    super::db::connect_client(pg_config(db_url, None)?, db_url, Service::Postgres)
+    super::db::connect_client(
+        pg_config(Service::Postgres, db_url, None)?,
+        db_url,
+        Service::Postgres,
+    )
 }
 
 /// What can be done with a run's advisory lock.

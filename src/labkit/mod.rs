@@ -123,15 +123,18 @@ impl Lab {
         let hooks = Arc::new(Hooks::default());
         let schema = space.as_ref().map(|s| s.name.as_str());
         let pg = db::PgConnector::new(
-            config::pg_config(&db_url, schema)?,
+            config::pg_config(Service::Postgres, &db_url, schema)?,
             &db_url,
             Service::Postgres,
         );
         let db = Db::new(pg, sizes.postgres, hooks.clone());
         let replica = match config::replica_url() {
             Ok(url) => {
-                let pg =
-                    db::PgConnector::new(config::pg_config(&url, schema)?, &url, Service::Replica);
+                let pg = db::PgConnector::new(
+                    config::pg_config(Service::Replica, &url, schema)?,
+                    &url,
+                    Service::Replica,
+                );
                 Db::replica(pg, sizes.postgres, hooks.clone(), lsn)
             }
             Err(why) => Db::missing(Service::Replica, &why, hooks.clone()),

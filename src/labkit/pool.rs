@@ -50,6 +50,9 @@ struct Manager<K> {
     connector: Arc<K>,
     /// The last connect error, typed: r2d2 itself keeps only its text.
     last_error: Arc<Mutex<Option<Error>>>,
+    /// For the error of a failed check.
+    service: Service,
+    url: String,
 }
 
 impl<K: Connector> r2d2::ManageConnection for Manager<K> {
@@ -75,11 +78,19 @@ impl<K: Connector> r2d2::ManageConnection for Manager<K> {
         }
     }
 
+    /// r2d2 asks only with `test_on_check_out`, which labkit turns off
+    /// (`Pool::checkout` checks instead); a failed check is a connection
+    /// that went down.
     fn is_valid(&self, slot: &mut Slot<K::Conn>) -> Result<(), Error> {
         if self.connector.check(&mut slot.conn) {
             Ok(())
         } else {
-            Err(Error::InvalidInput("connection failed its check".into()))
+            Err(Error::unreachable(
+                self.service,
+                &self.url,
+                Problem::Down,
+                Cause::text("a pooled connection failed its check"),
+            ))
         }
     }
 
@@ -123,6 +134,8 @@ impl<K: Connector> Pool<K> {
         let manager = Manager {
             connector: connector.clone(),
             last_error: last_error.clone(),
+            service,
+            url: url.to_string(),
         };
         let inner = r2d2::Pool::builder()
             .max_size(max_size)

@@ -164,7 +164,11 @@ impl CacheExt for Cache {
 /// connects: `sslmode`, `sslrootcert` and TLS as in `tls.rs`, bounded, its
 /// failure told as labkit tells it.
 pub fn raw_postgres(url: &str) -> Result<postgres::Client> {
-    super::db::connect_client(config::pg_config(url, None)?, url, super::Service::Postgres)
+    super::db::connect_client(
+        config::pg_config(super::Service::Postgres, url, None)?,
+        url,
+        super::Service::Postgres,
+    )
 }
 
 /// A plain `redis::Client` for `url` (a single node), set up as labkit sets
