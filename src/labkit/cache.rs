@@ -158,11 +158,19 @@ impl Cache {
     }
 }
 
+/// A TTL in whole milliseconds, as Redis' `PX` takes it: at least 1, at
+/// most `i64::MAX`.
 pub(crate) fn ttl_millis(ttl: Duration) -> Result<u64> {
     let ms = ttl.as_millis();
-    if ms == 0 || ms > i64::MAX as u128 {
+    if ms == 0 {
         return Err(Error::InvalidInput(format!(
             "TTL {ttl:?} must be at least 1 ms"
+        )));
+    }
+    if ms > i64::MAX as u128 {
+        return Err(Error::InvalidInput(format!(
+            "TTL {ttl:?} is longer than Redis can hold (at most {} ms)",
+            i64::MAX
         )));
     }
     Ok(ms as u64)
@@ -202,9 +210,14 @@ mod tests {
         assert_eq!(ttl_millis(Duration::from_secs(60)).unwrap(), 60_000);
         // Whole milliseconds: the rest is dropped.
         assert_eq!(ttl_millis(Duration::from_micros(2_999)).unwrap(), 2);
-        for ttl in [Duration::ZERO, Duration::from_micros(999), Duration::MAX] {
+        let refused = [
+            (Duration::ZERO, "at least 1 ms"),
+            (Duration::from_micros(999), "at least 1 ms"),
+            (Duration::MAX, "longer than Redis can hold"),
+        ];
+        for (ttl, why_not) in refused {
             match ttl_millis(ttl) {
-                Err(Error::InvalidInput(why)) => assert!(why.contains("TTL"), "{why}"),
+                Err(Error::InvalidInput(why)) => assert!(why.contains(why_not), "{why}"),
                 other => panic!("{ttl:?}: {other:?}"),
             }
         }

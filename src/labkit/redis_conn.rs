@@ -205,32 +205,40 @@ impl RedisConnector {
                 .into_iter()
                 .map(|(addr, _)| addr)
                 .collect();
-            let mut seeds = vec![self.client.get_connection_info().clone()];
-            seeds.extend(
-                nodes
-                    .iter()
-                    .map(|(host, port)| self.at(host.clone(), *port)),
-            );
-            let mut builder = redis::cluster::ClusterClient::builder(seeds);
-            if let Some(roots) = &self.roots {
-                // Every node's connection trusts the URL's roots.
-                builder = builder.certs(roots.clone());
-            }
-            let client = builder
-                .connection_timeout(CONNECT_TIMEOUT)
-                .response_timeout(IO_TIMEOUT)
-                // A few quick retries (MOVED during a failover, a node
-                // reconnecting), never minutes of them: calls stay bounded.
-                .retries(3)
-                .min_retry_wait(10)
-                .max_retry_wait(200)
-                .build()
-                .map_err(redis)?;
+            let client = self.cluster_client(&nodes).map_err(redis)?;
             Some(Cluster { client, nodes })
         } else {
             None
         };
         Ok(self.cluster.get_or_init(|| cluster).as_ref())
+    }
+
+    /// A cluster client seeded with the URL's node and `nodes`, so that it
+    /// can start when the URL's node is down; bounded, with the URL's TLS.
+    fn cluster_client(
+        &self,
+        nodes: &[(String, u16)],
+    ) -> redis::RedisResult<redis::cluster::ClusterClient> {
+        let mut seeds = vec![self.client.get_connection_info().clone()];
+        seeds.extend(
+            nodes
+                .iter()
+                .map(|(host, port)| self.at(host.clone(), *port)),
+        );
+        let mut builder = redis::cluster::ClusterClient::builder(seeds);
+        if let Some(roots) = &self.roots {
+            // Every node's connection trusts the URL's roots.
+            builder = builder.certs(roots.clone());
+        }
+        builder
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(IO_TIMEOUT)
+            // A few quick retries (MOVED during a failover, a node
+            // reconnecting), never minutes of them: calls stay bounded.
+            .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(200)
+            .build()
     }
 
     /// Whether the URL names a Redis Cluster node.

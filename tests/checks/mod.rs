@@ -231,22 +231,6 @@ impl<T> Pending<T> {
     pub fn finishes_within(&mut self, timeout: Duration) -> bool {
         self.running.finished_within(timeout)
     }
-
-    /// Whether `parked` catches a step of this call within 5 s: false as
-    /// soon as the call finishes without that step (an answer that skips
-    /// it), or once 5 s have passed.
-    pub fn caught_by(&mut self, parked: &Parked<'_>) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if parked.wait(Duration::from_millis(10)) {
-                return true;
-            }
-            if self.finishes_within(Duration::ZERO) {
-                return false;
-            }
-        }
-        false
-    }
 }
 
 fn panicked(what: &str, panic: Panic) -> Failure {

@@ -809,21 +809,19 @@ pub fn overlapping_updates_leave_nothing_stale(a: Subject) -> Outcome {
         _ => ["free", "pro"],
     };
     let key = user_key(2);
-    let held = lab.hooks().park(Trap::before_fill(&key));
-    let mut earlier = spawn(
+    let (held, earlier) = start_trapped(
         &lab,
+        Trap::before_fill(&key),
         format!("update_user_plan_leased(user 2, {first:?})"),
         move |lab| (a.update_user_plan_leased)(lab, 2, first),
     );
-    let fills = earlier.caught_by(&held);
-    if !fills {
-        drop(held);
+    let Some(held) = held else {
         return ok(
             "update_user_plan_leased(user 2)",
             earlier.wait(BOUND)?,
             "a valid plan must be accepted",
         );
-    }
+    };
     let later_name = format!("update_user_plan_leased(user 2, {second:?})");
     let mut later = spawn(&lab, later_name.clone(), move |lab| {
         (a.update_user_plan_leased)(lab, 2, second)

@@ -904,15 +904,8 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
     let key = user_key(1);
     // A first reader, held before its fill (if it fills): the others miss
     // while it holds whatever gives it the right to fill.
-    let parked = lab.hooks().park(Trap::before_fill(&key));
-    let mut leader = spawn(&lab, reading, read(a, 1));
-    let holding = leader.caught_by(&parked);
-    let parked = if holding {
-        Some(parked)
-    } else {
-        drop(parked);
-        None
-    };
+    let (parked, leader) = start_trapped(&lab, Trap::before_fill(&key), reading, read(a, 1));
+    let holding = parked.is_some();
     let others = if holding { HERD - 1 } else { HERD };
     let returned = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = returned.clone();
@@ -1114,11 +1107,13 @@ fn read_during_update(a: Subject) -> std::result::Result<bool, Failure> {
     )?;
     let key = user_key(2);
     let updating = format!("update_user_plan_replicated(user 2, {plan:?})");
-    let parked = lab.hooks().park(Trap::after_delete(&key));
-    let mut writer = spawn(&lab, updating.clone(), move |lab| {
-        (a.update_user_plan_replicated)(lab, 2, plan)
-    });
-    let held = writer.caught_by(&parked);
+    let (parked, writer) = start_trapped(
+        &lab,
+        Trap::after_delete(&key),
+        updating.clone(),
+        move |lab| (a.update_user_plan_replicated)(lab, 2, plan),
+    );
+    let held = parked.is_some();
     let mut judged = true;
     let mut written_first = true;
     if held {
@@ -1449,13 +1444,11 @@ fn hold_reader(
         };
         return start_parked(lab, trap, reading, read(a, 2), missing).map(Some);
     }
-    let parked = lab.hooks().park(trap);
-    let mut reader = spawn(lab, reading, read(a, 2));
-    if reader.caught_by(&parked) {
+    let (parked, reader) = start_trapped(lab, trap, reading, read(a, 2));
+    if let Some(parked) = parked {
         return Ok(Some((parked, reader)));
     }
     // No lease asked for, or no fill after a write: nothing to hold here.
-    drop(parked);
     let got = ok(reading, reader.wait(BOUND)?, "a read loads the row")?;
     let now = plan_of_now(lab, 2)?;
     ensure(plan_of(&got) == Some(now.as_str()), || {
