@@ -28,8 +28,10 @@
 //! - `isolation.rs`: private schemas and key spaces, and the sweep that
 //!   removes what a killed run left behind.
 //! - `locks.rs`: the map behind [`key_lock`](crate::key_lock).
-//! - `testkit/`: tools for the grader, the benchmark and the narration
-//!   (test hooks, raw clients, the cross-process herd). Hidden from the
+//! - `testkit/`: tools for the grader, the benchmark and the narration, on
+//!   top of the rest (the hooks' controls, raw clients, the one list of
+//!   answer functions, answer code run on a thread or in another process,
+//!   the cross-process herd). Nothing here imports it. Hidden from the
 //!   documentation: an answer never needs them.
 
 mod cache;

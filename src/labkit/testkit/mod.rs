@@ -41,7 +41,8 @@ pub const IDLE_CHECK: Duration = super::pool::IDLE_CHECK;
 /// How long a call waits for a free pooled connection before it fails.
 pub const CHECKOUT_WAIT: Duration = super::pool::CHECKOUT_WAIT;
 
-/// `DATABASE_URL`, or the default.
+/// `DATABASE_URL`, the default, or the primary of the replica pair
+/// `scripts/services up --replica` started (see `config.rs`).
 pub fn database_url() -> String {
     config::database_url()
 }
