@@ -314,6 +314,104 @@ pub(crate) fn is_io(err: &postgres::Error) -> bool {
     std::error::Error::source(err).is_some_and(|s| s.is::<std::io::Error>())
 }
 
+/// What each [`Problem`] means and what fixes it, for `Error`'s `Display`:
+/// (problem, for Postgres (`Some(true)`), Redis (`Some(false)`) or either,
+/// what is wrong with the service (`None`: it cannot be reached), the fix).
+/// `{var}` stands for the service's variable. `NotConfigured` has a
+/// sentence of its own.
+const DIAGNOSES: &[(Problem, Option<bool>, Option<&str>, &str)] = &[
+    (
+        Problem::Down,
+        None,
+        None,
+        "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting",
+    ),
+    (
+        Problem::NoAnswer,
+        None,
+        None,
+        "start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting",
+    ),
+    (
+        Problem::Credentials,
+        None,
+        None,
+        "check the user and password in {var}",
+    ),
+    (
+        Problem::NoDatabase,
+        None,
+        None,
+        "create that database or point {var} at one that exists",
+    ),
+    (
+        Problem::NeedsPassword,
+        Some(true),
+        Some("asks for a password, and {var} gives none"),
+        "put it in {var}, as in postgres://USER:PASSWORD@HOST:PORT/DB",
+    ),
+    (
+        Problem::NeedsPassword,
+        Some(false),
+        Some("asks for a password, and {var} gives none"),
+        "put it in {var}, as in redis://:PASSWORD@HOST:PORT (redis://USER:PASSWORD@HOST:PORT for an ACL user)",
+    ),
+    (
+        Problem::NoPermission,
+        None,
+        Some("answers, but the user in {var} may not run a command the lab needs"),
+        "give that user every command on every key (`ACL SETUSER <user> on +@all ~*`), or put one that has them in {var}",
+    ),
+    (
+        Problem::TlsRequired,
+        Some(true),
+        Some("accepts only TLS connections"),
+        "ask for TLS in {var}: sslmode=require, or sslmode=verify-full&sslrootcert=CA_FILE to check the server too (README, Troubleshooting)",
+    ),
+    (
+        Problem::Certificate,
+        Some(true),
+        Some("presented a certificate that was not accepted"),
+        "name the CA that signed it with sslrootcert=FILE in {var} (sslrootcert=system for one the platform trusts) and connect by a name the certificate holds, or use sslmode=require to encrypt without checking the server",
+    ),
+    (
+        Problem::Certificate,
+        Some(false),
+        Some("presented a certificate that was not accepted"),
+        "name the CA that signed it in {var} as rediss://HOST:PORT/?sslrootcert=FILE (the platform's trusted roots otherwise) and connect by a name the certificate holds",
+    ),
+    (
+        Problem::TlsRequired,
+        Some(false),
+        Some("accepts only TLS connections"),
+        "write {var} as rediss://... instead of redis://... (README, Troubleshooting)",
+    ),
+    (
+        Problem::Refused,
+        None,
+        Some("refused the connection"),
+        "check the database, user and password in {var}; through a pooler such as PgBouncer, the database must be one it serves",
+    ),
+    (
+        Problem::Pooler,
+        None,
+        Some("cannot hold a lab's private schema"),
+        "point {var} at Postgres itself, or at a session pool (PgBouncer: pool_mode = session); see README, Troubleshooting",
+    ),
+    (
+        Problem::NoTls,
+        Some(true),
+        Some("does not speak TLS"),
+        "remove sslmode=require (or verify-ca, verify-full) from {var}, or turn on ssl in that server",
+    ),
+    (
+        Problem::NoTls,
+        Some(false),
+        Some("does not speak TLS"),
+        "write {var} as redis://... instead of rediss://..., or give that server a TLS port",
+    ),
+];
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -322,75 +420,7 @@ impl fmt::Display for Error {
                 url,
                 problem,
                 cause,
-            } => {
-                let var = service.env_var();
-                if *problem == Problem::NotConfigured {
-                    return write!(
-                        f,
-                        "{service}: none is configured ({cause}): start one with `scripts/services up --replica` (or the compose profile `replica`), or set {var}; see README, Part 4"
-                    );
-                }
-                let postgres = *service != Service::Redis;
-                match problem {
-                    Problem::NotConfigured => unreachable!("handled above"),
-                    Problem::Down | Problem::NoAnswer => write!(
-                        f,
-                        "cannot reach {service} at {url} ({cause}): start the services (`scripts/services up`, or `docker compose -f .devcontainer/docker-compose.yml up -d`) or set {var}; see README, Troubleshooting"
-                    ),
-                    Problem::Credentials => write!(
-                        f,
-                        "cannot reach {service} at {url} ({cause}): check the user and password in {var}"
-                    ),
-                    Problem::NoDatabase => write!(
-                        f,
-                        "cannot reach {service} at {url} ({cause}): create that database or point {var} at one that exists"
-                    ),
-                    Problem::NeedsPassword if postgres => write!(
-                        f,
-                        "{service} at {url} asks for a password, and {var} gives none ({cause}): put it in {var}, as in postgres://USER:PASSWORD@HOST:PORT/DB"
-                    ),
-                    Problem::NeedsPassword => write!(
-                        f,
-                        "{service} at {url} asks for a password, and {var} gives none ({cause}): put it in {var}, as in redis://:PASSWORD@HOST:PORT (redis://USER:PASSWORD@HOST:PORT for an ACL user)"
-                    ),
-                    Problem::NoPermission => write!(
-                        f,
-                        "{service} at {url} answers, but the user in {var} may not run a command the lab needs ({cause}): give that user every command on every key (`ACL SETUSER <user> on +@all ~*`), or put one that has them in {var}"
-                    ),
-                    Problem::TlsRequired if postgres => write!(
-                        f,
-                        "{service} at {url} accepts only TLS connections ({cause}): ask for TLS in {var}: sslmode=require, or sslmode=verify-full&sslrootcert=CA_FILE to check the server too (README, Troubleshooting)"
-                    ),
-                    Problem::Certificate if postgres => write!(
-                        f,
-                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it with sslrootcert=FILE in {var} (sslrootcert=system for one the platform trusts) and connect by a name the certificate holds, or use sslmode=require to encrypt without checking the server"
-                    ),
-                    Problem::Certificate => write!(
-                        f,
-                        "{service} at {url} presented a certificate that was not accepted ({cause}): name the CA that signed it in {var} as rediss://HOST:PORT/?sslrootcert=FILE (the platform's trusted roots otherwise) and connect by a name the certificate holds"
-                    ),
-                    Problem::TlsRequired => write!(
-                        f,
-                        "{service} at {url} accepts only TLS connections ({cause}): write {var} as rediss://... instead of redis://... (README, Troubleshooting)"
-                    ),
-                    Problem::Refused => write!(
-                        f,
-                        "{service} at {url} refused the connection ({cause}): check the database, user and password in {var}; through a pooler such as PgBouncer, the database must be one it serves"
-                    ),
-                    Problem::Pooler => write!(
-                        f,
-                        "{service} at {url} cannot hold a lab's private schema ({cause}): point {var} at Postgres itself, or at a session pool (PgBouncer: pool_mode = session); see README, Troubleshooting"
-                    ),
-                    Problem::NoTls if postgres => write!(
-                        f,
-                        "{service} at {url} does not speak TLS ({cause}): remove sslmode=require (or verify-ca, verify-full) from {var}, or turn on ssl in that server"
-                    ),
-                    Problem::NoTls => write!(
-                        f,
-                        "{service} at {url} does not speak TLS ({cause}): write {var} as redis://... instead of rediss://..., or give that server a TLS port"
-                    ),
-                }
-            }
+            } => unreachable_line(f, *service, url, *problem, cause),
             Error::Rejected {
                 service,
                 url,
@@ -426,6 +456,36 @@ impl fmt::Display for Error {
             Error::Closed => f.write_str(
                 "this lab was closed by the grader: a check timed out waiting for your code, so every later call fails and stuck threads can exit",
             ),
+        }
+    }
+}
+
+/// [`Error::Unreachable`]'s line: what is wrong, where, and the fix.
+fn unreachable_line(
+    f: &mut fmt::Formatter<'_>,
+    service: Service,
+    url: &str,
+    problem: Problem,
+    cause: &Cause,
+) -> fmt::Result {
+    let var = service.env_var();
+    if problem == Problem::NotConfigured {
+        return write!(
+            f,
+            "{service}: none is configured ({cause}): start one with `scripts/services up --replica` (or the compose profile `replica`), or set {var}; see README, Part 4"
+        );
+    }
+    let postgres = service != Service::Redis;
+    let (state, fix) = DIAGNOSES
+        .iter()
+        .find(|(p, pg, ..)| *p == problem && pg.is_none_or(|pg| pg == postgres))
+        .map(|(_, _, state, fix)| (*state, fix.replace("{var}", var)))
+        .expect("every problem but NotConfigured has a diagnosis");
+    match state {
+        None => write!(f, "cannot reach {service} at {url} ({cause}): {fix}"),
+        Some(state) => {
+            let state = state.replace("{var}", var);
+            write!(f, "{service} at {url} {state} ({cause}): {fix}")
         }
     }
 }
