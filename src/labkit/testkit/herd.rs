@@ -15,14 +15,15 @@
 //! The parent reads what came back once, as a [`Tally`].
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStderr, Stdio};
 use std::sync::{Arc, Barrier, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::answers::{Answers, Function};
+use super::child::{self, say};
 use super::panics::{self, Panic};
 use super::{LabExt, run};
 use crate::User;
@@ -170,31 +171,14 @@ pub enum Message {
 
 /// The spec this process was started with, if it is a herd process.
 pub fn spec_from_env() -> Option<Spec> {
-    let text = std::env::var(ENV).ok()?;
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-        say(&Message::Failed(format!("bad {ENV}: {e}")));
-        std::process::exit(2)
-    }))
-}
-
-fn say(message: &Message) {
-    let line = serde_json::to_string(message).expect("messages serialize");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    child::job_from_env(ENV, Message::Failed)
 }
 
 /// The child's side: runs `spec` with `answers` (the ones it names) and
 /// exits.
 pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     panics::install_quiet_hook();
-    let lab = match super::attach(&spec.space) {
-        Ok(lab) => Arc::new(lab),
-        Err(e) => {
-            say(&Message::Failed(format!("could not join the lab: {e}")));
-            std::process::exit(1)
-        }
-    };
+    let lab = child::join(&spec.space, Message::Failed);
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
     let (read, user_id, herd_lab) = (spec.read, spec.user_id, lab.clone());
@@ -206,8 +190,7 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
         || {
             // Every thread waits at the barrier: say so, and wait for go.
             say(&Message::Ready);
-            let mut go = String::new();
-            let _ = std::io::stdin().read_line(&mut go);
+            child::wait_for_go();
         },
         || {},
     );
@@ -233,13 +216,12 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
 /// executable, releases all their readers at once, and tallies their
 /// reports. Waits at most the spec's bound plus start-up time.
 pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     let json = serde_json::to_string(spec).expect("specs serialize");
     let (tx, rx) = mpsc::channel::<(usize, Option<Message>)>();
     let mut children: Vec<Child> = Vec::new();
     let mut tails = Vec::new();
     for i in 0..processes {
-        match start(&exe, &json, i, tx.clone()) {
+        match start(&json, i, tx.clone()) {
             Ok((child, tail)) => {
                 children.push(child);
                 tails.push(tail);
@@ -267,28 +249,14 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
 /// Starts herd process `i`: each message it says arrives on `tx`, tagged
 /// with `i`, and `None` once its stdout has ended.
 fn start(
-    exe: &std::path::Path,
     json: &str,
     i: usize,
     tx: mpsc::Sender<(usize, Option<Message>)>,
 ) -> Result<(Child, Tail), String> {
-    let mut child = Command::new(exe)
-        .env(ENV, json)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start a herd process: {e}"))?;
+    let mut child = child::start(ENV, json, Stdio::piped(), "a herd process")?;
     let tail = Tail::drain(child.stderr.take().expect("piped"));
-    let stdout = BufReader::new(child.stdout.take().expect("piped"));
-    std::thread::spawn(move || {
-        for line in stdout.lines().map_while(Result::ok) {
-            if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                let _ = tx.send((i, Some(message)));
-            }
-        }
-        // End of output: the child has exited (or closed stdout).
-        let _ = tx.send((i, None));
+    child::listen(child.stdout.take().expect("piped"), move |message| {
+        let _ = tx.send((i, message));
     });
     Ok((child, tail))
 }
@@ -338,6 +306,25 @@ impl Tail {
     }
 }
 
+/// The first process whose state is `behind`, and what it failed to do in
+/// time: the error when a herd's wait ran out.
+fn late<T>(states: &[T], behind: impl Fn(&T) -> bool, failed: String) -> (usize, String) {
+    let late = states.iter().position(behind).unwrap_or(0);
+    (late, format!("herd process {late} {failed}"))
+}
+
+/// Herd process `i` has ended its output without a report: how it exited.
+fn exited(child: &mut Child, i: usize) -> (usize, String) {
+    let status = child
+        .wait()
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string());
+    (
+        i,
+        format!("herd process {i} exited ({status}) without a report"),
+    )
+}
+
 /// Ready, go, reports. Err carries the index of the process at fault.
 fn conduct(
     children: &mut [Child],
@@ -356,13 +343,13 @@ fn conduct(
         let left = deadline.saturating_duration_since(Instant::now());
         let (i, message) = rx.recv_timeout(left).map_err(|_| {
             if gone {
-                let late = reports.iter().position(Option::is_none).unwrap_or(0);
-                let why = format!("herd process {late} did not report within {after_go:?} of go");
-                (late, why)
+                late(
+                    &reports,
+                    Option::is_none,
+                    format!("did not report within {after_go:?} of go"),
+                )
             } else {
-                let late = ready.iter().position(|r| !r).unwrap_or(0);
-                let why = format!("herd process {late} was not ready within {start_up:?}");
-                (late, why)
+                late(&ready, |r| !r, format!("was not ready within {start_up:?}"))
             }
         })?;
         match message {
@@ -370,25 +357,14 @@ fn conduct(
                 ready[i] = true;
                 if !gone && ready.iter().all(|r| *r) {
                     // Every thread of every process waits at its barrier: go.
-                    for child in children.iter_mut() {
-                        let _ = child.stdin.as_mut().expect("piped").write_all(b"go\n");
-                    }
+                    children.iter_mut().for_each(child::go);
                     gone = true;
                     deadline = Instant::now() + after_go;
                 }
             }
             Some(Message::Report(report)) => reports[i] = Some(report),
             Some(Message::Failed(why)) => return Err((i, format!("herd process {i}: {why}"))),
-            None if reports[i].is_none() => {
-                let status = children[i]
-                    .wait()
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|e| e.to_string());
-                return Err((
-                    i,
-                    format!("herd process {i} exited ({status}) without a report"),
-                ));
-            }
+            None if reports[i].is_none() => return Err(exited(&mut children[i], i)),
             None => {}
         }
     }

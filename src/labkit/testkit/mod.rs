@@ -12,6 +12,8 @@
 //!   them as a value (yours, the reference, or a catalogue entry).
 //! - `herd.rs`: a herd of readers across several processes, with one JSON
 //!   report per process.
+//! - `child.rs`: what the child processes of `herd.rs` and `remote.rs` have
+//!   in common (their job in an environment variable, JSON lines, `go`).
 //! - `remote.rs`: one call of an answer in another process (a write by
 //!   another instance of the application, a lease holder that crashes).
 //! - `run.rs`: one call of answer code on a thread of its own, bounded,
@@ -21,6 +23,7 @@
 //!   process-level housekeeping of isolated labs.
 
 pub mod answers;
+mod child;
 pub mod herd;
 pub mod panics;
 pub mod remote;

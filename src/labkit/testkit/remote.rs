@@ -12,14 +12,14 @@
 //! A binary that uses this calls [`call_from_env`] first thing in `main`
 //! and, if it gets a call, [`serve`]s it with the answers the call names.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::answers::{Answers, Function};
+use super::child::{self, say};
 use super::panics::{self, Panic};
 use super::run::{self, Ran, Start};
 use super::{PARK_LIMIT, Trap};
@@ -62,30 +62,13 @@ pub enum Message {
 
 /// The call this process was started for, if it is a remote-call process.
 pub fn call_from_env() -> Option<Call> {
-    let text = std::env::var(ENV).ok()?;
-    Some(serde_json::from_str(&text).unwrap_or_else(|e| {
-        say(&Message::Unable(format!("bad {ENV}: {e}")));
-        std::process::exit(2)
-    }))
-}
-
-fn say(message: &Message) {
-    let line = serde_json::to_string(message).expect("messages serialize");
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    child::job_from_env(ENV, Message::Unable)
 }
 
 /// The child's side: runs `call` with `answers` and exits.
 pub fn serve(call: &Call, answers: &'static Answers) -> ! {
     panics::install_quiet_hook();
-    let lab = match super::attach(&call.space) {
-        Ok(lab) => std::sync::Arc::new(lab),
-        Err(e) => {
-            say(&Message::Unable(format!("could not join the lab: {e}")));
-            std::process::exit(1)
-        }
-    };
+    let lab = child::join(&call.space, Message::Unable);
     let (function, user_id, plan) = (call.function, call.user_id, call.plan.clone());
     let f = move |lab: &crate::labkit::Lab| function.call(answers, lab, user_id, &plan);
     // Nobody waits longer than this: the parent has long given up by then.
@@ -96,8 +79,7 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
         Some(trap) => match run::start_parked(&lab, trap.clone(), bound, f) {
             Start::Parked(parked, running) => {
                 say(&Message::Parked);
-                let mut go = String::new();
-                let _ = std::io::stdin().read_line(&mut go);
+                child::wait_for_go();
                 drop(parked);
                 running
             }
@@ -134,25 +116,11 @@ pub enum Heard {
 impl Remote {
     /// Starts `call` in a copy of this executable.
     pub fn start(call: &Call) -> Result<Remote, String> {
-        let exe =
-            std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
         let json = serde_json::to_string(call).expect("calls serialize");
-        let mut child = Command::new(exe)
-            .env(ENV, json)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot start another process: {e}"))?;
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let mut child = child::start(ENV, &json, Stdio::null(), "another process")?;
         let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if let Ok(message) = serde_json::from_str::<Message>(&line) {
-                    let _ = tx.send(Some(message));
-                }
-            }
-            let _ = tx.send(None);
+        child::listen(child.stdout.take().expect("piped"), move |message| {
+            let _ = tx.send(message);
         });
         Ok(Remote { child, rx })
     }
@@ -170,10 +138,7 @@ impl Remote {
 
     /// Lets a parked call go on.
     pub fn release(&mut self) {
-        if let Some(stdin) = self.child.stdin.as_mut() {
-            let _ = stdin.write_all(b"go\n");
-            let _ = stdin.flush();
-        }
+        child::go(&mut self.child);
     }
 
     /// Kills the process at once (SIGKILL): a crash, as far as Redis and
