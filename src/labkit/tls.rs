@@ -60,9 +60,10 @@ enum Roots {
 /// How much of the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Verify {
-    /// Encrypt, check nothing (libpq's `prefer` and `require` without roots).
+    /// Encrypt, check nothing (libpq's `prefer` and `require` without roots;
+    /// see [`Lenient`]).
     Nothing,
-    /// The chain, not the name (`verify-ca`).
+    /// The chain, not the name (`verify-ca`; see [`Lenient`]).
     Chain(Roots),
     /// The chain and the host name (`verify-full`).
     Full(Roots),
@@ -235,9 +236,13 @@ fn client_config(verify: &Verify) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
+    let lenient = |chain| Lenient {
+        chain,
+        provider: provider(),
+    };
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
-        Verify::Nothing => Arc::new(CheckNothing(provider())),
-        Verify::Chain(roots) => Arc::new(IgnoreName(webpki(roots)?)),
+        Verify::Nothing => Arc::new(lenient(None)),
+        Verify::Chain(roots) => Arc::new(lenient(Some(webpki(roots)?))),
         Verify::Full(roots) => webpki(roots)?,
     };
     let config = builder
@@ -279,62 +284,19 @@ fn webpki(roots: &Roots) -> Result<Arc<WebPkiServerVerifier>, String> {
         .map_err(|e| e.to_string())
 }
 
-/// `require` without roots, as libpq: encrypted, the server unchecked (the
-/// handshake's own signatures still are).
+/// The server certificate checks webpki's verifier does not make, as libpq
+/// makes them: none at all (`require` without roots: encrypted, the server
+/// unchecked), or the chain without the name (`verify-ca`: the chain must
+/// lead to a trusted root; the name on the certificate is not looked at).
+/// The handshake's own signatures are checked either way.
 #[derive(Debug)]
-struct CheckNothing(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for CheckNothing {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    /// The chain's verifier, for `verify-ca`; `None`: nothing is checked.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
 }
 
-/// `verify-ca`: the chain must lead to a trusted root; the name on the
-/// certificate is not looked at.
-#[derive(Debug)]
-struct IgnoreName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for IgnoreName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -343,10 +305,10 @@ impl ServerCertVerifier for IgnoreName {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -360,7 +322,8 @@ impl ServerCertVerifier for IgnoreName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
@@ -369,11 +332,14 @@ impl ServerCertVerifier for IgnoreName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
