@@ -290,3 +290,89 @@ fn backend_meanwhile(
             .map_err(pg),
     }
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md). The probes talk to
+// fake servers on this machine's loopback, started here.
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    use super::{client_hello, postgres_offers_tls, speaks_tls};
+
+    #[test]
+    fn the_client_hello_is_one_well_formed_handshake_record() {
+        let record = client_hello();
+        // Record: handshake (22), TLS 1.0 on the record layer, its length.
+        assert_eq!(record[..3], [22, 3, 1]);
+        let len = u16::from_be_bytes([record[3], record[4]]) as usize;
+        assert_eq!(record.len(), 5 + len);
+        // Handshake: ClientHello (1), its 24-bit length, TLS 1.2.
+        let body = &record[5..];
+        assert_eq!(body[0], 1);
+        let hello = u32::from_be_bytes([0, body[1], body[2], body[3]]) as usize;
+        assert_eq!(body.len(), 4 + hello);
+        assert_eq!(body[4..6], [3, 3]);
+    }
+
+    /// A server on a free loopback port that reads the first 5 bytes of
+    /// each connection and answers what `answer` makes of them (nothing:
+    /// it closes the connection); its port.
+    fn fake(answer: fn(&[u8]) -> &'static [u8]) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().map_while(Result::ok) {
+                let mut got = [0; 5];
+                if stream.read_exact(&mut got).is_ok() {
+                    let _ = stream.write_all(answer(&got));
+                }
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn postgres_says_whether_it_offers_tls_in_one_byte() {
+        assert_eq!(postgres_offers_tls("127.0.0.1", fake(|_| b"S")), Some(true));
+        assert_eq!(
+            postgres_offers_tls("127.0.0.1", fake(|_| b"N")),
+            Some(false)
+        );
+        assert_eq!(postgres_offers_tls("127.0.0.1", fake(|_| b"E")), None);
+        assert_eq!(postgres_offers_tls("127.0.0.1", fake(|_| b"")), None);
+    }
+
+    #[test]
+    fn redis_speaks_tls_if_a_client_hello_gets_a_tls_record() {
+        // A plain Redis answers the inline PING (and never sees a line in a
+        // ClientHello: these hang up on it).
+        let plain = fake(|got| if got == b"PING\r" { b"+PONG\r\n" } else { b"" });
+        assert_eq!(speaks_tls("127.0.0.1", plain), Some(false));
+        let noauth = fake(|got| {
+            if got == b"PING\r" {
+                b"-NOAUTH Authentication required.\r\n"
+            } else {
+                b""
+            }
+        });
+        assert_eq!(speaks_tls("127.0.0.1", noauth), Some(false));
+        // A TLS server hangs up on the PING, and answers a ClientHello with
+        // a record (here an alert: handshake failure).
+        let tls = fake(|got| {
+            if got[0] == 22 {
+                &[21, 3, 3, 0, 2, 2, 40]
+            } else {
+                b""
+            }
+        });
+        assert_eq!(speaks_tls("127.0.0.1", tls), Some(true));
+        // Something else answers both, with neither.
+        assert_eq!(
+            speaks_tls("127.0.0.1", fake(|_| b"HTTP/1.1 400")),
+            Some(false)
+        );
+        // Nothing answers either: it cannot be told.
+        assert_eq!(speaks_tls("127.0.0.1", fake(|_| b"")), None);
+    }
+}

@@ -57,3 +57,40 @@ impl KeyLocks {
         (all, finished)
     }
 }
+
+// Service-free: `cargo test --lib` (docs/MAINTAINERS.md).
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::KeyLocks;
+
+    #[test]
+    fn one_mutex_per_key_while_anyone_holds_it() {
+        let locks = KeyLocks::default();
+        let first = locks.get("user:1");
+        assert!(Arc::ptr_eq(&first, &locks.get("user:1")));
+        assert!(!Arc::ptr_eq(&first, &locks.get("user:2")));
+        // Held (locked) or not, the same mutex while an Arc is alive.
+        let guard = first.lock().unwrap();
+        assert!(locks.get("user:1").try_lock().is_err(), "the same, locked");
+        drop(guard);
+    }
+
+    #[test]
+    fn finished_entries_are_counted_then_swept_by_the_next_get() {
+        let locks = KeyLocks::default();
+        let held = locks.get("user:1");
+        drop(locks.get("user:2"));
+        let users = |k: &str| k.starts_with("user:");
+        assert_eq!(locks.count(users), (2, 1), "user:2 is finished");
+        assert_eq!(locks.count(|k| k == "user:1"), (1, 0));
+        // The next get sweeps user:2 out, and a new user:2 is a new mutex.
+        let again = locks.get("user:3");
+        assert_eq!(locks.count(users), (2, 0));
+        drop((held, again));
+        assert_eq!(locks.count(users), (2, 2));
+        drop(locks.get("other"));
+        assert_eq!(locks.count(users), (0, 0), "both swept");
+    }
+}
