@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::labkit::timeline::{self, Call, Reply};
 use crate::labkit::{Error, Result, Service};
 
 /// A parked statement is let go after this long even if nobody releases it,
@@ -196,6 +197,8 @@ struct State {
     failing: Option<(Trap, bool)>,
     /// Ids of traps that have caught a statement.
     sprung: Vec<u64>,
+    /// Whom each trap caught, for the timeline's "releases" line.
+    caught: Vec<(u64, String)>,
     /// Traps with an id at or below this are released.
     released_upto: u64,
     next_id: u64,
@@ -449,6 +452,12 @@ impl Hooks {
         };
         state.armed = None;
         state.sprung.push(id);
+        if timeline::is_on() {
+            let who = timeline::actor().map_or("a thread".into(), |a| a.to_string());
+            let what = holding(&who, phase, action);
+            timeline::record_as("grader", Call::Holds(what), Reply::Done);
+            state.caught.push((id, who));
+        }
         self.changed.notify_all();
         let deadline = Instant::now() + PARK_LIMIT;
         while state.released_upto < id {
@@ -508,6 +517,31 @@ impl Drop for Parked<'_> {
             state.armed = None;
         }
         state.released_upto = state.released_upto.max(self.id);
+        if let Some(at) = state.caught.iter().position(|(id, _)| *id == self.id) {
+            let (_, who) = state.caught.swap_remove(at);
+            let what = format!("releases {who}");
+            timeline::record_as("grader", Call::Releases(what), Reply::Done);
+        }
         self.hooks.changed.notify_all();
+    }
+}
+
+/// "holds writer before its UPDATE is sent": what a trap caught, for the
+/// timeline.
+fn holding(who: &str, phase: Phase, action: &Action<'_>) -> String {
+    let what = match action {
+        Action::Statement { sql, replica } => {
+            let verb = sql.split_whitespace().next().unwrap_or("statement");
+            let on = if *replica { " on the replica" } else { "" };
+            format!("{}{on}", verb.to_ascii_uppercase())
+        }
+        Action::Delete(key) => format!("removal of {key}"),
+        Action::Fill(key) => format!("fill of {key}"),
+        Action::Look(key) => format!("look at {key}"),
+        Action::Lease(key) => format!("lease request on {key}"),
+    };
+    match phase {
+        Phase::Before => format!("holds {who} before its {what} is sent"),
+        Phase::After => format!("holds {who} right after its {what}"),
     }
 }

@@ -21,6 +21,8 @@
 //!   cluster.
 //! - `hooks.rs`: the seams every statement and cache call passes, which the
 //!   grader uses to park, slow or fail them (off unless a check turns them on).
+//! - `timeline.rs`: who made which call when, recorded as the calls pass
+//!   (off unless the grader turns it on), for a failure to show the race.
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
 //!   retry after a lost connection; `diagnose.rs`: why a connect failed,
 //!   when the client's error alone cannot say (TLS on one side only);
@@ -46,6 +48,7 @@ mod pool;
 mod redis_conn;
 #[doc(hidden)]
 pub mod testkit;
+mod timeline;
 mod tls;
 
 use std::sync::Arc;

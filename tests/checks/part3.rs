@@ -529,7 +529,9 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
         threads: THREADS_PER_PROCESS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
+        timeline: super::herd_timeline(),
     };
+    super::marks::watch_herd(1);
     let herd = herd::run(&spec, PROCESSES).map_err(Failure::Setup)?;
     let (statements, readers) = (herd.statements, herd.readers);
     if let Some(panic) = herd.panic {

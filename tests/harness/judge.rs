@@ -1,6 +1,8 @@
 //! How a trial came out ([`Verdict`], the one type from here to the board),
 //! and one judge per kind of trial, each reading the jobs its trial ran.
 
+use cache_aside_lab::labkit::testkit::timeline;
+
 use crate::checks::Failure;
 
 use super::jobs::Done;
@@ -69,6 +71,7 @@ impl Verdict {
             message += "\n";
         }
         message += &failure.to_string();
+        message += &timeline_block(failure, done);
         message += &details(done);
         Verdict::Failed {
             message,
@@ -87,6 +90,18 @@ impl Verdict {
             setup: false,
         }
     }
+}
+
+/// What the answers did, under the failure: at most about 15 lines, the
+/// culprit step marked. Only for behaviour (a wrong result or a hang): a
+/// panic or a setup failure says all there is to say.
+fn timeline_block(failure: &Failure, done: &Done) -> String {
+    if !matches!(failure, Failure::Wrong { .. } | Failure::Hang { .. }) || done.timeline.is_empty()
+    {
+        return String::new();
+    }
+    let lines = timeline::render(&done.timeline);
+    format!("\nwhat your code did (time since the check began):\n{lines}")
 }
 
 /// What a child printed, and what it kept, after the verdict.
@@ -216,7 +231,7 @@ fn mistake(name: &str, runs: &Runs, hint: &str, done: &[Done]) -> Verdict {
                 return Verdict::plain(format!("{check} passed{run}; it must reject this mistake"));
             }
             Err(failure @ Failure::Wrong { .. }) => {
-                let message = failure.to_string();
+                let message = failure.to_string() + &timeline_block(failure, d);
                 if std::env::var_os("LAB_SHOW_REJECTIONS").is_some() {
                     println!("\n{name}, rejected by {check}{run}:\n{message}");
                 }

@@ -1,0 +1,151 @@
+//! The step that made an outcome wrong, found in the check's timeline and
+//! marked there (`← cached the row read before the UPDATE committed`), so
+//! that a failure shows the race, not only its result.
+//!
+//! Two finders, each looking only at what the answers did:
+//! - [`stale`], run on every check: the last value stored under `user:N`
+//!   that nothing replaced or removed carries another plan than the last
+//!   UPDATE of user N wrote. It is the stale-set race, the read during an
+//!   update, a hit put back, an update over a later one, a fill from a
+//!   lagging replica: whatever the interleaving, the copy left behind.
+//! - [`herd`], run where a check asks for one statement per herd
+//!   ([`watch_herd`]): the second SELECT of the herd's user, and whether
+//!   the cache was already filled when it was sent.
+//!
+//! A correct answer's timeline has no mark: the maintainer command asserts
+//! it for the reference and every design, and asserts a mark for every
+//! catalogued race or herd.
+
+use std::sync::Mutex;
+
+use cache_aside_lab::labkit::testkit::timeline::{self, Call, Event, Reply};
+
+/// Herds watched: (user, from when on the timeline).
+static HERDS: Mutex<Vec<(i32, u64)>> = Mutex::new(Vec::new());
+
+/// From now on, this check expects one SELECT of `user_id` in all (a herd).
+pub fn watch_herd(user_id: i32) {
+    if let Some(now) = timeline::now_us() {
+        HERDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((user_id, now));
+    }
+}
+
+/// Marks the culprit steps in this process's timeline; run once the check
+/// is over.
+pub fn apply() {
+    let events = timeline::snapshot();
+    // `mark` sees the events in the same (time) order as the snapshot.
+    for (i, why) in stale(&events) {
+        timeline::mark(|_, j| j == i, &why);
+    }
+    let herds = HERDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for (user, from) in herds {
+        if let Some((i, why)) = herd(&events, user, from) {
+            timeline::mark(|_, j| j == i, &why);
+        }
+    }
+}
+
+/// A committed UPDATE of a user, with its plan.
+fn committed_update(e: &Event) -> Option<(i32, String)> {
+    let changed = matches!(e.reply, Reply::Changed(n) if n > 0);
+    (changed && e.verb().as_deref() == Some("UPDATE")).then(|| Some((e.user()?, e.plan()?)))?
+}
+
+/// For every user, the stored value left behind with another plan than the
+/// last committed UPDATE's, and why it is wrong.
+pub fn stale(events: &[Event]) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut users: Vec<i32> = events
+        .iter()
+        .filter_map(committed_update)
+        .map(|u| u.0)
+        .collect();
+    users.sort_unstable();
+    users.dedup();
+    for user in users {
+        let key = format!("user:{user}");
+        let Some(u) = events
+            .iter()
+            .rposition(|e| committed_update(e).is_some_and(|(id, _)| id == user))
+        else {
+            continue;
+        };
+        let new_plan = events[u].plan().unwrap_or_default();
+        let Some(f) = events
+            .iter()
+            .rposition(|e| e.key() == Some(key.as_str()) && (e.stored() || e.removed()))
+        else {
+            continue;
+        };
+        let fill = &events[f];
+        match fill.plan() {
+            Some(old) if fill.stored() && old != new_plan => {
+                found.push((f, why_stale(events, f, u, &old, &new_plan)));
+            }
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Why the value stored at `f` is stale, given the UPDATE at `u`.
+fn why_stale(events: &[Event], f: usize, u: usize, old: &str, new: &str) -> String {
+    let (fill, update) = (&events[f], &events[u]);
+    let key = fill.key().unwrap_or_default();
+    if f < u {
+        let removed_before = events[..f]
+            .iter()
+            .any(|e| e.actor == update.actor && e.key() == Some(key) && e.removed());
+        return if removed_before {
+            "cached the row read before the UPDATE committed, after the update had removed the key"
+                .into()
+        } else {
+            format!("still cached when the UPDATE to {new:?} committed, and nothing removed it")
+        };
+    }
+    // Where the filler got the value: its own last read of that plan.
+    let source = events[..f]
+        .iter()
+        .rev()
+        .find(|e| e.actor == fill.actor && e.plan().as_deref() == Some(old) && !e.stored());
+    match source.map(|s| (&s.call, &s.reply)) {
+        Some((_, Reply::Hit(_))) => {
+            "put back the copy it had read, which the update had just removed".into()
+        }
+        Some((Call::Statement { replica: true, .. }, _)) => {
+            "cached the replica's row, which did not have the UPDATE yet".into()
+        }
+        Some((Call::Statement { .. }, Reply::Rows { .. })) => {
+            "cached the row read before the UPDATE committed".into()
+        }
+        Some((Call::Statement { .. }, _)) => {
+            format!("wrote its own plan {old:?} over a later update's {new:?}")
+        }
+        _ => format!("cached plan {old:?} after the UPDATE to {new:?} had committed"),
+    }
+}
+
+/// The second SELECT of `user` since `from` (a herd that should send one),
+/// and why it was sent.
+pub fn herd(events: &[Event], user: i32, from: u64) -> Option<(usize, String)> {
+    let key = format!("user:{user}");
+    let mut selects = (0..events.len()).filter(|&i| {
+        let e = &events[i];
+        e.at_us >= from && e.verb().as_deref() == Some("SELECT") && e.user() == Some(user)
+    });
+    let first = selects.next()?;
+    let second = selects.next()?;
+    let filled = events[first..second]
+        .iter()
+        .any(|e| e.key() == Some(key.as_str()) && e.stored());
+    let why = if filled {
+        format!("a second query, after {key} was filled: it did not look at the cache again")
+    } else {
+        "a second query while the first was still under way: it did not wait for it".into()
+    };
+    Some((second, why))
+}
