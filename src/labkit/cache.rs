@@ -54,7 +54,7 @@ impl Cache {
         let full = self.key(key)?;
         let bytes: Result<Option<Vec<u8>>> =
             self.command(|c| redis::cmd("GET").arg(&full).query(c));
-        timeline::record(|| {
+        timeline::record(self.hooks.space(), || {
             let reply = timeline::reply(&bytes, |b| match b {
                 Some(b) => Reply::Hit(timeline::clip(&String::from_utf8_lossy(b))),
                 None => Reply::Miss,
@@ -105,7 +105,7 @@ impl Cache {
                         .query::<()>(c)
                 })
             });
-        timeline::record(|| {
+        timeline::record(self.hooks.space(), || {
             let call = Call::Set {
                 key: key.to_string(),
                 value: timeline::clip(&String::from_utf8_lossy(&json)),
@@ -125,7 +125,7 @@ impl Cache {
             .hooks
             .check_removal()
             .and_then(|()| self.command(|c| redis::cmd("DEL").arg(&full).query(c)));
-        timeline::record(|| {
+        timeline::record(self.hooks.space(), || {
             let reply = timeline::reply(&n, |n| Reply::Found(*n > 0));
             (Call::Del(key.to_string()), reply)
         });
@@ -138,7 +138,7 @@ impl Cache {
     pub fn exists(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
         let n: Result<i64> = self.command(|c| redis::cmd("EXISTS").arg(&full).query(c));
-        timeline::record(|| {
+        timeline::record(self.hooks.space(), || {
             let reply = timeline::reply(&n, |n| Reply::Found(*n > 0));
             (Call::Exists(key.to_string()), reply)
         });

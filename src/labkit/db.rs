@@ -397,10 +397,15 @@ impl Db {
         self.wait_ready(pool)?;
         let replica = self.service == Service::Replica;
         if let Err(e) = self.hooks.check_read(sql, self.service) {
-            timeline::record(|| (traced(sql, params, replica), timeline::failed(&e)));
+            timeline::record(self.hooks.space(), || {
+                (traced(sql, params, replica), timeline::failed(&e))
+            });
             return Err(e);
         }
         self.count.fetch_add(1, Ordering::SeqCst);
+        // Before the hook: a statement held before it is sent was sent, as
+        // far as its caller knows.
+        let sent = timeline::is_on().then(Instant::now);
         self.hooks.before_statement(sql, replica);
         let result = pool.run(|conn| {
             let mut prepared = false;
@@ -422,7 +427,9 @@ impl Db {
         });
         // Before the hook after it: a statement parked there shows its
         // result first, then the park.
-        timeline::record(|| (traced(sql, params, replica), timeline::reply(&result, told)));
+        timeline::record_sent(self.hooks.space(), sent, || {
+            (traced(sql, params, replica), timeline::reply(&result, told))
+        });
         if result.is_ok() {
             // A statement parked after its result is still in progress for
             // its caller, so it stays "in flight" until released.

@@ -220,11 +220,26 @@ pub struct Hooks {
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
+    /// The lab's private space, for the timeline (empty when shared).
+    space: String,
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl Hooks {
+    /// The hooks of the lab of private space `space` (empty when shared).
+    pub(crate) fn new(space: &str) -> Hooks {
+        Hooks {
+            space: space.to_string(),
+            ..Hooks::default()
+        }
+    }
+
+    /// The lab's private space (empty when shared).
+    pub(crate) fn space(&self) -> &str {
+        &self.space
+    }
+
     /// Sleeps `delay` before every statement, holding its connection: a
     /// remote database, or a wide window for a stampede.
     pub fn slow_statements(&self, delay: Duration) {
@@ -455,7 +470,7 @@ impl Hooks {
         if timeline::is_on() {
             let who = timeline::actor().map_or("a thread".into(), |a| a.to_string());
             let what = holding(&who, phase, action);
-            timeline::record_as("grader", Call::Holds(what), Reply::Done);
+            timeline::record_in(&self.space, "grader", Call::Holds(what), Reply::Done);
             state.caught.push((id, who));
         }
         self.changed.notify_all();
@@ -520,7 +535,8 @@ impl Drop for Parked<'_> {
         if let Some(at) = state.caught.iter().position(|(id, _)| *id == self.id) {
             let (_, who) = state.caught.swap_remove(at);
             let what = format!("releases {who}");
-            timeline::record_as("grader", Call::Releases(what), Reply::Done);
+            let space = &self.hooks.space;
+            timeline::record_in(space, "grader", Call::Releases(what), Reply::Done);
         }
         self.hooks.changed.notify_all();
     }

@@ -114,7 +114,7 @@ impl Cache {
                         .invoke(c)
                 })
             });
-        timeline::record(|| {
+        timeline::record(self.hooks().space(), || {
             let reply = timeline::reply(&taken, |t| granted(*t == 1));
             let call = Call::Lease {
                 key: key.to_string(),
@@ -164,7 +164,7 @@ impl Cache {
                         .invoke(c)
                 })
             });
-        timeline::record(|| {
+        timeline::record(self.hooks().space(), || {
             let call = Call::Fill {
                 key: key.to_string(),
                 value: timeline::clip(&String::from_utf8_lossy(&json)),
@@ -185,7 +185,7 @@ impl Cache {
         let done = self.hooks().check_removal().and_then(|()| {
             self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))
         });
-        timeline::record(|| {
+        timeline::record(self.hooks().space(), || {
             let reply = timeline::reply(&done, |_| Reply::Done);
             (Call::Invalidate(key.to_string()), reply)
         });

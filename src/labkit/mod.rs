@@ -123,8 +123,8 @@ impl Lab {
         redis_url: &str,
     ) -> Result<Lab> {
         let db_url = config::database_url();
-        let hooks = Arc::new(Hooks::default());
         let schema = space.as_ref().map(|s| s.name.as_str());
+        let hooks = Arc::new(Hooks::new(schema.unwrap_or_default()));
         let pg = db::PgConnector::new(
             config::pg_config(&db_url, schema)?,
             &db_url,

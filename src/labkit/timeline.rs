@@ -34,10 +34,18 @@ const MAX_EVENTS: usize = 20_000;
 /// One recorded step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Microseconds since the check began.
+    /// Microseconds since the check began, when it was done (a statement:
+    /// when its result came back, or it committed).
     pub at_us: u64,
+    /// When it was sent, for a statement (it may take a while).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_us: Option<u64>,
     /// Who: `reader 1`, `writer`, `process 2`, `grader`.
     pub actor: String,
+    /// The lab's private space (empty for a shared lab, or a grader's note):
+    /// a check that makes several labs keeps their steps apart by it.
+    #[serde(default)]
+    pub space: String,
     pub call: Call,
     pub reply: Reply,
     /// Set by the grader on the step that made the outcome wrong: why.
@@ -259,31 +267,53 @@ impl Drop for ActorGuard {
     }
 }
 
-/// Records a call of the current thread's actor; `what` is only run while
-/// the timeline is on and the thread plays an actor.
-pub(crate) fn record(what: impl FnOnce() -> (Call, Reply)) {
+/// Records a call of the current thread's actor on the lab of private
+/// space `space`; `what` is only run while the timeline is on and the
+/// thread plays an actor.
+pub(crate) fn record(space: &str, what: impl FnOnce() -> (Call, Reply)) {
+    record_sent(space, None, what);
+}
+
+/// [`record`], for a call sent at `sent` (taken only while
+/// [`is_on`]).
+pub(crate) fn record_sent(
+    space: &str,
+    sent: Option<Instant>,
+    what: impl FnOnce() -> (Call, Reply),
+) {
     if !ON.load(Ordering::Relaxed) {
         return;
     }
     let Some(actor) = actor() else { return };
     let (call, reply) = what();
-    record_as(&actor, call, reply);
+    push_event(space, &actor, sent, call, reply);
 }
 
 /// Records a step of `actor` (the grader's own, say), whatever the current
-/// thread plays.
+/// thread plays, on no lab in particular.
 pub fn record_as(actor: &str, call: Call, reply: Reply) {
-    if !ON.load(Ordering::Relaxed) {
-        return;
+    record_in("", actor, call, reply);
+}
+
+/// [`record_as`], on the lab of private space `space`.
+pub(crate) fn record_in(space: &str, actor: &str, call: Call, reply: Reply) {
+    if ON.load(Ordering::Relaxed) {
+        push_event(space, actor, None, call, reply);
     }
+}
+
+fn push_event(space: &str, actor: &str, sent: Option<Instant>, call: Call, reply: Reply) {
     let mut guard = recorder();
     let Some(r) = guard.as_mut() else { return };
     let at_us = r.started.elapsed().as_micros() as u64;
+    let sent_us = sent.map(|s| s.saturating_duration_since(r.started).as_micros() as u64);
     push(
         r,
         Event {
             at_us,
+            sent_us,
             actor: actor.to_string(),
+            space: space.to_string(),
             call,
             reply,
             mark: None,

@@ -367,7 +367,9 @@ pub fn readers<T: Send + 'static>(
         let _actor = timeline::act_as(format!("reader {}", next.fetch_add(1, Ordering::Relaxed)));
         read(&herd_lab)
     };
+    let from = timeline::now_us().unwrap_or_default();
     let runs = herd::release(n, limit, body, || {}, conduct);
+    marks::herd_ran(from, timeline::now_us().unwrap_or_default());
     if runs.len() < n {
         lab.hooks().close();
     }

@@ -199,6 +199,7 @@ fn missing_user_herd(a: Subject) -> std::result::Result<MissingHerd, Failure> {
     // Waiters may wait for the holder, but no longer than LEASE_TTL (plus
     // slack): whatever has been sent by then is what the herd cost.
     let limit = LEASE_TTL + Duration::from_secs(1);
+    super::marks::watch_herd(999);
     let results = readers(
         &lab,
         "get_user_profile_leased(user 999)",
@@ -532,7 +533,9 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
         timeline: super::herd_timeline(),
     };
     super::marks::watch_herd(1);
+    let from = timeline::now_us().unwrap_or_default();
     let herd = herd::run(&spec, PROCESSES).map_err(Failure::Setup)?;
+    super::marks::herd_ran(from, timeline::now_us().unwrap_or_default());
     let (statements, readers) = (herd.statements, herd.readers);
     if let Some(panic) = herd.panic {
         return Err(fail(

@@ -121,12 +121,14 @@ pub enum Entry {
         answers: &'static Answers,
     },
     /// A classic mistake: each check in `caught_by` rejects it by behaviour,
-    /// with a message that contains `hint`.
+    /// with a message that contains `hint`; a race or a herd also `marks`
+    /// the culprit step in its timeline, with a reason containing that text.
     Mistake {
         name: &'static str,
         answers: &'static Answers,
         caught_by: &'static [&'static str],
         hint: &'static str,
+        marks: Option<&'static str>,
     },
     /// `src/lib.rs` as shipped: every check fails with the stub's own
     /// `todo!()` (the reverse check).

@@ -32,12 +32,18 @@ pub fn role(actor: &str) -> String {
         .join(" ")
 }
 
-/// `readers`, `processes`: more than one of a role.
+/// `readers`, `readers in process`: more than one of a role.
 fn plural(role: &str) -> String {
-    if role.ends_with('s') {
-        format!("{role}es")
+    let (first, rest) = role.split_once(' ').unwrap_or((role, ""));
+    let first = if first.ends_with('s') {
+        format!("{first}es")
     } else {
-        format!("{role}s")
+        format!("{first}s")
+    };
+    if rest.is_empty() {
+        first
+    } else {
+        format!("{first} {rest}")
     }
 }
 
@@ -84,8 +90,21 @@ pub fn render_all(events: &[Event]) -> String {
 
 /// At most about [`SHORT`] lines: the marked steps and what led to them
 /// first, then the start and the end; gaps say how many steps they hide.
+/// Of a check that made several labs, only one lab's steps are told: the
+/// marked step's, or the last.
 pub fn render(events: &[Event]) -> String {
-    let lines = fold(events);
+    let space = events
+        .iter()
+        .find(|e| e.mark.is_some())
+        .or_else(|| events.iter().rev().find(|e| !e.space.is_empty()))
+        .map(|e| e.space.clone())
+        .unwrap_or_default();
+    let events: Vec<Event> = events
+        .iter()
+        .filter(|e| e.space.is_empty() || e.space == space)
+        .cloned()
+        .collect();
+    let lines = fold(&events);
     let budget = SHORT - 3;
     let mut keep = vec![false; lines.len()];
     if lines.len() <= SHORT {
