@@ -6,7 +6,7 @@
 //! the marked step always kept; [`render_all`] gives every step (for
 //! `LAB_TIMELINE=1`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use super::super::timeline::{
     ActorGuard, Call, Event, Reply, act_as, actor, dropped, epoch, is_on, mark, merge, now_us,
@@ -16,14 +16,23 @@ pub use super::super::timeline::{
 /// About how many lines [`render`] gives.
 pub const SHORT: usize = 15;
 
-/// One line to print: an event, and how many like it were folded into it.
+/// One line to print: an event, and the like steps folded into it.
 struct Line<'a> {
     event: &'a Event,
+    /// How many more times the step was made, and by which other actors.
     more: usize,
+    others: BTreeSet<&'a str>,
+}
+
+impl Line<'_> {
+    /// Lines it takes: itself, and one for what was folded into it.
+    fn height(&self) -> usize {
+        1 + usize::from(self.more > 0)
+    }
 }
 
 /// What an actor is, without its numbers: `reader 17` → `reader`,
-/// `process 2 reader 5` → `process reader`.
+/// `reader 5 in process 2` → `reader in process`.
 pub fn role(actor: &str) -> String {
     actor
         .split(' ')
@@ -48,14 +57,13 @@ fn plural(role: &str) -> String {
 }
 
 /// Folds the steps of a herd: within a stretch of steps whose actors share
-/// a role (`reader 1` … `reader 50`), the same step by several of them is
-/// one line, where it first happened. Marked steps are never folded.
+/// a role (`reader 1` … `reader 50`), the same step made again is one line,
+/// where it was first made. Marked steps are never folded.
 fn fold(events: &[Event]) -> Vec<Line<'_>> {
     let mut lines = Vec::new();
     let mut i = 0;
     while i < events.len() {
         let role_here = role(&events[i].actor);
-        let role_here = role_here.as_str();
         let end = events[i..]
             .iter()
             .position(|e| role(&e.actor) != role_here)
@@ -64,16 +72,22 @@ fn fold(events: &[Event]) -> Vec<Line<'_>> {
         let mut first: BTreeMap<String, usize> = BTreeMap::new();
         let mut stretch: Vec<Line<'_>> = Vec::new();
         for event in &events[i..end] {
-            if event.mark.is_none()
-                && let Some(&at) = first.get(&event.text())
-            {
-                stretch[at].more += 1;
-                continue;
-            }
             if event.mark.is_none() {
+                if let Some(&at) = first.get(&event.text()) {
+                    let line: &mut Line<'_> = &mut stretch[at];
+                    line.more += 1;
+                    if event.actor != line.event.actor {
+                        line.others.insert(&event.actor);
+                    }
+                    continue;
+                }
                 first.insert(event.text(), stretch.len());
             }
-            stretch.push(Line { event, more: 0 });
+            stretch.push(Line {
+                event,
+                more: 0,
+                others: BTreeSet::new(),
+            });
         }
         lines.extend(stretch);
         i = end;
@@ -105,42 +119,43 @@ pub fn render(events: &[Event]) -> String {
         .cloned()
         .collect();
     let lines = fold(&events);
-    let budget = SHORT - 3;
-    let mut keep = vec![false; lines.len()];
-    if lines.len() <= SHORT {
-        keep.fill(true);
-    } else {
-        let mut kept = 0;
-        let mut take = |i: usize, keep: &mut Vec<bool>| {
-            if kept < budget && !keep[i] {
-                keep[i] = true;
-                kept += 1;
-            }
-        };
-        let marked: Vec<usize> = (0..lines.len())
-            .filter(|&i| lines[i].event.mark.is_some())
-            .collect();
-        for &m in &marked {
-            take(m, &mut keep);
+    let n = lines.len();
+    // In order of importance: the marked steps, what led to them, the
+    // start, the end, then the rest from the start.
+    let marked: Vec<usize> = (0..n).filter(|&i| lines[i].event.mark.is_some()).collect();
+    let mut wanted: Vec<usize> = marked.clone();
+    for back in 1..=5 {
+        wanted.extend(marked.iter().filter_map(|m| m.checked_sub(back)));
+    }
+    wanted.extend(0..3.min(n));
+    wanted.extend((0..n).rev().take(3));
+    wanted.extend(0..n);
+    let mut keep = vec![false; n];
+    for i in wanted {
+        if keep[i] {
+            continue;
         }
-        for back in 1..=5 {
-            for &m in &marked {
-                if let Some(i) = m.checked_sub(back) {
-                    take(i, &mut keep);
-                }
-            }
-        }
-        for i in 0..3.min(lines.len()) {
-            take(i, &mut keep);
-        }
-        for i in (0..lines.len()).rev().take(3) {
-            take(i, &mut keep);
-        }
-        for i in 0..lines.len() {
-            take(i, &mut keep);
+        keep[i] = true;
+        if height(&lines, &keep) > SHORT && lines[i].event.mark.is_none() {
+            keep[i] = false;
         }
     }
     write(&lines, &keep)
+}
+
+/// How many lines `write` gives for the lines kept: each with its fold
+/// line, and one per gap.
+fn height(lines: &[Line<'_>], keep: &[bool]) -> usize {
+    let shown: usize = lines
+        .iter()
+        .zip(keep)
+        .filter(|(_, k)| **k)
+        .map(|(l, _)| l.height())
+        .sum();
+    let gaps = (0..keep.len())
+        .filter(|&i| !keep[i] && (i == 0 || keep[i - 1]))
+        .count();
+    shown + gaps
 }
 
 fn write(lines: &[Line<'_>], keep: &[bool]) -> String {
@@ -174,20 +189,32 @@ fn write(lines: &[Line<'_>], keep: &[bool]) -> String {
         }
         out.push(text);
         if line.more > 0 {
-            let role = role(&e.actor);
-            let who = if line.more == 1 { role } else { plural(&role) };
-            out.push(format!(
-                "{:>10}  … {} more {who}: {}",
-                "",
-                line.more,
-                e.text()
-            ));
+            out.push(format!("{:>10}  … {}: {}", "", folded(line), e.text()));
         }
     }
     if hidden > 0 {
         out.push(format!("{:>10}  … {hidden} more steps", ""));
     }
     out.join("\n")
+}
+
+/// `47 more readers`; `4670 more times, by 49 readers` when the same
+/// actors made the step again and again (a waiter polling); `1 more time`
+/// when only the first actor did.
+fn folded(line: &Line<'_>) -> String {
+    let role = role(&line.event.actor);
+    let who = |n: usize| {
+        if n == 1 { role.clone() } else { plural(&role) }
+    };
+    let actors = line.others.len() + 1;
+    let times = if line.more == 1 { "time" } else { "times" };
+    if line.others.is_empty() {
+        format!("{} more {times}", line.more)
+    } else if line.more == line.others.len() {
+        format!("{} more {}", line.more, who(line.more))
+    } else {
+        format!("{} more {times}, by {actors} {}", line.more, who(actors))
+    }
 }
 
 /// Whether any step is marked.
