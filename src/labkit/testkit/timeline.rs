@@ -41,33 +41,35 @@ pub fn role(actor: &str) -> String {
         .join(" ")
 }
 
-/// `readers`, `readers in process`: more than one of a role.
+/// `readers`, `readers in processes`: more than one of a role.
 fn plural(role: &str) -> String {
-    let (first, rest) = role.split_once(' ').unwrap_or((role, ""));
-    let first = if first.ends_with('s') {
-        format!("{first}es")
-    } else {
-        format!("{first}s")
+    let noun = |w: &str| {
+        if w.ends_with('s') {
+            format!("{w}es")
+        } else {
+            format!("{w}s")
+        }
     };
-    if rest.is_empty() {
-        first
-    } else {
-        format!("{first} {rest}")
+    match role.split_once(" in ") {
+        Some((who, place)) => format!("{} in {}", noun(who), noun(place)),
+        None => noun(role),
     }
 }
 
 /// Folds the steps of a herd: within a stretch of steps whose actors share
 /// a role (`reader 1` … `reader 50`), the same step made again is one line,
-/// where it was first made. Marked steps are never folded.
+/// where it was first made. Marked steps are never folded, nor folded over.
 fn fold(events: &[Event]) -> Vec<Line<'_>> {
     let mut lines = Vec::new();
     let mut i = 0;
     while i < events.len() {
         let role_here = role(&events[i].actor);
-        let end = events[i..]
+        // A marked step ends the stretch too: nothing after it is folded
+        // into a line before it.
+        let end = events[i + 1..]
             .iter()
-            .position(|e| role(&e.actor) != role_here)
-            .map_or(events.len(), |n| i + n);
+            .position(|e| role(&e.actor) != role_here || e.mark.is_some())
+            .map_or(events.len(), |n| i + 1 + n);
         // Same text in this stretch → one line, at its first place.
         let mut first: BTreeMap<String, usize> = BTreeMap::new();
         let mut stretch: Vec<Line<'_>> = Vec::new();
@@ -120,15 +122,15 @@ pub fn render(events: &[Event]) -> String {
         .collect();
     let lines = fold(&events);
     let n = lines.len();
-    // In order of importance: the marked steps, what led to them, the
-    // start, the end, then the rest from the start.
+    // In order of importance: the marked steps, what led to them, the end
+    // (what came of it), the start, then the rest from the start.
     let marked: Vec<usize> = (0..n).filter(|&i| lines[i].event.mark.is_some()).collect();
     let mut wanted: Vec<usize> = marked.clone();
-    for back in 1..=5 {
+    for back in 1..=8 {
         wanted.extend(marked.iter().filter_map(|m| m.checked_sub(back)));
     }
+    wanted.extend((0..n).rev().take(2));
     wanted.extend(0..3.min(n));
-    wanted.extend((0..n).rev().take(3));
     wanted.extend(0..n);
     let mut keep = vec![false; n];
     for i in wanted {
