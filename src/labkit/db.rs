@@ -407,7 +407,31 @@ impl Db {
         // far as its caller knows.
         let sent = timeline::is_on().then(Instant::now);
         self.hooks.before_statement(sql, replica);
-        let result = pool.run(|conn| {
+        let result = self.send(pool, sql, write, op);
+        // Before the hook after it: a statement parked there shows its
+        // result first, then the park.
+        timeline::record_sent(self.hooks.space(), sent, || {
+            (traced(sql, params, replica), timeline::reply(&result, told))
+        });
+        if result.is_ok() {
+            // A statement parked after its result is still in progress for
+            // its caller, so it stays "in flight" until released.
+            self.hooks.after_statement(sql, replica);
+        }
+        self.hooks.statement_done();
+        result
+    }
+
+    /// Prepares (once per connection) and runs `sql` on a pooled
+    /// connection, retried on another when that is safe.
+    fn send<T>(
+        &self,
+        pool: &Pool<PgConnector>,
+        sql: &str,
+        write: bool,
+        op: impl Fn(&mut Client, &Statement) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        pool.run(|conn| {
             let mut prepared = false;
             let result = conn.statement(sql).and_then(|st| {
                 prepared = true;
@@ -424,19 +448,7 @@ impl Db {
                     self.failed(conn, err, retry_safe)
                 }
             }
-        });
-        // Before the hook after it: a statement parked there shows its
-        // result first, then the park.
-        timeline::record_sent(self.hooks.space(), sent, || {
-            (traced(sql, params, replica), timeline::reply(&result, told))
-        });
-        if result.is_ok() {
-            // A statement parked after its result is still in progress for
-            // its caller, so it stays "in flight" until released.
-            self.hooks.after_statement(sql, replica);
-        }
-        self.hooks.statement_done();
-        result
+        })
     }
 }
 
