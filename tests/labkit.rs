@@ -1492,6 +1492,19 @@ fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
     );
     assert!(!timeline::is_on(), "stopped: nothing more is recorded");
 
+    // A runaway loop keeps the first steps and the last ones, and says how
+    // many were lost between.
+    timeline::start();
+    for n in 0..30_000 {
+        timeline::record_as("reader 1", Call::Note(format!("poll {n}")), Reply::Done);
+    }
+    let kept = timeline::stop();
+    assert_eq!(kept.len(), 20_001);
+    let texts: Vec<String> = kept.iter().map(Event::text).collect();
+    assert_eq!(texts[0], "poll 0");
+    assert_eq!(texts.last().map(String::as_str), Some("poll 29999"));
+    assert!(texts.contains(&"… 10000 more steps, not kept (too many to record)".to_string()));
+
     // A herd of 40 readers is folded; a long story is cut to about 15
     // lines, and the marked step is kept.
     let step = |at_us, actor: String, call, reply, mark: Option<&str>| Event {

@@ -27,8 +27,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-/// Most events one process keeps: a runaway loop in an answer cannot eat
-/// the memory of the check; the rest are counted in [`dropped`].
+/// Most events one process keeps: the first half, and the last half of
+/// the rest (the end of a story matters), so that a runaway loop in an
+/// answer cannot eat the memory of the check; the steps between are
+/// counted in [`dropped`], and told by a note where they were.
 const MAX_EVENTS: usize = 20_000;
 
 /// One recorded step.
@@ -122,8 +124,42 @@ pub enum Reply {
 
 struct Recorder {
     started: Instant,
+    /// The first steps, then (once [`MAX_EVENTS`] / 2 are here) the last.
     events: Vec<Event>,
+    tail: std::collections::VecDeque<Event>,
     dropped: usize,
+    /// Of `dropped`, those already told by a note in `events`.
+    noted: usize,
+}
+
+impl Recorder {
+    /// Every step kept, in time order, with a note for those lost since
+    /// the last time.
+    fn gather(&mut self) -> &mut Vec<Event> {
+        let mut events = std::mem::take(&mut self.events);
+        if self.dropped > self.noted {
+            let at_us = self.tail.front().map_or(0, |e| e.at_us);
+            let lost = self.dropped - self.noted;
+            let note = format!("… {lost} more steps, not kept (too many to record)");
+            events.push(note_event(at_us, note));
+            self.noted = self.dropped;
+        }
+        events.extend(self.tail.drain(..));
+        self.events = sorted(events);
+        &mut self.events
+    }
+}
+
+fn note_event(at_us: u64, text: String) -> Event {
+    Event {
+        at_us,
+        sent_us: None,
+        actor: "grader".into(),
+        space: String::new(),
+        call: Call::Note(text),
+        reply: Reply::Done,
+        mark: None,
+    }
 }
 
 static ON: AtomicBool = AtomicBool::new(false);
@@ -159,7 +195,9 @@ fn start_at(started: Instant) {
     *recorder() = Some(Recorder {
         started,
         events: Vec::new(),
+        tail: std::collections::VecDeque::new(),
         dropped: 0,
+        noted: 0,
     });
     ON.store(true, Ordering::SeqCst);
 }
@@ -187,15 +225,15 @@ pub fn stop() -> Vec<Event> {
     ON.store(false, Ordering::SeqCst);
     recorder()
         .take()
-        .map(|r| sorted(r.events))
+        .map(|mut r| std::mem::take(r.gather()))
         .unwrap_or_default()
 }
 
 /// What was recorded so far, in time order (recording goes on).
 pub fn snapshot() -> Vec<Event> {
     recorder()
-        .as_ref()
-        .map(|r| sorted(r.events.clone()))
+        .as_mut()
+        .map(|r| r.gather().clone())
         .unwrap_or_default()
 }
 
@@ -220,9 +258,13 @@ pub fn merge(events: Vec<Event>) {
 }
 
 fn push(r: &mut Recorder, event: Event) {
-    if r.events.len() < MAX_EVENTS {
+    if r.events.len() < MAX_EVENTS / 2 {
         r.events.push(event);
-    } else {
+        return;
+    }
+    r.tail.push_back(event);
+    if r.tail.len() > MAX_EVENTS / 2 {
+        r.tail.pop_front();
         r.dropped += 1;
     }
 }
@@ -232,12 +274,10 @@ fn push(r: &mut Recorder, event: Event) {
 pub fn mark(pick: impl Fn(&[Event], usize) -> bool, why: &str) -> usize {
     let mut guard = recorder();
     let Some(r) = guard.as_mut() else { return 0 };
-    r.events = sorted(std::mem::take(&mut r.events));
-    let picked: Vec<usize> = (0..r.events.len())
-        .filter(|&i| pick(&r.events, i))
-        .collect();
+    let events = r.gather();
+    let picked: Vec<usize> = (0..events.len()).filter(|&i| pick(events, i)).collect();
     for &i in &picked {
-        r.events[i].mark = Some(why.to_string());
+        events[i].mark = Some(why.to_string());
     }
     picked.len()
 }
