@@ -167,7 +167,7 @@ catalogue! {
     process_local_cache::get_user_profile, update_user_plan => [part1_a_write_by_another_process_is_seen_by_the_next_read],
         "keep cached users in Redis only";
     exists_then_get::get_user_profile => [part1_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
-        "read it once with get_json";
+        "read it once with get_json", marks "gone by this GET";
     fill_error_reads_as_none::get_user_profile => [part1_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
         "a fill that failed does not make the user missing";
     hit_refreshes_the_ttl::get_user_profile => [part1_a_hit_during_an_update_leaves_nothing_stale],
@@ -199,7 +199,7 @@ catalogue! {
     lock_striped_by_id::get_user_profile_singleflight => [part2_a_slow_fill_of_one_key_does_not_delay_another_key],
         "a lock shared by several keys";
     double_check_exists_then_get::get_user_profile_singleflight => [part2_all_fifty_get_the_user_even_when_the_first_fill_is_gone],
-        "read it once with get_json";
+        "read it once with get_json", marks "gone by this GET";
     singleflight_memo_in_process::get_user_profile_singleflight => [part2_a_write_by_another_process_is_seen_by_the_next_read],
         "keep cached users in Redis only";
     singleflight_absence_cached_for_cache_ttl::get_user_profile_singleflight => [part2_a_user_created_after_a_miss_shows_up_within_absent_ttl],
@@ -289,7 +289,7 @@ catalogue! {
     primary_row_filled_without_the_lease::get_user_profile_replicated => [part4_a_read_right_after_a_write_whose_fill_waits_out_another_update_caches_nothing_stale],
         "whichever database a miss reads", marks "before the UPDATE committed";
     replicated_exists_then_get::get_user_profile_replicated => [part4_an_existing_user_never_reads_as_none_whatever_happens_to_its_entry],
-        "read it once with get_json";
+        "read it once with get_json", marks "gone by this GET";
     failed_marker_look_means_no_write::get_user_profile_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],
         "a look that failed says nothing of the sort";
     failed_marker_set_ignored::update_user_plan_replicated => [part4_a_failed_redis_call_never_makes_a_read_after_an_update_stale],

@@ -148,6 +148,20 @@ impl Trap {
             matcher: Matcher::Look(key.to_string()),
         }
     }
+    /// What it catches, for the timeline: "fill of user:1", "write".
+    pub fn describe(&self) -> String {
+        match &self.matcher {
+            Matcher::Verb(verb) => verb.to_ascii_uppercase(),
+            Matcher::Read => "read of Postgres".into(),
+            Matcher::Write => "write to Postgres".into(),
+            Matcher::ReplicaRead => "read of the replica".into(),
+            Matcher::Delete(key) => format!("removal of {key}"),
+            Matcher::Fill(key) => format!("fill of {key}"),
+            Matcher::Look(key) => format!("look at {key}"),
+            Matcher::Lease(key) => format!("lease request on {key}"),
+        }
+    }
+
     pub(crate) fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
         if self.phase != phase {
             return false;
@@ -245,11 +259,30 @@ impl Hooks {
     pub fn slow_statements(&self, delay: Duration) {
         self.delay_us
             .store(delay.as_micros() as u64, Ordering::SeqCst);
+        self.note(|| format!("slows every statement by {delay:?}"));
+    }
+
+    /// Tells the timeline what the grader just arranged (it shows as a step
+    /// of actor `grader`).
+    fn note(&self, what: impl FnOnce() -> String) {
+        if timeline::is_on() {
+            timeline::record_in(&self.space, "grader", Call::Note(what()), Reply::Done);
+        }
+    }
+
+    /// `fail` as the timeline tells it: "makes every X fail", "lets every X
+    /// work again".
+    fn note_failing(&self, fail: bool, what: &str) {
+        self.note(|| match fail {
+            true => format!("makes every {what} fail"),
+            false => format!("lets every {what} work again"),
+        });
     }
 
     /// Makes every cache call fail (as if Redis were down) until turned off.
     pub fn fail_cache(&self, fail: bool) {
         self.fail_cache.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "Redis call");
     }
 
     /// Makes every read statement fail (as if Postgres refused it, or the
@@ -257,6 +290,7 @@ impl Hooks {
     /// replica alike.
     pub fn fail_reads(&self, fail: bool) {
         self.fail_reads.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "read of Postgres");
     }
 
     /// Makes every read statement sent to the primary fail until turned
@@ -264,12 +298,14 @@ impl Hooks {
     /// window after a write.
     pub fn fail_primary_reads(&self, fail: bool) {
         self.fail_primary_reads.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "read of the primary");
     }
 
     /// Makes every cache call that removes a key (`delete`, `invalidate`)
     /// fail until turned off; other cache calls work.
     pub fn fail_removals(&self, fail: bool) {
         self.fail_removals.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "removal from Redis");
     }
 
     /// Makes the next cache call that matches `trap` (in its phase: `Before`
@@ -277,6 +313,7 @@ impl Hooks {
     /// one fill, one lease request, one removal. Other calls work.
     pub fn fail_next(&self, trap: Trap) {
         self.watched.store(true, Ordering::SeqCst);
+        self.note(|| format!("makes the next {} fail", trap.describe()));
         self.lock().failing = Some((trap, true));
     }
 
@@ -284,6 +321,10 @@ impl Hooks {
     /// `fail_every(None)`: one kind of call broken, the others working.
     pub fn fail_every(&self, trap: Option<Trap>) {
         self.watched.store(true, Ordering::SeqCst);
+        match &trap {
+            Some(t) => self.note_failing(true, &t.describe()),
+            None => self.note(|| "lets every cache call work again".into()),
+        }
         self.lock().failing = trap.map(|t| (t, false));
     }
 

@@ -9,6 +9,8 @@
 //!   afterwards: it may report the error and leave the copy). It is the stale-set race, the read during an
 //!   update, a hit put back, an update over a later one, a fill from a
 //!   lagging replica: whatever the interleaving, the copy left behind.
+//! - [`looked_twice`], run on every check: a GET that missed right after
+//!   its actor's EXISTS had found the entry (it went in between).
 //! - [`herd`], run where a check asks for one statement per herd
 //!   ([`watch_herd`]): the second SELECT of the herd's user, and whether
 //!   the cache was already filled when it was sent.
@@ -64,7 +66,7 @@ pub fn herd_ran(from: u64, to: u64) {
 pub fn apply() {
     let events = timeline::snapshot();
     // `mark` sees the events in the same (time) order as the snapshot.
-    for (i, why) in stale(&events) {
+    for (i, why) in stale(&events).into_iter().chain(looked_twice(&events)) {
         timeline::mark(|_, j| j == i, &why);
     }
     let lagging = LAGGING.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -80,6 +82,33 @@ pub fn apply() {
             timeline::mark(|_, j| j == i, &why);
         }
     }
+}
+
+/// Every GET of a user's entry that missed right after the same actor's
+/// EXISTS had found it: the entry went between two looks.
+pub fn looked_twice(events: &[Event]) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let Some(key) = e.key().filter(|k| k.starts_with("user:")) else {
+            continue;
+        };
+        if !matches!((&e.call, &e.reply), (Call::Get(_), Reply::Miss)) {
+            continue;
+        }
+        let before = events[..i]
+            .iter()
+            .rev()
+            .find(|b| b.actor == e.actor && b.space == e.space && b.key() == Some(key));
+        if let Some(b) = before
+            && matches!((&b.call, &b.reply), (Call::Exists(_), Reply::Found(true)))
+        {
+            found.push((
+                i,
+                "EXISTS had just found it; it was gone by this GET".into(),
+            ));
+        }
+    }
+    found
 }
 
 /// A committed UPDATE of a user, with its plan.

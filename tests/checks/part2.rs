@@ -119,7 +119,7 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
                     let filled = hooks.park(Trap::after_fill(&fill_key));
                     drop(held);
                     if filled.wait(BOUND / 2) {
-                        let _ = hooks_lab.cache.delete(&fill_key);
+                        let _ = evict(&hooks_lab, &fill_key);
                     }
                 }
                 Fill::EvictedAfterLook => {
@@ -131,7 +131,7 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
                         let looked = hooks.park(Trap::after_look(&fill_key));
                         drop(filled);
                         if looked.wait(BOUND / 2) {
-                            let _ = hooks_lab.cache.delete(&fill_key);
+                            let _ = evict(&hooks_lab, &fill_key);
                         }
                     }
                 }
