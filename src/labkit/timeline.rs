@@ -229,6 +229,16 @@ pub fn stop() -> Vec<Event> {
         .unwrap_or_default()
 }
 
+/// What was recorded so far, in time order, handed over: recording goes
+/// on, from nothing (a child process sends its steps before it may be
+/// killed).
+pub fn take() -> Vec<Event> {
+    recorder()
+        .as_mut()
+        .map(|r| std::mem::take(r.gather()))
+        .unwrap_or_default()
+}
+
 /// What was recorded so far, in time order (recording goes on).
 pub fn snapshot() -> Vec<Event> {
     recorder()

@@ -62,7 +62,8 @@ pub enum Message {
     Done(Outcome),
     /// It could not take part (it could not join the lab, say).
     Unable(String),
-    /// What it recorded (said just before `Done`, if asked to record).
+    /// What it recorded (said before `Parked` and before `Done`, if asked
+    /// to record).
     Timeline(Vec<Event>),
 }
 
@@ -108,6 +109,10 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
         // Parked, or finished without reaching the trap: either is news.
         Some(trap) => match run::start_parked(&lab, trap.clone(), bound, f) {
             Start::Parked(parked, running) => {
+                // What it did so far, before it may be killed here.
+                if call.timeline.is_some() {
+                    say(&Message::Timeline(timeline::take()));
+                }
                 say(&Message::Parked);
                 let mut go = String::new();
                 let _ = std::io::stdin().read_line(&mut go);

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub use super::super::timeline::{
     ActorGuard, Call, Event, Reply, act_as, actor, dropped, epoch, is_on, mark, merge, now_us,
-    record_as, snapshot, start, start_shared, stop,
+    record_as, snapshot, start, start_shared, stop, take,
 };
 
 /// About how many lines [`render`] gives.
