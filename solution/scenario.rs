@@ -720,6 +720,7 @@ fn processes(env: &Env, answers: &Answers, user_id: i32, read: Function) -> Seen
         threads: THREADS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
+        timeline: None,
     };
     let started = Instant::now();
     let herd = match herd::run(&spec, PROCESSES) {

@@ -201,6 +201,7 @@ fn suite() -> Suite {
             answers: &m.answers,
             caught_by: m.caught_by,
             hint: m.hint,
+            marks: m.marks,
         });
     }
     entries.push(Entry::Stubs);

@@ -1434,3 +1434,132 @@ fn labkit_run_tells_returned_panicked_hung_and_parked() {
         Err(Error::Closed)
     ));
 }
+
+/// The timeline records the calls of threads that play an actor (and only
+/// theirs), with what came back, the grader's parks and releases, on one
+/// clock; it tells them as lines, folds a herd, and keeps a marked step in
+/// a short telling.
+#[test]
+fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
+    use cache_aside_lab::labkit::testkit::timeline::{self, Call, Event, Reply};
+    let lab = lab();
+    timeline::start();
+    // The grader's own calls (no actor) are not recorded.
+    let _: Option<User> = lab.cache.get_json("user:2").unwrap();
+    {
+        let _reader = timeline::act_as("reader 1");
+        let _: Option<User> = lab.cache.get_json("user:2").unwrap();
+        let row = lab
+            .db
+            .query_opt(
+                "SELECT id, name, email, plan FROM users WHERE id = $1",
+                &[&2],
+            )
+            .unwrap()
+            .unwrap();
+        let user = User::from_row(&row);
+        lab.cache
+            .set_json("user:2", &user, Duration::from_secs(60))
+            .unwrap();
+    }
+    std::thread::scope(|s| {
+        let parked = lab.hooks().park(Trap::before_write());
+        s.spawn(|| {
+            let _writer = timeline::act_as("writer");
+            lab.db
+                .execute("UPDATE users SET plan = $1 WHERE id = $2", &[&"pro", &2])
+                .unwrap();
+            lab.cache.delete("user:2").unwrap();
+        });
+        assert!(parked.wait(Duration::from_secs(5)), "the UPDATE is held");
+    });
+    let events = timeline::stop();
+    let lines: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}: {}", e.actor, e.text()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "reader 1: GET user:2 → miss",
+            "reader 1: SELECT users id=2 → plan \"free\"",
+            "reader 1: SET user:2 \"free\" ttl 60s",
+            "grader: holds writer before its UPDATE is sent",
+            "grader: releases writer",
+            "writer: UPDATE users plan=\"pro\" id=2 → 1 row changed",
+            "writer: DEL user:2 → found",
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].at_us <= w[1].at_us));
+    assert_eq!(
+        (events[5].user(), events[5].plan()),
+        (Some(2), Some("pro".into()))
+    );
+    assert!(!timeline::is_on(), "stopped: nothing more is recorded");
+
+    // A runaway loop keeps the first steps and the last ones, and says how
+    // many were lost between.
+    timeline::start();
+    for n in 0..30_000 {
+        timeline::record_as("reader 1", Call::Note(format!("poll {n}")), Reply::Done);
+    }
+    let kept = timeline::stop();
+    assert_eq!(kept.len(), 20_001);
+    let texts: Vec<String> = kept.iter().map(Event::text).collect();
+    assert_eq!(texts[0], "poll 0");
+    assert_eq!(texts.last().map(String::as_str), Some("poll 29999"));
+    assert!(texts.contains(&"… 10000 more steps, not kept (too many to record)".to_string()));
+
+    // A herd of 40 readers is folded; a long story is cut to about 15
+    // lines, and the marked step is kept.
+    let step = |at_us, actor: String, call, reply, mark: Option<&str>| Event {
+        at_us,
+        sent_us: None,
+        actor,
+        space: String::new(),
+        call,
+        reply,
+        mark: mark.map(str::to_string),
+    };
+    let mut story: Vec<Event> = (1..=40)
+        .map(|n| {
+            step(
+                n,
+                format!("reader {n}"),
+                Call::Get("user:1".into()),
+                Reply::Miss,
+                None,
+            )
+        })
+        .collect();
+    for n in 0..30 {
+        let note = Call::Note(format!("step {n}"));
+        story.push(step(100 + n, "grader".into(), note, Reply::Done, None));
+    }
+    let culprit = step(
+        120,
+        "reader 7".into(),
+        Call::Set {
+            key: "user:1".into(),
+            value: r#"{"plan":"free"}"#.into(),
+            ttl_ms: 60_000,
+        },
+        Reply::Done,
+        Some("cached the row read before the UPDATE committed"),
+    );
+    story.insert(60, culprit);
+    let all = timeline::render_all(&story);
+    assert!(
+        all.contains("… 39 more readers: GET user:1 → miss"),
+        "{all}"
+    );
+    let short = timeline::render(&story);
+    assert!(short.lines().count() <= timeline::SHORT + 2, "{short}");
+    assert!(
+        short.contains(
+            "SET user:1 \"free\" ttl 60s   ← cached the row read before the UPDATE committed"
+        ),
+        "{short}"
+    );
+    assert!(short.contains("more steps"), "{short}");
+}

@@ -18,6 +18,7 @@ use super::error::{Error, Service};
 use super::hooks::{Action, Hooks, Phase};
 use super::pool::{Attempt, Pool};
 use super::redis_conn::{RedisConn, RedisConnector};
+use super::timeline::{self, Call, Reply};
 
 /// Pooled access to Redis, in this lab's key space.
 pub struct Cache {
@@ -51,7 +52,16 @@ impl Cache {
     /// shape is reported once, not on every read.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.key(key)?;
-        let bytes: Option<Vec<u8>> = self.command(|c| redis::cmd("GET").arg(&full).query(c))?;
+        let bytes: Result<Option<Vec<u8>>> =
+            self.command(|c| redis::cmd("GET").arg(&full).query(c));
+        timeline::record(self.hooks.space(), || {
+            let reply = timeline::reply(&bytes, |b| match b {
+                Some(b) => Reply::Hit(timeline::clip(&String::from_utf8_lossy(b))),
+                None => Reply::Miss,
+            });
+            (Call::Get(key.to_string()), reply)
+        });
+        let bytes = bytes?;
         self.hooks.cache_call(Phase::After, Action::Look(key))?;
         let Some(bytes) = bytes else { return Ok(None) };
         match serde_json::from_slice(&bytes) {
@@ -82,15 +92,28 @@ impl Cache {
         let full = self.key(key)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
-        self.hooks.cache_call(Phase::Before, Action::Fill(key))?;
-        self.command(|c| {
-            redis::cmd("SET")
-                .arg(&full)
-                .arg(&json)
-                .arg("PX")
-                .arg(ms)
-                .query::<()>(c)
-        })?;
+        let sent = self
+            .hooks
+            .cache_call(Phase::Before, Action::Fill(key))
+            .and_then(|()| {
+                self.command(|c| {
+                    redis::cmd("SET")
+                        .arg(&full)
+                        .arg(&json)
+                        .arg("PX")
+                        .arg(ms)
+                        .query::<()>(c)
+                })
+            });
+        timeline::record(self.hooks.space(), || {
+            let call = Call::Set {
+                key: key.to_string(),
+                value: timeline::clip(&String::from_utf8_lossy(&json)),
+                ttl_ms: ms,
+            };
+            (call, timeline::reply(&sent, |()| Reply::Done))
+        });
+        sent?;
         self.hooks.cache_call(Phase::After, Action::Fill(key))?;
         Ok(())
     }
@@ -98,8 +121,15 @@ impl Cache {
     /// Deletes `key`; true if it existed.
     pub fn delete(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
-        self.hooks.check_removal()?;
-        let n: i64 = self.command(|c| redis::cmd("DEL").arg(&full).query(c))?;
+        let n: Result<i64> = self
+            .hooks
+            .check_removal()
+            .and_then(|()| self.command(|c| redis::cmd("DEL").arg(&full).query(c)));
+        timeline::record(self.hooks.space(), || {
+            let reply = timeline::reply(&n, |n| Reply::Found(*n > 0));
+            (Call::Del(key.to_string()), reply)
+        });
+        let n = n?;
         self.hooks.cache_call(Phase::After, Action::Delete(key))?;
         Ok(n > 0)
     }
@@ -107,7 +137,12 @@ impl Cache {
     /// Whether `key` holds a value.
     pub fn exists(&self, key: &str) -> Result<bool> {
         let full = self.key(key)?;
-        let n: i64 = self.command(|c| redis::cmd("EXISTS").arg(&full).query(c))?;
+        let n: Result<i64> = self.command(|c| redis::cmd("EXISTS").arg(&full).query(c));
+        timeline::record(self.hooks.space(), || {
+            let reply = timeline::reply(&n, |n| Reply::Found(*n > 0));
+            (Call::Exists(key.to_string()), reply)
+        });
+        let n = n?;
         self.hooks.cache_call(Phase::After, Action::Look(key))?;
         Ok(n > 0)
     }

@@ -20,6 +20,7 @@ use super::diagnose;
 use super::error::{Cause, Error, Problem, Service, is_io};
 use super::hooks::Hooks;
 use super::pool::{Attempt, Connector, Pool};
+use super::timeline::{self, Call, Reply};
 use super::{Result, Row};
 
 /// Per-connection prepared statements kept at most (dynamic SQL is cleared).
@@ -272,17 +273,32 @@ impl Db {
 
     /// Runs a statement expected to return at most one row.
     pub fn query_opt(&self, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
-        self.run(sql, false, |c, st| c.query_opt(st, params))
+        self.run(
+            (sql, params),
+            false,
+            |c, st| c.query_opt(st, params),
+            |row| rows_reply(row.as_slice()),
+        )
     }
 
     /// Runs a statement and returns all its rows.
     pub fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
-        self.run(sql, false, |c, st| c.query(st, params))
+        self.run(
+            (sql, params),
+            false,
+            |c, st| c.query(st, params),
+            |rows| rows_reply(rows),
+        )
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64> {
-        self.run(sql, true, |c, st| c.execute(st, params))
+        self.run(
+            (sql, params),
+            true,
+            |c, st| c.execute(st, params),
+            |n| Reply::Changed(*n),
+        )
     }
 
     /// Every statement sent to Postgres through this `Db` since the last
@@ -363,23 +379,59 @@ impl Db {
         }
     }
 
+    /// Runs one statement (`statement`: its SQL and parameters); `told`
+    /// says what its result was, for the timeline.
     fn run<T>(
         &self,
-        sql: &str,
+        statement: (&str, Params<'_>),
         write: bool,
         op: impl Fn(&mut Client, &Statement) -> std::result::Result<T, postgres::Error>,
+        told: impl FnOnce(&T) -> Reply,
     ) -> Result<T> {
+        let (sql, params) = statement;
         self.hooks.check_open()?;
         if sql.trim().is_empty() {
             return Err(Error::InvalidInput("empty SQL statement".into()));
         }
         let pool = self.pool()?;
         self.wait_ready(pool)?;
-        self.hooks.check_read(sql, self.service)?;
         let replica = self.service == Service::Replica;
+        if let Err(e) = self.hooks.check_read(sql, self.service) {
+            timeline::record(self.hooks.space(), || {
+                (traced(sql, params, replica), timeline::failed(&e))
+            });
+            return Err(e);
+        }
         self.count.fetch_add(1, Ordering::SeqCst);
+        // Before the hook: a statement held before it is sent was sent, as
+        // far as its caller knows.
+        let sent = timeline::is_on().then(Instant::now);
         self.hooks.before_statement(sql, replica);
-        let result = pool.run(|conn| {
+        let result = self.send(pool, sql, write, op);
+        // Before the hook after it: a statement parked there shows its
+        // result first, then the park.
+        timeline::record_sent(self.hooks.space(), sent, || {
+            (traced(sql, params, replica), timeline::reply(&result, told))
+        });
+        if result.is_ok() {
+            // A statement parked after its result is still in progress for
+            // its caller, so it stays "in flight" until released.
+            self.hooks.after_statement(sql, replica);
+        }
+        self.hooks.statement_done();
+        result
+    }
+
+    /// Prepares (once per connection) and runs `sql` on a pooled
+    /// connection, retried on another when that is safe.
+    fn send<T>(
+        &self,
+        pool: &Pool<PgConnector>,
+        sql: &str,
+        write: bool,
+        op: impl Fn(&mut Client, &Statement) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        pool.run(|conn| {
             let mut prepared = false;
             let result = conn.statement(sql).and_then(|st| {
                 prepared = true;
@@ -396,14 +448,29 @@ impl Db {
                     self.failed(conn, err, retry_safe)
                 }
             }
-        });
-        if result.is_ok() {
-            // A statement parked after its result is still in progress for
-            // its caller, so it stays "in flight" until released.
-            self.hooks.after_statement(sql, replica);
-        }
-        self.hooks.statement_done();
-        result
+        })
+    }
+}
+
+/// A statement as the timeline keeps it.
+fn traced(sql: &str, params: Params<'_>, replica: bool) -> Call {
+    Call::Statement {
+        sql: timeline::clip(sql),
+        params: params
+            .iter()
+            .map(|p| timeline::clip(&format!("{p:?}")))
+            .collect(),
+        replica,
+    }
+}
+
+/// A read's rows for the timeline: how many, and the first one's plan.
+fn rows_reply(rows: &[Row]) -> Reply {
+    Reply::Rows {
+        n: rows.len(),
+        plan: rows
+            .first()
+            .and_then(|r| r.try_get::<_, String>("plan").ok()),
     }
 }
 

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::labkit::timeline::{self, Call, Reply};
 use crate::labkit::{Error, Result, Service};
 
 /// A parked statement is let go after this long even if nobody releases it,
@@ -131,6 +132,19 @@ impl Trap {
             matcher: Matcher::Look(key.to_string()),
         }
     }
+    /// What it catches, for the timeline: "fill of user:1", "write".
+    pub fn describe(&self) -> String {
+        match &self.matcher {
+            Matcher::Read => "read of Postgres".into(),
+            Matcher::Write => "write to Postgres".into(),
+            Matcher::ReplicaRead => "read of the replica".into(),
+            Matcher::Delete(key) => format!("removal of {key}"),
+            Matcher::Fill(key) => format!("fill of {key}"),
+            Matcher::Look(key) => format!("look at {key}"),
+            Matcher::Lease(key) => format!("lease request on {key}"),
+        }
+    }
+
     /// Whether this trap catches `action` in `phase`.
     pub(crate) fn matches(&self, phase: Phase, action: &Action<'_>) -> bool {
         if self.phase != phase {
@@ -174,6 +188,8 @@ struct State {
     failing: Option<(Trap, bool)>,
     /// Ids of traps that have caught a statement.
     sprung: Vec<u64>,
+    /// Whom each trap caught, for the timeline's "releases" line.
+    caught: Vec<(u64, String)>,
     /// Traps with an id at or below this are released.
     released_upto: u64,
     next_id: u64,
@@ -195,22 +211,56 @@ pub struct Hooks {
     closed: AtomicBool,
     /// Set once anything waits on `state`, so the fast path stays lock-free.
     watched: AtomicBool,
+    /// The lab's private space, for the timeline (empty when shared).
+    space: String,
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl Hooks {
+    /// The hooks of the lab of private space `space` (empty when shared).
+    pub(crate) fn new(space: &str) -> Hooks {
+        Hooks {
+            space: space.to_string(),
+            ..Hooks::default()
+        }
+    }
+
+    /// The lab's private space (empty when shared).
+    pub(crate) fn space(&self) -> &str {
+        &self.space
+    }
+
     /// Sleeps `delay` before every statement, before it takes a pooled
     /// connection (so a slowed statement holds none while it waits): a
     /// remote database, or a wide window for a stampede.
     pub fn slow_statements(&self, delay: Duration) {
         self.delay_us
             .store(delay.as_micros() as u64, Ordering::SeqCst);
+        self.note(|| format!("slows every statement by {delay:?}"));
+    }
+
+    /// Tells the timeline what the grader just arranged (it shows as a step
+    /// of actor `grader`).
+    fn note(&self, what: impl FnOnce() -> String) {
+        if timeline::is_on() {
+            timeline::record_in(&self.space, "grader", Call::Note(what()), Reply::Done);
+        }
+    }
+
+    /// `fail` as the timeline tells it: "makes every X fail", "lets every X
+    /// work again".
+    fn note_failing(&self, fail: bool, what: &str) {
+        self.note(|| match fail {
+            true => format!("makes every {what} fail"),
+            false => format!("lets every {what} work again"),
+        });
     }
 
     /// Makes every cache call fail (as if Redis were down) until turned off.
     pub fn fail_cache(&self, fail: bool) {
         self.fail_cache.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "Redis call");
     }
 
     /// Makes every read statement fail (as if Postgres refused it, or the
@@ -218,6 +268,7 @@ impl Hooks {
     /// replica alike.
     pub fn fail_reads(&self, fail: bool) {
         self.fail_reads.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "read of Postgres");
     }
 
     /// Makes every read statement sent to the primary fail until turned
@@ -225,12 +276,14 @@ impl Hooks {
     /// window after a write.
     pub fn fail_primary_reads(&self, fail: bool) {
         self.fail_primary_reads.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "read of the primary");
     }
 
     /// Makes every cache call that removes a key (`delete`, `invalidate`)
     /// fail until turned off; other cache calls work.
     pub fn fail_removals(&self, fail: bool) {
         self.fail_removals.store(fail, Ordering::SeqCst);
+        self.note_failing(fail, "removal from Redis");
     }
 
     /// Makes the next cache call that matches `trap` (in its phase: `Before`
@@ -238,6 +291,7 @@ impl Hooks {
     /// one fill, one lease request, one removal. Other calls work.
     pub fn fail_next(&self, trap: Trap) {
         self.watched.store(true, Ordering::SeqCst);
+        self.note(|| format!("makes the next {} fail", trap.describe()));
         self.lock().failing = Some((trap, true));
     }
 
@@ -245,6 +299,10 @@ impl Hooks {
     /// `fail_every(None)`: one kind of call broken, the others working.
     pub fn fail_every(&self, trap: Option<Trap>) {
         self.watched.store(true, Ordering::SeqCst);
+        match &trap {
+            Some(t) => self.note_failing(true, &t.describe()),
+            None => self.note(|| "lets every cache call work again".into()),
+        }
         self.lock().failing = trap.map(|t| (t, false));
     }
 
@@ -428,6 +486,12 @@ impl Hooks {
         };
         state.armed = None;
         state.sprung.push(id);
+        if timeline::is_on() {
+            let who = timeline::actor().map_or("a thread".into(), |a| a.to_string());
+            let what = holding(&who, phase, action);
+            timeline::record_in(&self.space, "grader", Call::Holds(what), Reply::Done);
+            state.caught.push((id, who));
+        }
         self.changed.notify_all();
         let deadline = Instant::now() + PARK_LIMIT;
         while state.released_upto < id {
@@ -487,7 +551,33 @@ impl Drop for Parked<'_> {
             state.armed = None;
         }
         state.released_upto = state.released_upto.max(self.id);
+        if let Some(at) = state.caught.iter().position(|(id, _)| *id == self.id) {
+            let (_, who) = state.caught.swap_remove(at);
+            let what = format!("releases {who}");
+            let space = &self.hooks.space;
+            timeline::record_in(space, "grader", Call::Releases(what), Reply::Done);
+        }
         self.hooks.changed.notify_all();
+    }
+}
+
+/// "holds writer before its UPDATE is sent": what a trap caught, for the
+/// timeline.
+fn holding(who: &str, phase: Phase, action: &Action<'_>) -> String {
+    let what = match action {
+        Action::Statement { sql, replica } => {
+            let verb = sql.split_whitespace().next().unwrap_or("statement");
+            let on = if *replica { " on the replica" } else { "" };
+            format!("{}{on}", verb.to_ascii_uppercase())
+        }
+        Action::Delete(key) => format!("removal of {key}"),
+        Action::Fill(key) => format!("fill of {key}"),
+        Action::Look(key) => format!("look at {key}"),
+        Action::Lease(key) => format!("lease request on {key}"),
+    };
+    match phase {
+        Phase::Before => format!("holds {who} before its {what} is sent"),
+        Phase::After => format!("holds {who} right after its {what}"),
     }
 }
 

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use super::cache::{Cache, to_json, ttl_millis};
 use super::hooks::{Action, Phase};
+use super::timeline::{self, Call, Reply};
 use super::{Error, Result};
 
 /// The right to fill one key, held until it is used or expires.
@@ -84,6 +85,11 @@ fn new_token() -> String {
     format!("{:x}-{random:016x}", std::process::id())
 }
 
+/// A lease taken, or a fill let through, for the timeline.
+fn granted(yes: bool) -> Reply {
+    if yes { Reply::Granted } else { Reply::Refused }
+}
+
 impl Cache {
     /// Asks for the right to fill `key`. `Some(lease)`: you are the one reader
     /// that should load it (and fill it with [`Cache::fill_with_lease`]).
@@ -95,15 +101,28 @@ impl Cache {
         let lease = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let token = new_token();
-        self.hooks().cache_call(Phase::Before, Action::Lease(key))?;
-        let taken: i64 = self.command(|c| {
-            TRY_LEASE
-                .key(&full)
-                .key(&lease)
-                .arg(&token)
-                .arg(ms)
-                .invoke(c)
-        })?;
+        let taken: Result<i64> = self
+            .hooks()
+            .cache_call(Phase::Before, Action::Lease(key))
+            .and_then(|()| {
+                self.command(|c| {
+                    TRY_LEASE
+                        .key(&full)
+                        .key(&lease)
+                        .arg(&token)
+                        .arg(ms)
+                        .invoke(c)
+                })
+            });
+        timeline::record(self.hooks().space(), || {
+            let reply = timeline::reply(&taken, |t| granted(*t == 1));
+            let call = Call::Lease {
+                key: key.to_string(),
+                ttl_ms: ms,
+            };
+            (call, reply)
+        });
+        let taken = taken?;
         Ok((taken == 1).then(|| Lease {
             key: key.to_string(),
             token,
@@ -131,16 +150,29 @@ impl Cache {
         let lease_name = lease_key(&full)?;
         let ms = ttl_millis(ttl)?;
         let json = to_json(value)?;
-        self.hooks().cache_call(Phase::Before, Action::Fill(key))?;
-        let filled: i64 = self.command(|c| {
-            FILL_WITH_LEASE
-                .key(&full)
-                .key(&lease_name)
-                .arg(&lease.token)
-                .arg(&json[..])
-                .arg(ms)
-                .invoke(c)
-        })?;
+        let filled: Result<i64> = self
+            .hooks()
+            .cache_call(Phase::Before, Action::Fill(key))
+            .and_then(|()| {
+                self.command(|c| {
+                    FILL_WITH_LEASE
+                        .key(&full)
+                        .key(&lease_name)
+                        .arg(&lease.token)
+                        .arg(&json[..])
+                        .arg(ms)
+                        .invoke(c)
+                })
+            });
+        timeline::record(self.hooks().space(), || {
+            let call = Call::Fill {
+                key: key.to_string(),
+                value: timeline::clip(&String::from_utf8_lossy(&json)),
+                ttl_ms: ms,
+            };
+            (call, timeline::reply(&filled, |f| granted(*f == 1)))
+        });
+        let filled = filled?;
         self.hooks().cache_call(Phase::After, Action::Fill(key))?;
         Ok(filled == 1)
     }
@@ -150,8 +182,14 @@ impl Cache {
     pub fn invalidate(&self, key: &str) -> Result<()> {
         let full = self.key(key)?;
         let lease = lease_key(&full)?;
-        self.hooks().check_removal()?;
-        self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))?;
+        let done = self.hooks().check_removal().and_then(|()| {
+            self.command(|c| redis::cmd("DEL").arg(&full).arg(&lease).query::<i64>(c))
+        });
+        timeline::record(self.hooks().space(), || {
+            let reply = timeline::reply(&done, |_| Reply::Done);
+            (Call::Invalidate(key.to_string()), reply)
+        });
+        done?;
         self.hooks().cache_call(Phase::After, Action::Delete(key))?;
         Ok(())
     }

@@ -21,6 +21,8 @@
 //!   cluster.
 //! - `hooks.rs`: the seams every statement and cache call passes, which the
 //!   grader uses to park, slow or fail them (off unless a check turns them on).
+//! - `timeline.rs`: who made which call when, recorded as the calls pass
+//!   (off unless the grader turns it on), for a failure to show the race.
 //! - `pool.rs`, `connect.rs`: pooled connections, bounded connects, and the
 //!   retry after a lost connection; `diagnose.rs`: why a connect failed,
 //!   when the client's error alone cannot say (TLS on one side only);
@@ -48,6 +50,7 @@ mod pool;
 mod redis_conn;
 #[doc(hidden)]
 pub mod testkit;
+mod timeline;
 mod tls;
 
 use std::sync::Arc;
@@ -122,8 +125,8 @@ impl Lab {
         redis_url: &str,
     ) -> Result<Lab> {
         let db_url = config::database_url();
-        let hooks = Arc::new(Hooks::default());
         let schema = space.as_ref().map(|s| s.name.as_str());
+        let hooks = Arc::new(Hooks::new(schema.unwrap_or_default()));
         let pg = db::PgConnector::new(
             config::pg_config(Service::Postgres, &db_url, schema)?,
             &db_url,

@@ -14,6 +14,7 @@
 //! - every wait is bounded: a wrong answer fails within [`BOUND`], and races
 //!   are arranged with labkit's hooks, never with sleeps.
 
+pub mod marks;
 pub mod part1;
 pub mod part2;
 pub mod part3;
@@ -21,10 +22,12 @@ pub mod part4;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
 use cache_aside_lab::labkit::testkit::run::{self, Ran, Running, Start};
+use cache_aside_lab::labkit::testkit::timeline::{self, Shared};
 use cache_aside_lab::labkit::testkit::{Answers, Function, LabExt, Parked, Trap, herd, remote};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User};
@@ -162,6 +165,17 @@ pub fn seeded(lab: &Lab, user_id: i32) -> std::result::Result<User, Failure> {
     stored(lab, user_id)?.ok_or_else(|| Failure::Setup(format!("seed.sql has no user {user_id}")))
 }
 
+/// The grader evicts `key` (as Redis may at any moment), and the timeline
+/// says so.
+pub fn evict(lab: &Lab, key: &str) -> std::result::Result<(), Failure> {
+    timeline::record_as(
+        "grader",
+        timeline::Call::Note(format!("evicts {key}")),
+        timeline::Reply::Done,
+    );
+    lab.cache.delete(key).map(|_| ()).map_err(setup)
+}
+
 /// What the check itself sees in the cache (not counted as statements).
 pub fn cached(lab: &Lab, key: &str) -> std::result::Result<(bool, Option<Duration>), Failure> {
     Ok((
@@ -205,9 +219,39 @@ pub fn spawn<T: Send + 'static>(
     what: impl Into<String>,
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> Pending<T> {
+    let what = what.into();
+    let actor = actor_for(&what);
     Pending {
-        what: what.into(),
-        running: run::start(lab, f),
+        what,
+        running: run::start(lab, acting(actor, f)),
+    }
+}
+
+/// Readers are numbered in the order the check starts them (`reader 1`,
+/// `reader 2`, the readers of a herd next); so are writers after the first.
+static READERS: AtomicUsize = AtomicUsize::new(0);
+static WRITERS: AtomicUsize = AtomicUsize::new(0);
+static PROCESSES: AtomicUsize = AtomicUsize::new(0);
+
+/// The actor a call of learner code plays on the timeline, from the call
+/// as the check names it: `update_user_plan(...)` is a writer, any other
+/// call a reader.
+pub fn actor_for(what: &str) -> String {
+    if what.contains("update") {
+        match WRITERS.fetch_add(1, Ordering::Relaxed) {
+            0 => "writer".into(),
+            n => format!("writer {}", n + 1),
+        }
+    } else {
+        format!("reader {}", READERS.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// `f`, run as `actor` on the timeline.
+fn acting<T>(actor: String, f: impl FnOnce(&Lab) -> T) -> impl FnOnce(&Lab) -> T {
+    move |lab| {
+        let _actor = timeline::act_as(actor);
+        f(lab)
     }
 }
 
@@ -252,6 +296,7 @@ pub fn start_trapped<'a, T: Send + 'static>(
     f: impl FnOnce(&Lab) -> T + Send + 'static,
 ) -> (Option<Parked<'a>>, Pending<T>) {
     let what = what.into();
+    let f = acting(actor_for(&what), f);
     let (parked, running) = match run::start_parked(lab, trap, PARK_WAIT, f) {
         Start::Parked(parked, running) => (Some(parked), running),
         Start::Finished(running) => (None, running),
@@ -322,7 +367,20 @@ pub fn readers<T: Send + 'static>(
     conduct: impl FnOnce(),
 ) -> std::result::Result<Vec<T>, Failure> {
     let herd_lab = lab.clone();
-    let runs = herd::release(n, limit, move || read(&herd_lab), || {}, conduct);
+    let first = READERS.fetch_add(n, Ordering::Relaxed) + 1;
+    let next = Arc::new(AtomicUsize::new(first));
+    timeline::record_as(
+        "grader",
+        timeline::Call::Note(format!("releases {n} readers at once")),
+        timeline::Reply::Done,
+    );
+    let body = move || {
+        let _actor = timeline::act_as(format!("reader {}", next.fetch_add(1, Ordering::Relaxed)));
+        read(&herd_lab)
+    };
+    let from = timeline::now_us().unwrap_or_default();
+    let runs = herd::release(n, limit, body, || {}, conduct);
+    marks::herd_ran(from, timeline::now_us().unwrap_or_default());
     if runs.len() < n {
         lab.hooks().close();
     }
@@ -384,6 +442,12 @@ pub fn remote_call(
     plan: &str,
     park: Option<Trap>,
 ) -> remote::Call {
+    let role = if function.name().contains("update") {
+        "writer"
+    } else {
+        "reader"
+    };
+    let n = PROCESSES.fetch_add(1, Ordering::Relaxed) + 2;
     remote::Call {
         space: lab.space_name().expect("isolated").to_string(),
         answers: a.name.to_string(),
@@ -391,7 +455,14 @@ pub fn remote_call(
         user_id,
         plan: plan.to_string(),
         park,
+        timeline: Shared::here(format!("{role} in process {n}")),
     }
+}
+
+/// A name for the next process of a herd's spec (its readers are named
+/// after their process, from this one's number on).
+pub fn herd_timeline() -> Option<Shared> {
+    Shared::here("herd")
 }
 
 /// What a call in another process did, as a learner `Result`-ish line, or

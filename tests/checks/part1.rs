@@ -315,7 +315,7 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
         read(lab, 1)
     });
     if looked.is_some() {
-        lab.cache.delete(&key).map_err(setup)?;
+        evict(&lab, &key)?;
     }
     drop(looked);
     let got = reader.wait(BOUND)?;
@@ -330,7 +330,7 @@ pub fn existing_user_is_never_none_for(read: Read, name: &str) -> Outcome {
         )
     })?;
     // Cold, and its fill refused once by Redis.
-    lab.cache.delete(&key).map_err(setup)?;
+    evict(&lab, &key)?;
     lab.hooks().fail_next(Trap::before_fill(&key));
     let got = call(&lab, what.clone(), move |lab| read(lab, 1))?;
     ensure(!matches!(got, Ok(None)), || {

@@ -69,6 +69,11 @@ fn cold_herd(a: Subject, fill: Fill) -> std::result::Result<Herd, Failure> {
     let held = lab.hooks().park(Trap::before_fill(&key));
     let during_fill = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (hooks_lab, during, fill_key) = (lab.clone(), during_fill.clone(), key.clone());
+    // With the fill held, one SELECT in all; once it is evicted, a correct
+    // waiter may well query again.
+    if fill == Fill::Held {
+        super::marks::watch_herd(1);
+    }
     let results = readers(
         &lab,
         "get_user_profile_singleflight(user 1)",
@@ -138,7 +143,7 @@ fn release_the_fill(lab: &Lab, held: Parked<'_>, fill: Fill, key: &str) {
             let filled = hooks.park(Trap::after_fill(key));
             drop(held);
             if filled.wait(BOUND / 2) {
-                let _ = lab.cache.delete(key);
+                let _ = evict(lab, key);
             }
         }
         Fill::EvictedAfterLook => {
@@ -150,7 +155,7 @@ fn release_the_fill(lab: &Lab, held: Parked<'_>, fill: Fill, key: &str) {
                 let looked = hooks.park(Trap::after_look(key));
                 drop(filled);
                 if looked.wait(BOUND / 2) {
-                    let _ = lab.cache.delete(key);
+                    let _ = evict(lab, key);
                 }
             }
         }

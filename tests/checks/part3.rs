@@ -199,6 +199,7 @@ fn missing_user_herd(a: Subject) -> std::result::Result<MissingHerd, Failure> {
     // Waiters may wait for the holder, but no longer than LEASE_TTL (plus
     // slack): whatever has been sent by then is what the herd cost.
     let limit = LEASE_TTL + Duration::from_secs(1);
+    super::marks::watch_herd(999);
     let results = readers(
         &lab,
         "get_user_profile_leased(user 999)",
@@ -319,6 +320,11 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
             ));
         }
     }
+    timeline::record_as(
+        "grader",
+        timeline::Call::Note("kills that process (a crash), lease and all".into()),
+        timeline::Reply::Done,
+    );
     holder.kill();
     let killed = Instant::now();
     let limit = LEASE_TTL + Duration::from_secs(1);
@@ -529,8 +535,12 @@ pub fn herd_across_processes(a: Subject) -> Outcome {
         threads: THREADS_PER_PROCESS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
+        timeline: super::herd_timeline(),
     };
+    super::marks::watch_herd(1);
+    let from = timeline::now_us().unwrap_or_default();
     let herd = herd::run(&spec, PROCESSES).map_err(Failure::Setup)?;
+    super::marks::herd_ran(from, timeline::now_us().unwrap_or_default());
     let (statements, readers) = (herd.statements, herd.readers);
     if let Some(panic) = herd.panic {
         return Err(fail(

@@ -901,6 +901,7 @@ fn herd_after_an_update(a: Subject, pauser: &mut Pauser) -> std::result::Result<
         move |lab| (a.update_user_plan_replicated)(lab, 1, plan),
         "a valid plan must be accepted",
     )?;
+    super::marks::watch_lagging_reads(1);
     let key = user_key(1);
     // A first reader, held before its fill (if it fills): the others miss
     // while it holds whatever gives it the right to fill.

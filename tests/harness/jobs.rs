@@ -15,10 +15,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use cache_aside_lab::labkit::testkit::timeline::{self, Event};
 use cache_aside_lab::labkit::testkit::{self, panics};
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{Failure, Outcome};
+use crate::checks::{Failure, Outcome, marks};
 
 /// The environment variable that makes this binary a job's child.
 const JOB_ENV: &str = "LAB_JOB";
@@ -44,6 +45,9 @@ pub struct Done {
     pub outcome: Outcome,
     /// Spaces kept for inspection (`LAB_KEEP_FAILED`): (schema, key prefix).
     pub kept: Vec<(String, String)>,
+    /// What the answers did, call by call, the culprit step marked.
+    #[serde(default)]
+    pub timeline: Vec<Event>,
     /// What the child printed (learner code's own output), unless streamed.
     #[serde(skip)]
     pub output: String,
@@ -189,6 +193,7 @@ pub fn crashed(why: String, output: String) -> Done {
     Done {
         outcome: Err(Failure::Setup(why)),
         kept: Vec::new(),
+        timeline: Vec::new(),
         output,
     }
 }
@@ -225,6 +230,7 @@ pub fn serve(check: impl FnOnce() -> Outcome) -> ! {
     if keep {
         testkit::keep_spaces();
     }
+    timeline::start();
     let mut outcome =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(check)).unwrap_or_else(|payload| {
             let panic = panics::Panic::from_payload(&*payload);
@@ -239,9 +245,11 @@ pub fn serve(check: impl FnOnce() -> Outcome) -> ! {
     }
     // Kept only when the check failed; a passing check leaves nothing.
     let kept = testkit::release_kept(!keep || outcome.is_ok());
+    marks::apply();
     let report = Done {
         outcome,
         kept,
+        timeline: timeline::stop(),
         output: String::new(),
     };
     let line = serde_json::to_string(&report).expect("reports serialize");

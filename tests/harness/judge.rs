@@ -1,6 +1,8 @@
 //! How a trial came out ([`Verdict`], the one type from here to the board),
 //! and one judge per kind of trial, each reading the jobs its trial ran.
 
+use cache_aside_lab::labkit::testkit::timeline;
+
 use crate::checks::Failure;
 
 use super::jobs::Done;
@@ -69,6 +71,7 @@ impl Verdict {
             message += "\n";
         }
         message += &failure.to_string();
+        message += &timeline_block(failure, done);
         message += &details(done);
         Verdict::Failed {
             message,
@@ -87,6 +90,18 @@ impl Verdict {
             setup: false,
         }
     }
+}
+
+/// What the answers did, under the failure: at most about 15 lines, the
+/// culprit step marked. Only for behaviour (a wrong result or a hang): a
+/// panic or a setup failure says all there is to say.
+fn timeline_block(failure: &Failure, done: &Done) -> String {
+    if !matches!(failure, Failure::Wrong { .. } | Failure::Hang { .. }) || done.timeline.is_empty()
+    {
+        return String::new();
+    }
+    let lines = timeline::render(&done.timeline);
+    format!("\nwhat your code did (time since the check began):\n{lines}")
 }
 
 /// What a child printed, and what it kept, after the verdict.
@@ -131,16 +146,20 @@ impl Runs {
 
 /// A trial's kind, and what its judge needs to know.
 pub enum Judge {
-    /// A graded check: every run passes.
-    Graded { runs: Runs },
-    /// A correct design: passes every run of every check of its part.
+    /// A graded check: every run passes; with `unmarked` (the reference,
+    /// in the maintainer command) its timeline marks no step either.
+    Graded { runs: Runs, unmarked: bool },
+    /// A correct design: passes every run of every check of its part, and
+    /// its timelines mark no step.
     Design { runs: Runs },
     /// A classic mistake: each check in `runs` rejects it by behaviour, with
-    /// a message that contains `hint`.
+    /// a message that contains `hint`; for a race or a herd (`marks`), with
+    /// a timeline whose marked step's reason contains that text.
     Mistake {
         name: &'static str,
         runs: Runs,
         hint: &'static str,
+        marks: Option<&'static str>,
     },
     /// `src/lib.rs` as shipped: every check fails with the stub's own
     /// `todo!()` (the reverse check).
@@ -153,7 +172,7 @@ impl Judge {
     /// The checks it runs (none for a plain check).
     pub fn runs(&self) -> Option<&Runs> {
         match self {
-            Judge::Graded { runs }
+            Judge::Graded { runs, .. }
             | Judge::Design { runs }
             | Judge::Mistake { runs, .. }
             | Judge::Stubs { runs } => Some(runs),
@@ -174,16 +193,21 @@ impl Judge {
     /// order.
     pub fn verdict(&self, done: &[Done]) -> Verdict {
         match self {
-            Judge::Graded { runs } => graded(runs, done),
+            Judge::Graded { runs, unmarked } => graded(runs, *unmarked, done),
             Judge::Design { runs } => design(runs, done),
-            Judge::Mistake { name, runs, hint } => mistake(name, runs, hint, done),
+            Judge::Mistake {
+                name,
+                runs,
+                hint,
+                marks,
+            } => mistake(name, runs, hint, *marks, done),
             Judge::Stubs { runs } => stubs(runs, done),
             Judge::Plain { check } => check().map_or_else(Verdict::plain, |()| Verdict::Passed),
         }
     }
 }
 
-fn graded(runs: &Runs, done: &[Done]) -> Verdict {
+fn graded(runs: &Runs, unmarked: bool, done: &[Done]) -> Verdict {
     for (i, d) in done.iter().enumerate() {
         if let Err(failure) = &d.outcome {
             let context = if runs.times > 1 {
@@ -192,6 +216,9 @@ fn graded(runs: &Runs, done: &[Done]) -> Verdict {
                 String::new()
             };
             return Verdict::rejected(failure, d, &context);
+        }
+        if unmarked && let Some(marked) = marked(runs, i, d, "the reference") {
+            return marked;
         }
     }
     Verdict::Passed
@@ -204,11 +231,27 @@ fn design(runs: &Runs, done: &[Done]) -> Verdict {
             let context = format!("{check} rejected this correct design{run}:");
             return Verdict::rejected(failure, d, &context);
         }
+        if let Some(marked) = marked(runs, i, d, "this correct design") {
+            return marked;
+        }
     }
     Verdict::Passed
 }
 
-fn mistake(name: &str, runs: &Runs, hint: &str, done: &[Done]) -> Verdict {
+/// A correct answer's timeline with a step marked as the culprit: the
+/// marks would blame a correct step, so the finder is wrong.
+fn marked(runs: &Runs, i: usize, d: &Done, whose: &str) -> Option<Verdict> {
+    if !timeline::has_mark(&d.timeline) {
+        return None;
+    }
+    let (check, run) = runs.at(i);
+    Some(Verdict::plain(format!(
+        "{check} passed {whose}{run}, yet its timeline marks a step as the culprit (tests/checks/marks.rs blames a correct step):\n{}",
+        timeline::render(&d.timeline)
+    )))
+}
+
+fn mistake(name: &str, runs: &Runs, hint: &str, marks: Option<&str>, done: &[Done]) -> Verdict {
     for (i, d) in done.iter().enumerate() {
         let (check, run) = runs.at(i);
         match &d.outcome {
@@ -216,13 +259,22 @@ fn mistake(name: &str, runs: &Runs, hint: &str, done: &[Done]) -> Verdict {
                 return Verdict::plain(format!("{check} passed{run}; it must reject this mistake"));
             }
             Err(failure @ Failure::Wrong { .. }) => {
-                let message = failure.to_string();
+                let message = failure.to_string() + &timeline_block(failure, d);
                 if std::env::var_os("LAB_SHOW_REJECTIONS").is_some() {
                     println!("\n{name}, rejected by {check}{run}:\n{message}");
                 }
                 if !message.contains(hint) {
                     return Verdict::plain(format!(
                         "{check} rejected it{run}, but its message lacks the hint {hint:?}:\n{message}"
+                    ));
+                }
+                // The marked step is shown, with the reason the catalogue
+                // gives for this race.
+                if let Some(why) = marks
+                    && !message.lines().any(|l| l.contains("← ") && l.contains(why))
+                {
+                    return Verdict::plain(format!(
+                        "{check} rejected it{run}, but its timeline shows no step marked {why:?}:\n{message}"
                     ));
                 }
             }

@@ -37,7 +37,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::mpsc::Receiver;
 
-use cache_aside_lab::labkit::testkit::{Answers, herd, remote};
+use cache_aside_lab::labkit::testkit::{Answers, herd, remote, timeline};
 use libtest_mimic::{Arguments, FormatSetting, Trial as Probe};
 
 use crate::checks::{CheckFn, Failure};
@@ -121,12 +121,14 @@ pub enum Entry {
         answers: &'static Answers,
     },
     /// A classic mistake: each check in `caught_by` rejects it by behaviour,
-    /// with a message that contains `hint`.
+    /// with a message that contains `hint`; a race or a herd also `marks`
+    /// the culprit step in its timeline, with a reason containing that text.
     Mistake {
         name: &'static str,
         answers: &'static Answers,
         caught_by: &'static [&'static str],
         hint: &'static str,
+        marks: Option<&'static str>,
     },
     /// `src/lib.rs` as shipped: every check fails with the stub's own
     /// `todo!()` (the reverse check).
@@ -184,6 +186,10 @@ trait Printer {
     /// Before a trial's verdict is printed.
     fn begin(&mut self, name: &str);
     fn verdict(&mut self, name: &str, verdict: &Verdict);
+    /// A check's whole timeline, asked for (`LAB_TIMELINE=1`, or
+    /// `--nocapture`), right after its verdict. JSON output has no place
+    /// for it.
+    fn timeline(&mut self, _name: &str, _text: &str) {}
     /// The failures and the result line (and the board, for people); true
     /// if nothing failed.
     fn finish(self: Box<Self>, filtered_out: usize, board: &Board) -> bool;
@@ -266,12 +272,16 @@ fn grade(suite: Suite) -> ExitCode {
         Some(FormatSetting::Json) => Box::new(json::Json::start(shown.len())),
         _ => Box::new(pretty::Pretty::start(&args, &suite.title, &shown)),
     };
+    let timelines = args.nocapture || std::env::var_os("LAB_TIMELINE").is_some_and(|v| v != "0");
     let mut judged = Vec::with_capacity(trials.len());
     for ((trial, selection), pending) in trials.iter().zip(selections).zip(pending) {
-        let verdict = judge(trial, selection, pending, &mut subject);
+        let (verdict, done) = judge(trial, selection, pending, &mut subject);
         if selection != Selection::Filtered {
             printer.begin(&trial.name);
             printer.verdict(&trial.name, &verdict);
+            if timelines && trial.role() == Role::Graded {
+                show_timelines(&mut *printer, trial, &done);
+            }
         }
         judged.push((trial, verdict));
     }
@@ -288,29 +298,48 @@ fn grade(suite: Suite) -> ExitCode {
     }
 }
 
-/// The verdict on one trial, once the jobs it started have finished. A
-/// catalogue entry on a check the graded answers (in the maintainer command,
-/// the reference) fail is not judged: a rejection there proves nothing.
+/// Every step of a graded check's runs, passed or failed: so that a
+/// learner sees why a correct answer is correct, too.
+fn show_timelines(printer: &mut dyn Printer, trial: &Trial, done: &[Done]) {
+    for (i, d) in done.iter().enumerate() {
+        let run = if done.len() > 1 {
+            format!(" (run {} of {})", i + 1, done.len())
+        } else {
+            String::new()
+        };
+        let text = if d.timeline.is_empty() {
+            "    (no call of your code to Postgres or Redis was recorded)".to_string()
+        } else {
+            timeline::render_all(&d.timeline)
+        };
+        printer.timeline(&format!("{}{run}", trial.name), &text);
+    }
+}
+
+/// The verdict on one trial, once the jobs it started have finished, and
+/// what they reported. A catalogue entry on a check the graded answers (in
+/// the maintainer command, the reference) fail is not judged: a rejection
+/// there proves nothing.
 fn judge(
     trial: &Trial,
     selection: Selection,
     pending: Vec<Receiver<Done>>,
     subject: &mut Subject,
-) -> Verdict {
+) -> (Verdict, Vec<Done>) {
     if selection != Selection::Run {
-        return Verdict::Ignored;
+        return (Verdict::Ignored, Vec::new());
     }
     if let Some(reason) = &trial.skip {
-        return Verdict::Skipped(reason.clone());
+        return (Verdict::Skipped(reason.clone()), Vec::new());
     }
     let done = wait(pending);
     if trial.role() == Role::Graded {
         subject.record(&trial.name, &done);
     }
     if let Some(unjudged) = subject.unjudged(trial.judge.needs_subject()) {
-        return unjudged;
+        return (unjudged, done);
     }
-    trial.judge.verdict(&done)
+    (trial.judge.verdict(&done), done)
 }
 
 /// The results of a trial's jobs, in order, as they finish.

@@ -136,6 +136,9 @@ impl Planner<'_> {
         self.part(check.part, check.name)?;
         let judge = Judge::Graded {
             runs: self.runs(vec![check.name]),
+            // The maintainer command grades the reference: no step of its
+            // timelines may be marked as a culprit.
+            unmarked: !self.suite.entries.is_empty(),
         };
         Ok(self.trial(
             check.name.into(),
@@ -165,10 +168,16 @@ impl Planner<'_> {
                 answers,
                 caught_by,
                 hint,
+                marks,
             } => {
                 let part = self.caught_by_part(name, caught_by)?;
                 let runs = self.runs(caught_by.to_vec());
-                let judge = Judge::Mistake { name, runs, hint };
+                let judge = Judge::Mistake {
+                    name,
+                    runs,
+                    hint,
+                    marks,
+                };
                 let trial = format!("mistakes::part{part}::{name}");
                 self.trial(trial, Some(part), answers, judge)
             }

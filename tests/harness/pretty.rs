@@ -100,6 +100,14 @@ impl Printer for Pretty {
         }
     }
 
+    fn timeline(&mut self, name: &str, text: &str) {
+        println!("\n    what {name} saw your code do (time since the check began):");
+        for line in text.lines() {
+            println!("    {line}");
+        }
+        println!();
+    }
+
     /// The failures, the result line, then the board if more than one
     /// trial was run; true if all passed.
     fn finish(self: Box<Self>, filtered_out: usize, board: &Board) -> bool {

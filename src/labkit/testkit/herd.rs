@@ -25,10 +25,13 @@ use serde::{Deserialize, Serialize};
 use super::answers::{Answers, Function};
 use super::child::{self, say};
 use super::panics::{self, Panic};
+use super::timeline::{self, Event, Shared};
 use super::{LabExt, run};
 use crate::User;
 
 const ENV: &str = "LAB_HERD";
+/// Which of the herd's processes this is (from 1), for actor names.
+const INDEX_ENV: &str = "LAB_HERD_PROCESS";
 
 /// What one thread of a [`release`]d herd did.
 pub struct Run<T> {
@@ -106,6 +109,10 @@ pub struct Spec {
     pub slow_ms: u64,
     /// How long a reader may take before it counts as stuck.
     pub bound_ms: u64,
+    /// Record on the parent's timeline: readers are `reader N in process P`
+    /// (the actor given is ignored).
+    #[serde(default)]
+    pub timeline: Option<Shared>,
 }
 
 /// What one reader got.
@@ -124,6 +131,9 @@ pub enum Reading {
 pub struct Report {
     pub statements: u64,
     pub readings: Vec<Reading>,
+    /// What it recorded, if the spec asked.
+    #[serde(default)]
+    pub timeline: Vec<Event>,
 }
 
 /// What a herd across processes came to, for the user it read.
@@ -182,11 +192,25 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
     let (read, user_id, herd_lab) = (spec.read, spec.user_id, lab.clone());
+    let process: usize = std::env::var(INDEX_ENV)
+        .ok()
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(1);
+    if let Some(shared) = &spec.timeline {
+        shared.join();
+    }
+    let recording = spec.timeline.is_some();
+    let numbers = std::sync::atomic::AtomicUsize::new(1);
     let runs = release(
         spec.threads,
         Duration::from_millis(spec.bound_ms),
-        // A read ignores the plan.
-        move || read.call(answers, &herd_lab, user_id, ""),
+        move || {
+            let n = numbers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let _actor =
+                recording.then(|| timeline::act_as(format!("reader {n} in process {process}")));
+            // A read ignores the plan.
+            read.call(answers, &herd_lab, user_id, "")
+        },
         || {
             // Every thread waits at the barrier: say so, and wait for go.
             say(&Message::Ready);
@@ -207,6 +231,7 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     say(&Message::Report(Report {
         statements: lab.db.query_count(),
         readings,
+        timeline: timeline::stop(),
     }));
     super::finish();
     std::process::exit(0)
@@ -243,6 +268,9 @@ pub fn run(spec: &Spec, processes: usize) -> Result<Tally, String> {
         }
         _ => why,
     })?;
+    for report in &reports {
+        timeline::merge(report.timeline.clone());
+    }
     Ok(Tally::of(&reports, spec.user_id))
 }
 
@@ -253,7 +281,8 @@ fn start(
     i: usize,
     tx: mpsc::Sender<(usize, Option<Message>)>,
 ) -> Result<(Child, Tail), String> {
-    let mut child = child::start(ENV, json, Stdio::piped(), "a herd process")?;
+    let index = [(INDEX_ENV, (i + 1).to_string())];
+    let mut child = child::start((ENV, json), &index, Stdio::piped(), "a herd process")?;
     let tail = Tail::drain(child.stderr.take().expect("piped"));
     child::listen(child.stdout.take().expect("piped"), move |message| {
         let _ = tx.send((i, message));

@@ -19,6 +19,8 @@
 //! - `run.rs`: one call of answer code on a thread of its own, bounded,
 //!   parkable, with a typed result (returned, panicked, hung).
 //! - `panics.rs`: a learner's panic, caught quietly and told in one line.
+//! - `timeline.rs`: the core's timeline (who called what, when), told as
+//!   lines: folded herds, at most about 15 for a failure.
 //! - here: raw access to pooled clients, a lab's private space, and the
 //!   process-level housekeeping of isolated labs.
 
@@ -28,6 +30,7 @@ pub mod herd;
 pub mod panics;
 pub mod remote;
 pub mod run;
+pub mod timeline;
 
 use std::time::Duration;
 

@@ -22,6 +22,7 @@ use super::answers::{Answers, Function};
 use super::child::{self, say};
 use super::panics::{self, Panic};
 use super::run::{self, Ran, Start};
+use super::timeline::{self, Event, Shared};
 use super::{PARK_LIMIT, Trap};
 use crate::User;
 
@@ -40,6 +41,9 @@ pub struct Call {
     pub plan: String,
     /// Park the call here, say [`Message::Parked`], and wait for `go`.
     pub park: Option<Trap>,
+    /// Record the call on the parent's timeline, as this actor.
+    #[serde(default)]
+    pub timeline: Option<Shared>,
 }
 
 /// What the call did.
@@ -58,6 +62,9 @@ pub enum Message {
     Done(Outcome),
     /// It could not take part (it could not join the lab, say).
     Unable(String),
+    /// What it recorded (said before `Parked` and before `Done`, if asked
+    /// to record).
+    Timeline(Vec<Event>),
 }
 
 /// The call this process was started for, if it is a remote-call process.
@@ -70,7 +77,14 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
     panics::install_quiet_hook();
     let lab = child::join(&call.space, Message::Unable);
     let (function, user_id, plan) = (call.function, call.user_id, call.plan.clone());
-    let f = move |lab: &crate::labkit::Lab| function.call(answers, lab, user_id, &plan);
+    let actor = call.timeline.as_ref().map(|shared| {
+        shared.join();
+        shared.actor.clone()
+    });
+    let f = move |lab: &crate::labkit::Lab| {
+        let _actor = actor.map(timeline::act_as);
+        function.call(answers, lab, user_id, &plan)
+    };
     // Nobody waits longer than this: the parent has long given up by then.
     let bound = PARK_LIMIT * 2;
     let running = match &call.park {
@@ -78,6 +92,10 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
         // Parked, or finished without reaching the trap: either is news.
         Some(trap) => match run::start_parked(&lab, trap.clone(), bound, f) {
             Start::Parked(parked, running) => {
+                // What it did so far, before it may be killed here.
+                if call.timeline.is_some() {
+                    say(&Message::Timeline(timeline::take()));
+                }
                 say(&Message::Parked);
                 child::wait_for_go();
                 drop(parked);
@@ -96,6 +114,9 @@ pub fn serve(call: &Call, answers: &'static Answers) -> ! {
         Ran::Panicked(panic) => Outcome::Panicked(panic),
         Ran::Hung => Outcome::Failed("did not return".into()),
     };
+    if call.timeline.is_some() {
+        say(&Message::Timeline(timeline::stop()));
+    }
     say(&Message::Done(outcome));
     std::process::exit(0)
 }
@@ -117,7 +138,7 @@ impl Remote {
     /// Starts `call` in a copy of this executable.
     pub fn start(call: &Call) -> Result<Remote, String> {
         let json = serde_json::to_string(call).expect("calls serialize");
-        let mut child = child::start(ENV, &json, Stdio::null(), "another process")?;
+        let mut child = child::start((ENV, &json), &[], Stdio::null(), "another process")?;
         let (tx, rx) = mpsc::channel();
         child::listen(child.stdout.take().expect("piped"), move |message| {
             let _ = tx.send(message);
@@ -125,12 +146,19 @@ impl Remote {
         Ok(Remote { child, rx })
     }
 
-    /// The next thing the process says, within `timeout`.
+    /// The next thing the process says, within `timeout`. What it
+    /// recorded joins this process's timeline on the way.
     pub fn next(&mut self, timeout: Duration) -> Result<Heard, String> {
-        match self.rx.recv_timeout(timeout) {
+        let mut message = self.rx.recv_timeout(timeout);
+        while let Ok(Some(Message::Timeline(events))) = message {
+            timeline::merge(events);
+            message = self.rx.recv_timeout(timeout);
+        }
+        match message {
             Ok(Some(Message::Parked)) => Ok(Heard::Parked),
             Ok(Some(Message::Done(outcome))) => Ok(Heard::Done(outcome)),
             Ok(Some(Message::Unable(why))) => Err(format!("the other process: {why}")),
+            Ok(Some(Message::Timeline(_))) => unreachable!("merged above"),
             Ok(None) => Err("the other process exited without a result".into()),
             Err(_) => Err(format!("the other process said nothing within {timeout:?}")),
         }
