@@ -12,8 +12,9 @@
 //! the hooks.
 //!
 //! Events are typed ([`Call`], [`Reply`]) so that the grader can look for
-//! the step that made an outcome wrong and [`mark`] it; [`render`] tells the
-//! events as lines, herds folded, for a failure message.
+//! the step that made an outcome wrong and [`mark`] it; the testkit's
+//! `timeline::render` tells the events as lines, herds folded, for a
+//! failure message.
 //!
 //! Processes started by the grader (a remote call, a herd) share the clock:
 //! they start their timeline at the parent's [`epoch`], and send their

@@ -165,14 +165,19 @@ pub fn seeded(lab: &Lab, user_id: i32) -> std::result::Result<User, Failure> {
     stored(lab, user_id)?.ok_or_else(|| Failure::Setup(format!("seed.sql has no user {user_id}")))
 }
 
+/// A step of the grader's own, on the timeline (`grader  evicts user:1`).
+pub fn grader_note(what: impl Into<String>) {
+    timeline::record_as(
+        "grader",
+        timeline::Call::Note(what.into()),
+        timeline::Reply::Done,
+    );
+}
+
 /// The grader evicts `key` (as Redis may at any moment), and the timeline
 /// says so.
 pub fn evict(lab: &Lab, key: &str) -> std::result::Result<(), Failure> {
-    timeline::record_as(
-        "grader",
-        timeline::Call::Note(format!("evicts {key}")),
-        timeline::Reply::Done,
-    );
+    grader_note(format!("evicts {key}"));
     lab.cache.delete(key).map(|_| ()).map_err(setup)
 }
 
@@ -369,11 +374,7 @@ pub fn readers<T: Send + 'static>(
     let herd_lab = lab.clone();
     let first = READERS.fetch_add(n, Ordering::Relaxed) + 1;
     let next = Arc::new(AtomicUsize::new(first));
-    timeline::record_as(
-        "grader",
-        timeline::Call::Note(format!("releases {n} readers at once")),
-        timeline::Reply::Done,
-    );
+    grader_note(format!("releases {n} readers at once"));
     let body = move || {
         let _actor = timeline::act_as(format!("reader {}", next.fetch_add(1, Ordering::Relaxed)));
         read(&herd_lab)

@@ -320,11 +320,7 @@ pub fn dead_holder_delays_at_most_lease_ttl(a: Subject) -> Outcome {
             ));
         }
     }
-    timeline::record_as(
-        "grader",
-        timeline::Call::Note("kills that process (a crash), lease and all".into()),
-        timeline::Reply::Done,
-    );
+    grader_note("kills that process (a crash), lease and all");
     holder.kill();
     let killed = Instant::now();
     let limit = LEASE_TTL + Duration::from_secs(1);

@@ -125,6 +125,7 @@ impl Pauser {
     fn pause(&mut self) -> Outcome {
         // Noted first: a pause requested halfway is resumed all the same.
         self.paused = true;
+        super::grader_note("pauses the replica's replay: it lags until resumed");
         self.replica
             .execute("SELECT pg_wal_replay_pause()", &[])
             .map_err(pg("the replica could not pause its replay"))?;
@@ -139,6 +140,7 @@ impl Pauser {
         if !std::mem::take(&mut self.paused) {
             return Ok(());
         }
+        super::grader_note("resumes the replica's replay");
         let lsn: Option<String> = self
             .primary
             .query_one("SELECT pg_current_wal_lsn()::text", &[])

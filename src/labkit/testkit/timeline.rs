@@ -122,13 +122,17 @@ pub fn render(events: &[Event]) -> String {
         .collect();
     let lines = fold(&events);
     let n = lines.len();
-    // In order of importance: the marked steps, what led to them, the end
-    // (what came of it), the start, then the rest from the start.
+    // In order of importance: the marked steps, what just led to them, the
+    // writers' steps (the update every race is about), more of what led to
+    // the marks, the end (what came of it), the start, then the rest.
     let marked: Vec<usize> = (0..n).filter(|&i| lines[i].event.mark.is_some()).collect();
     let mut wanted: Vec<usize> = marked.clone();
-    for back in 1..=8 {
-        wanted.extend(marked.iter().filter_map(|m| m.checked_sub(back)));
-    }
+    let back = |from: usize, to: usize| {
+        (from..=to).flat_map(|b| marked.iter().filter_map(move |m| m.checked_sub(b)))
+    };
+    wanted.extend(back(1, 3));
+    wanted.extend((0..n).filter(|&i| role(&lines[i].event.actor).starts_with("writer")));
+    wanted.extend(back(4, 8));
     wanted.extend((0..n).rev().take(2));
     wanted.extend(0..3.min(n));
     wanted.extend(0..n);
