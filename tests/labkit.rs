@@ -1439,10 +1439,14 @@ fn labkit_run_tells_returned_panicked_hung_and_parked() {
 /// theirs), with what came back, the grader's parks and releases, on one
 /// clock; it tells them as lines, folds a herd, and keeps a marked step in
 /// a short telling.
+/// The timeline is one per process: the tests that turn it on take turns.
+static TIMELINE_ON: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
-fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
-    use cache_aside_lab::labkit::testkit::timeline::{self, Call, Event, Reply};
+fn labkit_the_timeline_records_who_called_what_and_when() {
+    use cache_aside_lab::labkit::testkit::timeline::{self, Event};
     let lab = lab();
+    let _turn = TIMELINE_ON.lock().unwrap_or_else(|e| e.into_inner());
     timeline::start();
     // The grader's own calls (no actor) are not recorded.
     let _: Option<User> = lab.cache.get_json("user:2").unwrap();
@@ -1473,7 +1477,13 @@ fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
         });
         assert!(parked.wait(Duration::from_secs(5)), "the UPDATE is held");
     });
-    let events = timeline::stop();
+    // Other tests of this process may park or record while the timeline is
+    // on (it is one per process): only this lab's steps are this test's.
+    let space = lab.space_name().unwrap_or_default().to_string();
+    let events: Vec<Event> = timeline::stop()
+        .into_iter()
+        .filter(|e| e.space == space)
+        .collect();
     let lines: Vec<String> = events
         .iter()
         .map(|e| format!("{}: {}", e.actor, e.text()))
@@ -1497,6 +1507,12 @@ fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
     );
     assert!(!timeline::is_on(), "stopped: nothing more is recorded");
 
+}
+
+#[test]
+fn labkit_the_timeline_keeps_the_first_and_last_steps_of_a_runaway_loop() {
+    use cache_aside_lab::labkit::testkit::timeline::{self, Call, Event, Reply};
+    let _turn = TIMELINE_ON.lock().unwrap_or_else(|e| e.into_inner());
     // A runaway loop keeps the first steps and the last ones, and says how
     // many were lost between.
     timeline::start();
@@ -1506,10 +1522,21 @@ fn labkit_the_timeline_records_who_called_what_and_tells_it_short() {
     let kept = timeline::stop();
     assert_eq!(kept.len(), 20_001);
     let texts: Vec<String> = kept.iter().map(Event::text).collect();
-    assert_eq!(texts[0], "poll 0");
-    assert_eq!(texts.last().map(String::as_str), Some("poll 29999"));
-    assert!(texts.contains(&"… 10000 more steps, not kept (too many to record)".to_string()));
+    let polls: Vec<&String> = texts.iter().filter(|t| t.starts_with("poll ")).collect();
+    assert_eq!(polls[0], "poll 0");
+    assert_eq!(polls.last().map(|t| t.as_str()), Some("poll 29999"));
+    // 10 000 of ours, and as many as other tests recorded meanwhile.
+    let lost = texts
+        .iter()
+        .find_map(|t| t.strip_suffix(" more steps, not kept (too many to record)"))
+        .and_then(|n| n.trim_start_matches("… ").parse::<usize>().ok());
+    assert!(lost.is_some_and(|n| n >= 10_000), "{lost:?}");
 
+}
+
+#[test]
+fn labkit_the_timeline_tells_a_herd_folded_and_a_long_story_short() {
+    use cache_aside_lab::labkit::testkit::timeline::{self, Call, Event, Reply};
     // A herd of 40 readers is folded; a long story is cut to about 15
     // lines, and the marked step is kept.
     let step = |at_us, actor: String, call, reply, mark: Option<&str>| Event {
