@@ -25,9 +25,9 @@ use serde::{Deserialize, Serialize};
 use super::answers::{Answers, Function};
 use super::panics::{self, Panic};
 use super::{LabExt, run};
+use crate::User;
 use crate::labkit::pool::Pool;
 use crate::labkit::redis_conn::RedisConnector;
-use crate::User;
 
 const ENV: &str = "LAB_HERD";
 
