@@ -746,7 +746,6 @@ fn labkit_a_busy_pool_says_busy_not_unreachable() {
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let wait = Duration::from_millis(200);
-    lab.cache.set_checkout_wait(wait);
     let (held, release) = (Barrier::new(3), Barrier::new(3));
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -760,6 +759,9 @@ fn labkit_a_busy_pool_says_busy_not_unreachable() {
             });
         }
         held.wait();
+        // Shortened only now that both are open: opening one can take
+        // longer than this (over TLS to a cluster, a handshake per node).
+        lab.cache.set_checkout_wait(wait);
         let started = Instant::now();
         let busy = lab.cache.exists("k");
         let waited = started.elapsed();
@@ -1435,13 +1437,12 @@ fn labkit_run_tells_returned_panicked_hung_and_parked() {
     ));
 }
 
-/// The timeline records the calls of threads that play an actor (and only
-/// theirs), with what came back, the grader's parks and releases, on one
-/// clock; it tells them as lines, folds a herd, and keeps a marked step in
-/// a short telling.
 /// The timeline is one per process: the tests that turn it on take turns.
 static TIMELINE_ON: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The timeline records the calls of threads that play an actor (and only
+/// theirs), with what came back, and the grader's parks and releases, on
+/// one clock.
 #[test]
 fn labkit_the_timeline_records_who_called_what_and_when() {
     use cache_aside_lab::labkit::testkit::timeline::{self, Event};
@@ -1589,4 +1590,73 @@ fn labkit_the_timeline_tells_a_herd_folded_and_a_long_story_short() {
         "{short}"
     );
     assert!(short.contains("more steps"), "{short}");
+}
+
+/// What each connection to [`records_then_refuses_plain`] asked first: TLS
+/// (an SSLRequest) or a plain startup. Only that server writes it.
+static FIRST_ASKED: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+
+/// A TLS-only Postgres (see [`only_tls`]) that records what each connection
+/// asked first.
+fn records_then_refuses_plain(stream: std::net::TcpStream) {
+    let mut header = [0u8; 8];
+    let asked = match stream.peek(&mut header) {
+        Ok(8) if header[4..] == [0x04, 0xd2, 0x16, 0x2f] => "tls",
+        Ok(_) => "plain",
+        Err(_) => return,
+    };
+    FIRST_ASKED.lock().unwrap().push(asked);
+    only_tls(stream);
+}
+
+/// `sslmode=allow`, as libpq: without TLS first and, refused, with TLS
+/// (`prefer` asks for TLS at once). `PGSSLMODE` and `PGSSLROOTCERT` stand
+/// in for options the URL does not give, never for ones it does, and an
+/// error in them names them.
+#[test]
+fn labkit_sslmode_allow_and_the_libpq_environment_variables() {
+    let port = fake_server(records_then_refuses_plain);
+    let url = format!("postgres://postgres:hunter2@127.0.0.1:{port}/postgres");
+    let run = |url: &str, env: &[(&str, &str)]| {
+        FIRST_ASKED.lock().unwrap().clear();
+        let mut solution = Command::new(env!("CARGO_BIN_EXE_solution"));
+        solution
+            .env("DATABASE_URL", url)
+            .env_remove("PGSSLMODE")
+            .env_remove("PGSSLROOTCERT");
+        let out = solution.envs(env.iter().copied()).output().unwrap();
+        assert!(!out.status.success(), "{url} {env:?}: the binary succeeded");
+        let asked = FIRST_ASKED.lock().unwrap().clone();
+        (asked, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let allow_url = format!("{url}?sslmode=allow");
+    for (url, env, first) in [
+        (&url, &[][..], &["tls"][..]),
+        (&allow_url, &[][..], &["plain", "tls"][..]),
+        (&url, &[("PGSSLMODE", "allow")][..], &["plain", "tls"][..]),
+        (
+            &allow_url,
+            &[("PGSSLMODE", "require")][..],
+            &["plain", "tls"][..],
+        ),
+    ] {
+        let (asked, stderr) = run(url, env);
+        assert!(
+            asked.starts_with(first),
+            "{url} {env:?}: asked {asked:?}, expected {first:?} first:\n{stderr}"
+        );
+    }
+    let root = "/nonexistent/lab-ca.crt";
+    let (asked, stderr) = run(
+        &url,
+        &[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", root)],
+    );
+    assert!(
+        asked.is_empty()
+            && stderr.contains(&format!("sslrootcert {root} cannot be read"))
+            && stderr.contains(&format!(
+                "from the environment: PGSSLMODE=verify-full PGSSLROOTCERT={root}"
+            )),
+        "asked {asked:?}:\n{stderr}"
+    );
 }

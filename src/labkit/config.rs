@@ -107,6 +107,8 @@ pub(crate) struct PgTarget {
     pub(crate) config: postgres::Config,
     /// TLS as the URL's `sslmode` and `sslrootcert` ask (see `tls.rs`).
     pub(crate) tls: MakeRustlsConnect,
+    /// `sslmode=allow`: `config` asks for no TLS; TLS is the second try.
+    allow: bool,
     /// An isolated lab's private schema, made the `search_path` of every new
     /// connection with a `SET` (see `db.rs`).
     pub(crate) schema: Option<String>,
@@ -136,7 +138,33 @@ pub(crate) fn pg_config(
     // tokio-postgres knows neither verify-ca, verify-full nor sslrootcert:
     // labkit takes them out and does that part itself.
     let (rest, sslmode, sslrootcert) = tls::split_pg_url(url);
-    let tls = tls::PgTls::resolve(sslmode.as_deref(), sslrootcert.as_deref()).map_err(invalid)?;
+    // libpq's fallbacks for an option the URL does not give; an error then
+    // names the variable too, not only the URL.
+    let mut from_env = Vec::new();
+    let mut or_env = |given: Option<String>, var: &str| {
+        given.or_else(|| {
+            let value = pg_env(var)?;
+            from_env.push(format!("{var}={value}"));
+            Some(value)
+        })
+    };
+    let (sslmode, sslrootcert) = (
+        or_env(sslmode, "PGSSLMODE"),
+        or_env(sslrootcert, "PGSSLROOTCERT"),
+    );
+    let (tls, connector) = tls::PgTls::resolve(sslmode.as_deref(), sslrootcert.as_deref())
+        .and_then(|tls| {
+            let connector = tls.connector()?;
+            Ok((tls, connector))
+        })
+        .map_err(|why| {
+            if from_env.is_empty() {
+                why
+            } else {
+                format!("{why}; from the environment: {}", from_env.join(" "))
+            }
+        })
+        .map_err(invalid)?;
     // The whole chain: the top alone says only "invalid connection string",
     // its source which option and why.
     let mut config: postgres::Config = rest
@@ -149,9 +177,31 @@ pub(crate) fn pg_config(
     config.application_name("cache-aside-lab");
     Ok(PgTarget {
         config,
-        tls: tls.connector().map_err(invalid)?,
+        tls: connector,
+        allow: tls.mode == tls::SslMode::Allow,
         schema: schema.map(str::to_string),
     })
+}
+
+/// A libpq environment variable, if set and not empty.
+fn pg_env(var: &str) -> Option<String> {
+    std::env::var(var).ok().filter(|value| !value.is_empty())
+}
+
+impl PgTarget {
+    /// Connects with the URL's TLS settings. `sslmode=allow`, as libpq:
+    /// without TLS first and, if the server refuses that connection (a
+    /// `hostssl`-only pg_hba.conf), once more with TLS.
+    pub(crate) fn connect(&self) -> Result<postgres::Client, postgres::Error> {
+        match self.config.connect(self.tls.clone()) {
+            Err(e) if self.allow && e.as_db_error().is_some() => {
+                let mut config = self.config.clone();
+                config.ssl_mode(postgres::config::SslMode::Require);
+                config.connect(self.tls.clone())
+            }
+            other => other,
+        }
+    }
 }
 
 // Service-free: `cargo test --lib` (docs/MAINTAINERS.md).

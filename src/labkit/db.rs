@@ -133,7 +133,7 @@ impl Connector for PgConnector {
             self.service,
             &self.url,
             move || {
-                let mut client = target.config.connect(target.tls.clone())?;
+                let mut client = target.connect()?;
                 if let Some(schema) = &target.schema {
                     enter_schema(&mut client, schema, service != Service::Replica)?;
                 }

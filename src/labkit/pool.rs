@@ -212,6 +212,11 @@ impl<K: Connector> Pool<K> {
         Ok(value)
     }
 
+    /// The most connections it opens.
+    pub(crate) fn max_size(&self) -> u32 {
+        self.inner.max_size()
+    }
+
     /// Connections open right now, idle and in use.
     pub(crate) fn open_connections(&self) -> u32 {
         self.inner.state().connections

@@ -2,8 +2,9 @@
 //! system OpenSSL), the same behaviour on every platform.
 //!
 //! **Postgres** follows libpq. `DATABASE_URL`'s `sslmode` is one of
-//! `disable`, `allow` (taken as `prefer`), `prefer` (the default: TLS when
-//! the server offers it), `require`, `verify-ca` (the certificate chains to
+//! `disable`, `allow` (without TLS first, with it if the server refuses
+//! that), `prefer` (the default: TLS when the server offers it), `require`,
+//! `verify-ca` (the certificate chains to
 //! a trusted root) and `verify-full` (and names the host in the URL);
 //! `sslrootcert` is a file of trusted roots, or `system` for the platform's
 //! (then `sslmode` defaults to `verify-full` and nothing weaker is allowed).
@@ -11,7 +12,9 @@
 //! as in libpq its mere presence makes `prefer` and `require` check the
 //! chain too. tokio-postgres itself knows only `disable`, `prefer` and
 //! `require`, so labkit takes both options out of the URL, keeps the rest
-//! for tokio-postgres, and checks the certificate itself (`Verify`).
+//! for tokio-postgres, and checks the certificate itself (`Verify`). As in
+//! libpq, `PGSSLMODE` and `PGSSLROOTCERT` stand in for an option the URL
+//! does not give.
 //!
 //! **Redis**: `rediss://` always checks the certificate and the host name,
 //! as the redis crate does. Its roots are the platform's, or the file named
@@ -44,6 +47,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SslMode {
     Disable,
+    Allow,
     Prefer,
     Require,
     VerifyCa,
@@ -158,7 +162,8 @@ impl PgTls {
         let system = root == Some("system");
         let mode = match mode {
             None if system => SslMode::VerifyFull,
-            None | Some("prefer" | "allow") => SslMode::Prefer,
+            None | Some("prefer") => SslMode::Prefer,
+            Some("allow") => SslMode::Allow,
             Some("disable") => SslMode::Disable,
             Some("require") => SslMode::Require,
             Some("verify-ca") => SslMode::VerifyCa,
@@ -172,6 +177,7 @@ impl PgTls {
         if system && mode != SslMode::VerifyFull {
             let name = match mode {
                 SslMode::Disable => "disable",
+                SslMode::Allow => "allow",
                 SslMode::Prefer => "prefer",
                 SslMode::Require => "require",
                 _ => "verify-ca",
@@ -200,10 +206,11 @@ impl PgTls {
     }
 
     /// tokio-postgres' own mode: it knows no verify-*, which labkit's
-    /// verifier takes care of; the connection itself is `require`.
+    /// verifier takes care of; the connection itself is `require`. Nor
+    /// `allow`: its first try is `disable` (see `PgTarget::connect`).
     pub(crate) fn client_mode(&self) -> postgres::config::SslMode {
         match self.mode {
-            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Disable | SslMode::Allow => postgres::config::SslMode::Disable,
             SslMode::Prefer => postgres::config::SslMode::Prefer,
             _ => postgres::config::SslMode::Require,
         }

@@ -28,6 +28,8 @@ use super::panics::{self, Panic};
 use super::timeline::{self, Event, Shared};
 use super::{LabExt, run};
 use crate::User;
+use crate::labkit::pool::Pool;
+use crate::labkit::redis_conn::RedisConnector;
 
 const ENV: &str = "LAB_HERD";
 /// Which of the herd's processes this is (from 1), for actor names.
@@ -191,6 +193,14 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     let lab = child::join(&spec.space, Message::Failed);
     lab.hooks()
         .slow_statements(Duration::from_millis(spec.slow_ms));
+    // Every pooled Redis connection open before go, so that what follows go
+    // is the answers' logic, not connection set-up: the pool opens
+    // connections one at a time, and over TLS to a cluster one is a
+    // handshake with every node (the redis crate's cluster client connects
+    // to replicas too), ~35 ms; on a busy machine, eight of them can outlast
+    // a lease, and a second reader takes it.
+    let pool = lab.cache.pool();
+    hold(pool, pool.max_size());
     let (read, user_id, herd_lab) = (spec.read, spec.user_id, lab.clone());
     let process: usize = std::env::var(INDEX_ENV)
         .ok()
@@ -235,6 +245,14 @@ pub fn serve(spec: &Spec, answers: &'static Answers) -> ! {
     }));
     super::finish();
     std::process::exit(0)
+}
+
+/// Opens `n` of the pool's connections, all held at once, and gives them
+/// back. A failure is left to the readers to meet and report.
+fn hold(pool: &Pool<RedisConnector>, n: u32) {
+    if n > 0 {
+        let _ = pool.with_conn(|_| hold(pool, n - 1));
+    }
 }
 
 /// The parent's side: starts `processes` herd processes from this
