@@ -6,6 +6,8 @@
 //!   for reference, on a dedicated client); a miss and an update by hand.
 //! - labkit paths and the reference answers, hit throughput by thread count,
 //!   1,000-thread herds, and a "remote" database (1 ms per statement).
+//! - What the grader's timeline costs: a hit and a miss recorded, against
+//!   the same calls with the timeline off, alternating op by op.
 //!
 //! Each row is measured alternating op by op with its floor, rounds are
 //! interleaved across rows, and each ratio is the median over rounds of
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant};
 use cache_aside_lab::labkit::Lab;
 use cache_aside_lab::labkit::testkit::{
     self, CacheExt, DbExt, LabExt, PoolSizes, Read, database_url, herd, isolated_sized, redis_url,
+    timeline,
 };
 use cache_aside_lab::{User, user_key};
 use serde::Serialize;
@@ -61,6 +64,9 @@ struct Pair<'a> {
     row: &'static str,
     floor: &'static str,
     ops: (Op<'a>, Op<'a>),
+    /// Run right before each floor op and each row op, untimed (to turn
+    /// the timeline off and on, say).
+    before: Option<(Op<'a>, Op<'a>)>,
     samples: (Vec<f64>, Vec<f64>),
     ratios: Vec<f64>,
 }
@@ -75,8 +81,34 @@ fn pair<'a>(
         row,
         floor,
         ops: (Box::new(floor_op), Box::new(row_op)),
+        before: None,
         samples: (Vec::new(), Vec::new()),
         ratios: Vec::new(),
+    }
+}
+
+impl<'a> Pair<'a> {
+    /// `floor` runs, untimed, right before each floor op; `row` before each
+    /// row op.
+    fn before(mut self, floor: impl FnMut() + 'a, row: impl FnMut() + 'a) -> Pair<'a> {
+        self.before = Some((Box::new(floor), Box::new(row)));
+        self
+    }
+
+    /// The floor op, timed (its `before` untimed).
+    fn time_floor(&mut self) -> f64 {
+        if let Some((before, _)) = &mut self.before {
+            before();
+        }
+        timed(&mut self.ops.0)
+    }
+
+    /// The row op, timed (its `before` untimed).
+    fn time_row(&mut self) -> f64 {
+        if let Some((_, before)) = &mut self.before {
+            before();
+        }
+        timed(&mut self.ops.1)
     }
 }
 
@@ -93,8 +125,8 @@ fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize, prepare: &dy
     for p in pairs.iter_mut() {
         prepare();
         for _ in 0..per_round / 4 {
-            (p.ops.0)(); // warm-up: connections, prepared statements
-            (p.ops.1)();
+            p.time_floor(); // warm-up: connections, prepared statements
+            p.time_row();
         }
     }
     for _ in 0..rounds {
@@ -103,8 +135,8 @@ fn measure(pairs: &mut [Pair<'_>], rounds: usize, per_round: usize, prepare: &dy
             let (mut floor, mut row) =
                 (Vec::with_capacity(per_round), Vec::with_capacity(per_round));
             for _ in 0..per_round {
-                floor.push(timed(&mut p.ops.0));
-                row.push(timed(&mut p.ops.1));
+                floor.push(p.time_floor());
+                row.push(p.time_row());
             }
             p.samples.0.extend_from_slice(&floor);
             p.samples.1.extend_from_slice(&row);
@@ -482,6 +514,39 @@ fn latency(lab: &Lab, user1: &User, plan: &Plan) -> Vec<Line> {
     pairs.into_iter().chain(remote).map(Pair::line).collect()
 }
 
+/// What the grader's timeline costs (it records every call of a check,
+/// `labkit::timeline`): the same hit, and the same miss, with the timeline
+/// on (the bench's thread playing `reader 1`, as a check's reader does) and
+/// off, alternating op by op. Turning it on and off happens between the
+/// timed ops; on, each op starts an empty timeline, so it pays the first
+/// push's allocation too (a check's timeline grows amortized). The rows
+/// before do not matter: `warm` caches user 1 again before every round.
+fn timeline_cost(lab: &Lab, user1: &User, plan: &Plan) -> Vec<Line> {
+    let prepare = || warm(lab, user1);
+    let _actor = timeline::act_as("reader 1");
+    let off = || drop(timeline::stop());
+    let on = timeline::start;
+    let mut pairs = vec![
+        pair(
+            "cache.get_json hit, timeline on",
+            "cache.get_json hit, timeline off",
+            || labkit_hit(lab),
+            || labkit_hit(lab),
+        )
+        .before(off, on),
+        pair(
+            "get_user_profile, miss, timeline on",
+            "get_user_profile, miss, timeline off",
+            || labkit_miss(lab),
+            || labkit_miss(lab),
+        )
+        .before(off, on),
+    ];
+    measure(&mut pairs, plan.rounds, plan.per_round, &prepare);
+    off();
+    pairs.into_iter().map(Pair::line).collect()
+}
+
 /// Hit throughput on `threads` threads: a raw GET's, labkit's, and their
 /// ratio (medians over `plan.reps` runs).
 fn hit_throughput_vs_raw(
@@ -622,6 +687,9 @@ struct Summary {
     hit_vs_raw_get: f64,
     db_read_vs_raw_select: f64,
     hit_throughput_16_vs_raw: f64,
+    /// The timeline's cost: a hit, and a miss, recorded against off.
+    timeline_hit_on_vs_off: f64,
+    timeline_miss_on_vs_off: f64,
     herd_1000_statements: u64,
     herd_1000_wall_vs_warm: f64,
     #[serde(flatten)]
@@ -713,6 +781,8 @@ fn main() {
         let line = lines.iter().find(|l| l.row == row && l.floor == floor);
         line.map_or(f64::NAN, |l| l.ratio)
     };
+    let cost = timeline_cost(&lab, &user1, &plan);
+    print_table("the timeline's cost, 1 thread (µs)", &cost);
     let throughput_16 = hit_throughput_table(&lab, &user1, &plan);
     let herds = herds(&lab, &user1, &plan);
     print_herds(&herds);
@@ -725,6 +795,8 @@ fn main() {
             3,
         ),
         hit_throughput_16_vs_raw: round(throughput_16, 3),
+        timeline_hit_on_vs_off: round(cost[0].ratio, 3),
+        timeline_miss_on_vs_off: round(cost[1].ratio, 3),
         herd_1000_statements: herds.single_statements,
         herd_1000_wall_vs_warm: round(herds.single_ms / herds.warm_ms, 3),
         cluster,
@@ -734,7 +806,8 @@ fn main() {
     let summary_json = serde_json::to_string(&summary).expect("the summary serializes");
     println!("\nsummary: {summary_json}");
     if args.iter().any(|a| a == "--json") {
-        let report = serde_json::to_string(&report(&summary, &lines));
+        let all: Vec<Line> = lines.into_iter().chain(cost).collect();
+        let report = serde_json::to_string(&report(&summary, &all));
         println!("{}", report.expect("the report serializes"));
     }
 }

@@ -1,6 +1,7 @@
 //! `cargo run --bin solution`: the reference answers, narrated step by step
 //! with the statements each step sent to Postgres; `-- --compare` runs the
-//! same steps with your answers in `src/lib.rs` beside the reference. It
+//! same steps with your answers in `src/lib.rs` beside the reference, and
+//! shows the race steps' timelines, yours and the reference's. It
 //! works on private copies of the seeded data, so it can run any number of
 //! times, also while the tests run.
 
@@ -11,6 +12,12 @@ mod scenario;
 // lagging replica), then shows the fix: one file serves both.
 #[path = "mistakes/always_reads_the_replica.rs"]
 mod always_reads_the_replica;
+// The grader's culprit finders, so that `--compare` marks the step where an
+// answer went wrong as a failed check does. The grader's own bookkeeping
+// (what it watches, `apply`) goes unused here: the scenario knows its herds.
+#[allow(dead_code)]
+#[path = "../tests/checks/marks.rs"]
+mod marks;
 
 use std::process::ExitCode;
 
@@ -23,7 +30,9 @@ modes:
   (none)       the reference answers, narrated step by step with the
                statements each step sends to Postgres
   --compare    the same steps with your answers (src/lib.rs) beside the
-               reference: returned, statements, fresh or stale, TTL, time.
+               reference: returned, statements, fresh or stale, TTL, time,
+               and for the race steps both timelines (every call to Postgres
+               and Redis, by actor and time, the wrong step marked).
                Unfinished functions show their todo!() and the run goes on
   --help       this text";
 

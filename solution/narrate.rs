@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use cache_aside_lab::labkit::testkit::timeline::{self, Event};
 use cache_aside_lab::labkit::testkit::{
     Answers, database_url, mask_password, misconfiguration, redis_url,
 };
@@ -157,7 +158,7 @@ pub fn compare() -> Outcome<()> {
     println!("Cache-aside with Postgres + Redis: your answers (src/lib.rs) beside the reference.");
     println!("{}", services_line(&space));
     println!(
-        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, whose TTL is out of\nits range, or whose herd is far slower than the reference's (a note under it says which).\n"
+        "Yours and the reference each run on a lab of their own; \"<- differs\" marks a step whose\noutcome (returned, statements, fresh or stale) is not the reference's, whose TTL is out of\nits range, or whose herd is far slower than the reference's (a note under it says which).\nUnder each race step, both timelines: every call to Postgres and Redis, by actor, in ms\nsince the step began (\"grader\" is the narration holding a call to arrange the race),\nthe same herds folded, and \"←\" on the step that made an outcome wrong, as `cargo test` shows them.\n"
     );
     let mut part = 0;
     let mut group = None;
@@ -191,6 +192,9 @@ pub fn compare() -> Outcome<()> {
         println!("    reference  {}", cell(&reference.seen));
         for note in notes {
             println!("    note       {note}");
+        }
+        if let (Some(_), Some(_)) = (&mine.timeline, &reference.timeline) {
+            println!("{}", timelines(mine, reference));
         }
     }
     if !theirs.iter().any(|s| s.part() == 4) {
@@ -233,5 +237,54 @@ fn cell(seen: &Seen) -> String {
             None => message.clone(),
         },
         Seen::Failed(message) => format!("failed: {message}"),
+    }
+}
+
+/// Widest a line may be for the two timelines to stand side by side.
+const WIDTH: usize = 100;
+
+/// A race step's two timelines: side by side if they fit in [`WIDTH`]
+/// columns, else yours first, then the reference's, each under a heading.
+fn timelines(mine: &Step, reference: &Step) -> String {
+    let yours = told(mine);
+    let theirs = told(reference);
+    let width = |text: &str| text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let (left, right) = (width(&yours).max(5), width(&theirs));
+    if 4 + left + 3 + right <= WIDTH {
+        let mut out = vec![format!("    {:<left$} │ reference", "yours")];
+        let (a, b): (Vec<&str>, Vec<&str>) = (yours.lines().collect(), theirs.lines().collect());
+        for i in 0..a.len().max(b.len()) {
+            let l = a.get(i).copied().unwrap_or("");
+            let r = b.get(i).copied().unwrap_or("");
+            out.push(format!("    {l:<left$} │ {r}").trim_end().to_string());
+        }
+        return out.join("\n");
+    }
+    let indent = |text: &str| {
+        text.lines()
+            .map(|l| format!("      {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    format!(
+        "    yours, call by call:\n{}\n    the reference, call by call:\n{}",
+        indent(&yours),
+        indent(&theirs)
+    )
+}
+
+/// One answers' timeline of a step, told as the grader tells a failure's
+/// (at most about 15 lines, herds folded, marked step kept); an unfinished
+/// function says so instead.
+fn told(step: &Step) -> String {
+    let events: &[Event] = step.timeline.as_deref().unwrap_or_default();
+    match &step.seen {
+        Seen::NotWritten(message) => {
+            let what = message.trim_start_matches("not yet implemented: ");
+            let what = what.split_once(". ").map_or(what, |(first, _)| first);
+            format!("(nothing to show: {})", what.trim_end_matches('.'))
+        }
+        _ if events.is_empty() => "(no call to Postgres or Redis was recorded)".into(),
+        _ => timeline::render(events),
     }
 }

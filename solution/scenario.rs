@@ -10,14 +10,17 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cache_aside_lab::labkit::testkit::panics::Panic;
 use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
+use cache_aside_lab::labkit::testkit::timeline::{self, Event, Shared};
 use cache_aside_lab::labkit::testkit::{self, Answers, Function, LabExt, Read, Trap, Update, herd};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
+use crate::marks;
 use crate::narrate::Outcome;
 
 /// Statements are slowed this much in the herds, so that a stampede has a
@@ -201,6 +204,9 @@ pub struct Step {
     pub id: StepId,
     pub label: String,
     pub seen: Seen,
+    /// The race steps' calls to Postgres and Redis, by actor and time, the
+    /// culprit marked as the grader marks it; `None` for the other steps.
+    pub timeline: Option<Vec<Event>>,
 }
 
 /// Which step of the scenario: its number ("1" … "9") and its Part follow.
@@ -427,7 +433,69 @@ impl Steps {
             id,
             label: label.into(),
             seen,
+            timeline: None,
         });
+    }
+
+    /// A race step, run with its timeline recorded (see [`Recording`]).
+    fn push_recorded(
+        &mut self,
+        id: StepId,
+        label: impl Into<String>,
+        step: impl FnOnce(&mut Recording) -> Seen,
+    ) {
+        let mut recording = Recording::start();
+        let seen = step(&mut recording);
+        self.0.push(Step {
+            id,
+            label: label.into(),
+            seen,
+            timeline: Some(recording.finish()),
+        });
+    }
+}
+
+/// Why a read of the lagging replica is marked (the grader's words).
+const LAGGING_WHY: &str = "read the replica, which did not have the UPDATE yet";
+
+/// A race step's timeline while it runs: every call of a thread that plays
+/// an actor (`reader 1`, `writer`, `reader 3 in process 2`), on a clock
+/// that starts with the step. Once the step is over, the grader's culprit
+/// finders (`tests/checks/marks.rs`, mounted as [`marks`]) mark the step
+/// that made the outcome wrong, so that `--compare` shows where an answer
+/// went wrong exactly as a failed check does.
+pub struct Recording {
+    /// A herd that should send one SELECT: (user, from, to).
+    herd: Option<(i32, u64, u64)>,
+    /// Reads of the replica watched from then on: (user, from).
+    lagging: Option<(i32, u64)>,
+}
+
+impl Recording {
+    fn start() -> Recording {
+        timeline::start();
+        Recording {
+            herd: None,
+            lagging: None,
+        }
+    }
+
+    /// The steps, culprits marked; recording stops.
+    fn finish(self) -> Vec<Event> {
+        let events = timeline::snapshot();
+        let mut culprits = marks::stale(&events);
+        if let Some((user, from)) = self.lagging {
+            let read = marks::lagging_read(&events, user, from);
+            culprits.extend(read.map(|i| (i, LAGGING_WHY.to_string())));
+        }
+        if let Some((user, from, to)) = self.herd {
+            culprits.extend(marks::herd(&events, user, from, to));
+        }
+        // `mark` sees the events in the same (time) order as the snapshot.
+        for (i, why) in culprits {
+            timeline::mark(|_, j| j == i, &why);
+        }
+        timeline::stop()
     }
 }
 
@@ -485,17 +553,16 @@ fn part1(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
 /// 6a and 6b: a herd of single-flight readers, then of plain ones.
 fn part2(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
     env.lab().hooks().slow_statements(SLOW);
-    let seen = herd_of(env, 2, a.get_user_profile_singleflight);
-    steps.push(
+    steps.push_recorded(
         StepId::SingleflightHerd,
         format!("{HERD} concurrent cold reads, single-flight"),
-        seen,
+        |rec| herd_of(env, 2, a.get_user_profile_singleflight, Some(rec)),
     );
-    let seen = herd_of(env, 3, a.get_user_profile);
-    steps.push(
+    // Plain cache-aside stampedes by design: its timeline shows it, unmarked.
+    steps.push_recorded(
         StepId::PlainHerd,
         format!("{HERD} concurrent cold reads, plain Part 1"),
-        seen,
+        |_| herd_of(env, 3, a.get_user_profile, None),
     );
     env.lab().hooks().slow_statements(Duration::ZERO);
 }
@@ -503,22 +570,23 @@ fn part2(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
 /// 7 and 8: the stale-set race, plain and leased; a herd across processes,
 /// single-flight and leased.
 fn part3(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
-    let seen = race(env, a.get_user_profile, a.update_user_plan);
-    steps.push(StepId::StaleSetRace, "plain", seen);
-    let seen = race(env, a.get_user_profile_leased, a.update_user_plan_leased);
-    steps.push(StepId::StaleSetRace, "leased", seen);
-    let seen = processes(env, a, 5, Function::GetUserProfileSingleflight);
-    steps.push(
+    steps.push_recorded(StepId::StaleSetRace, "plain", |_| {
+        race(env, a.get_user_profile, a.update_user_plan)
+    });
+    steps.push_recorded(StepId::StaleSetRace, "leased", |_| {
+        race(env, a.get_user_profile_leased, a.update_user_plan_leased)
+    });
+    // A per-process lock lets one SELECT per process through, by design.
+    steps.push_recorded(
         StepId::ProcessHerd,
         "single-flight (a per-process lock)",
-        seen,
+        |_| processes(env, a, 5, Function::GetUserProfileSingleflight, None),
     );
     let _ = env.lab().cache.delete(&user_key(5));
-    let seen = processes(env, a, 5, Function::GetUserProfileLeased);
-    steps.push(
+    steps.push_recorded(
         StepId::ProcessHerd,
         "leases (one holder across processes)",
-        seen,
+        |rec| processes(env, a, 5, Function::GetUserProfileLeased, Some(rec)),
     );
 }
 
@@ -530,23 +598,28 @@ fn part4(env: &mut Env, a: &'static Answers, steps: &mut Steps) {
         env,
         a.update_user_plan,
         crate::always_reads_the_replica::get_user_profile_replicated,
+        None,
     );
     steps.push(
         StepId::ReplicaLag,
         "plain: write, invalidate, read the replica",
         seen,
     );
-    let seen = replica_step(
-        env,
-        a.update_user_plan_replicated,
-        a.get_user_profile_replicated,
-    );
-    steps.push(StepId::ReplicaLag, "with a marker", seen);
+    steps.push_recorded(StepId::ReplicaLag, "with a marker", |rec| {
+        replica_step(
+            env,
+            a.update_user_plan_replicated,
+            a.get_user_profile_replicated,
+            Some(rec),
+        )
+    });
 }
 
 /// Part 4: update user 1's plan, then read it at once, while the replica
 /// still lags: what was returned and what got cached.
-fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
+/// With a recording, the read that follows the update is watched: a read
+/// of the replica that returns the old plan is its culprit.
+fn replica_step(env: &mut Env, update: Update, read: Read, rec: Option<&mut Recording>) -> Seen {
     let lab = env.lab().clone();
     let before = match stored_plan(&lab, 1) {
         Ok(plan) => plan.unwrap_or_default(),
@@ -573,15 +646,34 @@ fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
     let _ = lab.cache.delete(&user_key(1));
     lab.db.reset_counters();
     lab.replica.reset_counters();
+    if rec.is_some() {
+        // The timeline's clock starts with the update, not with the wait
+        // for the replica (nothing was recorded during it).
+        timeline::start();
+    }
     let started = Instant::now();
     let done = bounded(env, move |lab| {
-        update(lab, 1, plan).and_then(|()| read(lab, 1))
+        let updated = {
+            let _actor = timeline::act_as("writer");
+            update(lab, 1, plan)
+        };
+        // When the update returned: from then on, no read may be stale.
+        let from = timeline::now_us();
+        let _actor = timeline::act_as("reader 1");
+        (updated.and_then(|()| read(lab, 1)), from)
     });
     let wall = started.elapsed();
     let user = match done {
         Err(seen) => return seen,
-        Ok((Err(e), _)) => return Seen::Failed(format!("Err({e})")),
-        Ok((Ok(user), _)) => user,
+        Ok(((result, from), _)) => {
+            if let (Some(rec), Some(from)) = (rec, from) {
+                rec.lagging = Some((1, from));
+            }
+            match result {
+                Err(e) => return Seen::Failed(format!("Err({e})")),
+                Ok(user) => user,
+            }
+        }
     };
     let cached: Option<User> = lab.cache.get_json(&user_key(1)).unwrap_or(None);
     let returned = user
@@ -605,13 +697,25 @@ fn replica_step(env: &mut Env, update: Update, read: Read) -> Seen {
     }
 }
 
-/// `HERD` threads released together on a cold user.
-fn herd_of(env: &mut Env, user_id: i32, read: Read) -> Seen {
+/// `HERD` threads released together on a cold user, `reader 1` to
+/// `reader 50` on the timeline; with a recording, the herd should send one
+/// SELECT, and a second one is its culprit.
+fn herd_of(env: &mut Env, user_id: i32, read: Read, rec: Option<&mut Recording>) -> Seen {
     let lab = env.lab().clone();
     lab.db.reset_counters();
     let started = Instant::now();
     let herd_lab = lab.clone();
-    let runs = herd::release(HERD, BOUND, move || read(&herd_lab, user_id), || {}, || {});
+    let next = AtomicUsize::new(1);
+    let body = move || {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        let _actor = timeline::act_as(format!("reader {n}"));
+        read(&herd_lab, user_id)
+    };
+    let from = timeline::now_us();
+    let runs = herd::release(HERD, BOUND, body, || {}, || {});
+    if let (Some(rec), Some(from), Some(to)) = (rec, from, timeline::now_us()) {
+        rec.herd = Some((user_id, from, to));
+    }
     let wall = started.elapsed();
     if runs.len() < HERD {
         return env.replace().unwrap_or_else(|| {
@@ -657,7 +761,10 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
     let started = Instant::now();
     // Wait until the reader is held after its SELECT, or has finished
     // without one (an unfinished answer, say).
-    let held = run::start_parked(&lab, Trap::after_read(), PARK_WAIT, move |lab| read(lab, 4));
+    let held = run::start_parked(&lab, Trap::after_read(), PARK_WAIT, move |lab| {
+        let _actor = timeline::act_as("reader 1");
+        read(lab, 4)
+    });
     let (parked, reader) = match held {
         Start::Parked(parked, reader) | Start::Late(parked, reader) => (parked, reader),
         Start::Finished(reader) => {
@@ -668,7 +775,11 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
             };
         }
     };
-    let updated = run::start(&lab, move |lab| update(lab, 4, plan)).wait(BOUND);
+    let updated = run::start(&lab, move |lab| {
+        let _actor = timeline::act_as("writer");
+        update(lab, 4, plan)
+    })
+    .wait(BOUND);
     drop(parked);
     let read = reader.wait(BOUND);
     let wall = started.elapsed();
@@ -709,8 +820,16 @@ fn race(env: &mut Env, read: Read, update: Update) -> Seen {
 }
 
 /// `PROCESSES` herd processes of this binary, each running `read` of
-/// `answers` on a cold user: the statements they sent in all.
-fn processes(env: &Env, answers: &Answers, user_id: i32, read: Function) -> Seen {
+/// `answers` on a cold user: the statements they sent in all. Their readers
+/// record on this process's timeline (`reader 3 in process 2`); with a
+/// recording, the herd should send one SELECT in all.
+fn processes(
+    env: &Env,
+    answers: &Answers,
+    user_id: i32,
+    read: Function,
+    rec: Option<&mut Recording>,
+) -> Seen {
     let lab = env.lab();
     let spec = herd::Spec {
         space: lab.space_name().expect("isolated").to_string(),
@@ -720,14 +839,18 @@ fn processes(env: &Env, answers: &Answers, user_id: i32, read: Function) -> Seen
         threads: THREADS,
         slow_ms: SLOW.as_millis() as u64,
         bound_ms: BOUND.as_millis() as u64,
-        timeline: None,
+        timeline: Shared::here("herd"),
     };
     let started = Instant::now();
+    let from = timeline::now_us();
     let herd = match herd::run(&spec, PROCESSES) {
         Ok(herd) => herd,
         Err(why) => return Seen::Failed(format!("the herd did not run: {why}")),
     };
     let wall = started.elapsed();
+    if let (Some(rec), Some(from), Some(to)) = (rec, from, timeline::now_us()) {
+        rec.herd = Some((user_id, from, to));
+    }
     if let Some(panic) = &herd.panic {
         return match seen_panic(panic) {
             Seen::Failed(why) => Seen::Failed(format!("a reader {why}")),
