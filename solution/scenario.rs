@@ -455,9 +455,6 @@ impl Steps {
     }
 }
 
-/// Why a read of the lagging replica is marked (the grader's words).
-const LAGGING_WHY: &str = "read the replica, which did not have the UPDATE yet";
-
 /// A race step's timeline while it runs: every call of a thread that plays
 /// an actor (`reader 1`, `writer`, `reader 3 in process 2`), on a clock
 /// that starts with the step. Once the step is over, the grader's culprit
@@ -484,9 +481,10 @@ impl Recording {
     fn finish(self) -> Vec<Event> {
         let events = timeline::snapshot();
         let mut culprits = marks::stale(&events);
+        culprits.extend(marks::looked_twice(&events));
         if let Some((user, from)) = self.lagging {
             let read = marks::lagging_read(&events, user, from);
-            culprits.extend(read.map(|i| (i, LAGGING_WHY.to_string())));
+            culprits.extend(read.map(|i| (i, marks::LAGGING_WHY.to_string())));
         }
         if let Some((user, from, to)) = self.herd {
             culprits.extend(marks::herd(&events, user, from, to));

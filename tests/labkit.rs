@@ -1507,7 +1507,6 @@ fn labkit_the_timeline_records_who_called_what_and_when() {
         (Some(2), Some("pro".into()))
     );
     assert!(!timeline::is_on(), "stopped: nothing more is recorded");
-
 }
 
 #[test]
@@ -1532,7 +1531,6 @@ fn labkit_the_timeline_keeps_the_first_and_last_steps_of_a_runaway_loop() {
         .find_map(|t| t.strip_suffix(" more steps, not kept (too many to record)"))
         .and_then(|n| n.trim_start_matches("… ").parse::<usize>().ok());
     assert!(lost.is_some_and(|n| n >= 10_000), "{lost:?}");
-
 }
 
 #[test]

@@ -480,14 +480,15 @@ mod tests {
             resolve(Some("verify-ca"), root),
             Ok((SslMode::VerifyCa, Verify::Chain(file())))
         );
-        // A root file makes prefer and require check the chain too.
+        // A root file makes allow, prefer and require check the chain too.
         assert_eq!(
             resolve(Some("require"), root),
             Ok((SslMode::Require, Verify::Chain(file())))
         );
+        // allow: without TLS first, as libpq (not prefer's order).
         assert_eq!(
             resolve(Some("allow"), root),
-            Ok((SslMode::Prefer, Verify::Chain(file())))
+            Ok((SslMode::Allow, Verify::Chain(file())))
         );
         assert_eq!(
             resolve(Some("disable"), root),

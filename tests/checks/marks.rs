@@ -61,6 +61,9 @@ pub fn herd_ran(from: u64, to: u64) {
     herds.push((user, from, to));
 }
 
+/// Why a read of the lagging replica is marked.
+pub const LAGGING_WHY: &str = "read the replica, which did not have the UPDATE yet";
+
 /// Marks the culprit steps in this process's timeline; run once the check
 /// is over.
 pub fn apply() {
@@ -72,8 +75,7 @@ pub fn apply() {
     let lagging = LAGGING.lock().unwrap_or_else(|e| e.into_inner()).clone();
     for (user, from) in lagging {
         if let Some(i) = lagging_read(&events, user, from) {
-            let why = "read the replica, which did not have the UPDATE yet";
-            timeline::mark(|_, j| j == i, why);
+            timeline::mark(|_, j| j == i, LAGGING_WHY);
         }
     }
     let herds = HERDS.lock().unwrap_or_else(|e| e.into_inner()).clone();
