@@ -12,12 +12,6 @@ mod scenario;
 // lagging replica), then shows the fix: one file serves both.
 #[path = "mistakes/always_reads_the_replica.rs"]
 mod always_reads_the_replica;
-// The grader's culprit finders, so that `--compare` marks the step where an
-// answer went wrong as a failed check does. The grader's own bookkeeping
-// (what it watches, `apply`) goes unused here: the scenario knows its herds.
-#[allow(dead_code)]
-#[path = "../tests/checks/marks.rs"]
-mod marks;
 
 use std::process::ExitCode;
 

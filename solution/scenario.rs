@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 use cache_aside_lab::labkit::testkit::panics::Panic;
 use cache_aside_lab::labkit::testkit::run::{self, Ran, Start};
 use cache_aside_lab::labkit::testkit::timeline::{self, Event, Shared};
-use cache_aside_lab::labkit::testkit::{self, Answers, Function, LabExt, Read, Trap, Update, herd};
+use cache_aside_lab::labkit::testkit::{
+    self, Answers, Function, LabExt, Read, Trap, Update, herd, marks,
+};
 use cache_aside_lab::labkit::{Lab, Result};
 use cache_aside_lab::{CACHE_TTL, User, user_key};
 
-use crate::marks;
 use crate::narrate::Outcome;
 
 /// Statements are slowed this much in the herds, so that a stampede has a
@@ -458,8 +459,7 @@ impl Steps {
 /// A race step's timeline while it runs: every call of a thread that plays
 /// an actor (`reader 1`, `writer`, `reader 3 in process 2`), on a clock
 /// that starts with the step. Once the step is over, the grader's culprit
-/// finders (`tests/checks/marks.rs`, mounted as [`marks`]) mark the step
-/// that made the outcome wrong, so that `--compare` shows where an answer
+/// finders (`testkit::marks`) mark the step that made the outcome wrong, so that `--compare` shows where an answer
 /// went wrong exactly as a failed check does.
 pub struct Recording {
     /// A herd that should send one SELECT: (user, from, to).
@@ -480,17 +480,10 @@ impl Recording {
     /// The steps, culprits marked; recording stops.
     fn finish(self) -> Vec<Event> {
         let events = timeline::snapshot();
-        let mut culprits = marks::stale(&events);
-        culprits.extend(marks::looked_twice(&events));
-        if let Some((user, from)) = self.lagging {
-            let read = marks::lagging_read(&events, user, from);
-            culprits.extend(read.map(|i| (i, marks::LAGGING_WHY.to_string())));
-        }
-        if let Some((user, from, to)) = self.herd {
-            culprits.extend(marks::herd(&events, user, from, to));
-        }
+        let lagging: Vec<_> = self.lagging.into_iter().collect();
+        let herds: Vec<_> = self.herd.into_iter().collect();
         // `mark` sees the events in the same (time) order as the snapshot.
-        for (i, why) in culprits {
+        for (i, why) in marks::culprits(&events, &lagging, &herds) {
             timeline::mark(|_, j| j == i, &why);
         }
         timeline::stop()

@@ -246,7 +246,7 @@ fn marked(runs: &Runs, i: usize, d: &Done, whose: &str) -> Option<Verdict> {
     }
     let (check, run) = runs.at(i);
     Some(Verdict::plain(format!(
-        "{check} passed {whose}{run}, yet its timeline marks a step as the culprit (tests/checks/marks.rs blames a correct step):\n{}",
+        "{check} passed {whose}{run}, yet its timeline marks a step as the culprit (testkit::marks blames a correct step):\n{}",
         timeline::render(&d.timeline)
     )))
 }

@@ -53,18 +53,12 @@ pub(crate) fn wait_for_go() {
 }
 
 /// The parent's side: starts a copy of this executable (`what`, for the
-/// error) with `json` in `env`, and `more` in the environment (a herd
-/// process' number), its stdin and stdout piped.
-pub(crate) fn start(
-    (env, json): (&str, &str),
-    more: &[(&str, String)],
-    stderr: Stdio,
-    what: &str,
-) -> Result<Child, String> {
+/// error) with `env` in its environment (the job, and for a herd process
+/// its number), its stdin and stdout piped.
+pub(crate) fn start(env: &[(&str, &str)], stderr: Stdio, what: &str) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
     Command::new(exe)
-        .env(env, json)
-        .envs(more.iter().map(|(k, v)| (k, v)))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(stderr)

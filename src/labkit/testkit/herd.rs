@@ -299,8 +299,9 @@ fn start(
     i: usize,
     tx: mpsc::Sender<(usize, Option<Message>)>,
 ) -> Result<(Child, Tail), String> {
-    let index = [(INDEX_ENV, (i + 1).to_string())];
-    let mut child = child::start((ENV, json), &index, Stdio::piped(), "a herd process")?;
+    let index = (i + 1).to_string();
+    let env = [(ENV, json), (INDEX_ENV, index.as_str())];
+    let mut child = child::start(&env, Stdio::piped(), "a herd process")?;
     let tail = Tail::drain(child.stderr.take().expect("piped"));
     child::listen(child.stdout.take().expect("piped"), move |message| {
         let _ = tx.send((i, message));

@@ -21,12 +21,15 @@
 //! - `panics.rs`: a learner's panic, caught quietly and told in one line.
 //! - `timeline.rs`: the core's timeline (who called what, when), told as
 //!   lines: folded herds, at most about 15 for a failure.
+//! - `marks.rs`: the culprit finders, which step of a timeline made an
+//!   outcome wrong (the grader marks it; `--compare` too).
 //! - here: raw access to pooled clients, a lab's private space, and the
 //!   process-level housekeeping of isolated labs.
 
 pub mod answers;
 mod child;
 pub mod herd;
+pub mod marks;
 pub mod panics;
 pub mod remote;
 pub mod run;

@@ -138,7 +138,7 @@ impl Remote {
     /// Starts `call` in a copy of this executable.
     pub fn start(call: &Call) -> Result<Remote, String> {
         let json = serde_json::to_string(call).expect("calls serialize");
-        let mut child = child::start((ENV, &json), &[], Stdio::null(), "another process")?;
+        let mut child = child::start(&[(ENV, &json)], Stdio::null(), "another process")?;
         let (tx, rx) = mpsc::channel();
         child::listen(child.stdout.take().expect("piped"), move |message| {
             let _ = tx.send(message);
